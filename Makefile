@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create .venv if missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest serve sandbox clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+test: lint typecheck pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+pytest: $(INSTALLED)
+	$(BIN)/pytest
+
+serve: $(INSTALLED)
+	$(BIN)/ghl-bridge serve
+
+sandbox: $(INSTALLED)
+	$(BIN)/ghl-bridge sandbox
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

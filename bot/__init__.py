@@ -1,0 +1,1 @@
+"""ghl-bridge: HighLevel conversations in Slack threads."""

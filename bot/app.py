@@ -1,0 +1,123 @@
+"""Builds the bridge from settings: store, HighLevel client, Bolt app and workers."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from bot.deps import Deps
+from bot.highlevel import HighLevelClient
+from bot.settings import Settings
+from bot.workers import PeriodicWorker, WorkerGroup
+from storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+def build_slack_client(settings: Settings) -> AsyncWebClient:
+    """The Web API client: SLACK_API_URL is the seam to a fake Slack; 429s wait and retry."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=15,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+        ],
+    )
+
+
+def build_bolt_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
+    """The Bolt app; request verification is on (Socket Mode requests skip it by design)."""
+    secret = settings.slack_signing_secret
+    return AsyncApp(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else "",
+        request_verification_enabled=True,
+        process_before_response=False,
+    )
+
+
+class Bridge:
+    """Everything `ghl-bridge serve` runs; `create` builds it, `start`/`aclose` run it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        highlevel: HighLevelClient,
+        slack_client: AsyncWebClient,
+        bolt_app: AsyncApp,
+        workers: WorkerGroup,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.highlevel = highlevel
+        self.slack_client = slack_client
+        self.bolt_app = bolt_app
+        self.workers = workers
+        self._started = False
+
+    @classmethod
+    async def create(cls, settings: Settings) -> Bridge:
+        """Open the store (applying migrations) and wire every part from `settings`."""
+        store = await open_store(settings.database_url)
+        highlevel = HighLevelClient(
+            token=settings.ghl_api_token,
+            location_id=settings.ghl_location_id,
+            base_url=settings.ghl_api_url,
+        )
+        slack_client = build_slack_client(settings)
+        bolt_app = build_bolt_app(settings, slack_client)
+        deps = Deps(settings=settings, store=store, highlevel=highlevel)
+        handlers.register_all(bolt_app, deps)
+        workers = WorkerGroup(
+            [
+                PeriodicWorker(
+                    "purge-deliveries",
+                    lambda: store.purge_expired(time.time()),
+                    interval=PURGE_INTERVAL_SECONDS,
+                )
+            ]
+        )
+        return cls(
+            settings,
+            store=store,
+            highlevel=highlevel,
+            slack_client=slack_client,
+            bolt_app=bolt_app,
+            workers=workers,
+        )
+
+    def start(self) -> None:
+        self.workers.start()
+        self._started = True
+
+    async def healthy(self) -> bool:
+        """The database answers and every worker runs."""
+        if not self._started or not self.workers.running:
+            return False
+        try:
+            await self.store.ping()
+        except Exception:
+            log.warning("health check: the database did not answer", exc_info=True)
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Stop the workers (finishing in-flight items), then close clients and the database."""
+        await self.workers.stop()
+        self._started = False
+        await self.highlevel.aclose()
+        await self.store.close()

@@ -1,0 +1,78 @@
+"""Typed async client of the HighLevel (LeadConnector) API.
+
+Usage::
+
+    async with HighLevelClient(token=SecretStr(token), location_id=location_id) as hl:
+        sent = await hl.send_message(
+            SendMessageRequest(type=MessageChannel.SMS, contact_id=contact.id, message="Hi")
+        )
+
+Errors: one tree rooted at ``HighLevelError`` — read its module docstring (``_errors``), above
+all ``may_have_acted`` before retrying a failed send.
+"""
+
+from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, HighLevelClient
+from ._errors import (
+    AuthError,
+    HighLevelError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    UnavailableError,
+    ValidationError,
+)
+from ._models import (
+    CancelScheduledResponse,
+    Contact,
+    Conversation,
+    ConversationSearchResult,
+    DndSetting,
+    EmailMessage,
+    EmailReplyMode,
+    ForwardConfig,
+    Message,
+    MessageChannel,
+    MessageMeta,
+    MessageMetaEmail,
+    MessagePage,
+    OptimizationPeriod,
+    SendMessageRequest,
+    SendMessageResponse,
+    UploadAttachmentsResponse,
+    UpsertContactRequest,
+    UpsertContactResponse,
+)
+from ._ratelimit import RateLimiter
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "AuthError",
+    "CancelScheduledResponse",
+    "Contact",
+    "Conversation",
+    "ConversationSearchResult",
+    "DndSetting",
+    "EmailMessage",
+    "EmailReplyMode",
+    "ForwardConfig",
+    "HighLevelClient",
+    "HighLevelError",
+    "Message",
+    "MessageChannel",
+    "MessageMeta",
+    "MessageMetaEmail",
+    "MessagePage",
+    "NotFoundError",
+    "OptimizationPeriod",
+    "RateLimitedError",
+    "RateLimiter",
+    "SendMessageRequest",
+    "SendMessageResponse",
+    "ServerError",
+    "UnavailableError",
+    "UploadAttachmentsResponse",
+    "UpsertContactRequest",
+    "UpsertContactResponse",
+    "ValidationError",
+]

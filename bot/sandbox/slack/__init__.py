@@ -1,0 +1,41 @@
+"""Sandbox Slack: a fake Web API (``SlackSimulator``) and a driver that sends requests to the
+app the way Slack does (``SlackDriver``)."""
+
+from bot.sandbox.slack._faults import Fault, SlackFaults
+from bot.sandbox.slack._models import (
+    EphemeralMessage,
+    MessageEdit,
+    RecordedCall,
+    ResponseUrlPost,
+    SimView,
+    SlackChannel,
+    SlackMessage,
+    SlackUser,
+)
+from bot.sandbox.slack.driver import (
+    ACK_DEADLINE_SECONDS,
+    DriverResult,
+    SlackDriver,
+    build_state_values,
+    slack_signature,
+)
+from bot.sandbox.slack.simulator import SlackSimulator
+
+__all__ = [
+    "ACK_DEADLINE_SECONDS",
+    "DriverResult",
+    "EphemeralMessage",
+    "Fault",
+    "MessageEdit",
+    "RecordedCall",
+    "ResponseUrlPost",
+    "SimView",
+    "SlackChannel",
+    "SlackDriver",
+    "SlackFaults",
+    "SlackMessage",
+    "SlackSimulator",
+    "SlackUser",
+    "build_state_values",
+    "slack_signature",
+]

@@ -1,0 +1,214 @@
+"""Block Kit and modal checks, the way Slack's Web API applies them.
+
+Two layers run on every payload: slack_sdk's own models (``Block.parse`` / ``View`` and their
+``to_dict()``, which runs every nested validator), and Slack's documented limits written out
+explicitly, so a limit the SDK does not know about still fails here as it would on Slack.
+Problems are reported in Slack's own wording: ``[ERROR] <what> [json-pointer:<where>]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+# Documented limits (docs.slack.dev: reference/block-kit/blocks, reference/views/modal-views,
+# reference/methods/chat.postMessage).
+MESSAGE_TEXT_MAX: Final = 40_000
+MESSAGE_BLOCKS_MAX: Final = 50
+MODAL_BLOCKS_MAX: Final = 100
+MODAL_TITLE_MAX: Final = 24
+MODAL_BUTTON_TEXT_MAX: Final = 24
+PRIVATE_METADATA_MAX: Final = 3000
+CALLBACK_ID_MAX: Final = 255
+EXTERNAL_ID_MAX: Final = 255
+BLOCK_ID_MAX: Final = 255
+SECTION_TEXT_MAX: Final = 3000
+SECTION_FIELDS_MAX: Final = 10
+SECTION_FIELD_TEXT_MAX: Final = 2000
+HEADER_TEXT_MAX: Final = 150
+CONTEXT_ELEMENTS_MAX: Final = 10
+ACTIONS_ELEMENTS_MAX: Final = 25
+INPUT_LABEL_MAX: Final = 2000
+
+_TEXT_TYPES: Final = frozenset({"plain_text", "mrkdwn"})
+_MODAL_TYPES: Final = frozenset({"modal"})
+
+
+def _error(what: str, pointer: str) -> str:
+    return f"[ERROR] {what} [json-pointer:{pointer}]"
+
+
+def _text_object_problems(
+    value: Any, pointer: str, *, max_chars: int, plain_only: bool = False
+) -> list[str]:
+    if not isinstance(value, Mapping):
+        return [_error("must be a text object", pointer)]
+    kind = value.get("type")
+    allowed = {"plain_text"} if plain_only else _TEXT_TYPES
+    if kind not in allowed:
+        return [_error(f"must be one of {sorted(allowed)}", f"{pointer}/type")]
+    text = value.get("text")
+    if not isinstance(text, str):
+        return [_error("must provide a string", f"{pointer}/text")]
+    if len(text) == 0:
+        return [_error("must be more than 0 characters", f"{pointer}/text")]
+    if len(text) > max_chars:
+        return [_error(f"must be less than {max_chars + 1} characters", f"{pointer}/text")]
+    return []
+
+
+def _explicit_block_problems(block: Mapping[str, Any], pointer: str) -> list[str]:
+    problems: list[str] = []
+    block_id = block.get("block_id")
+    if block_id is not None and (not isinstance(block_id, str) or len(block_id) > BLOCK_ID_MAX):
+        problems.append(
+            _error(f"must be less than {BLOCK_ID_MAX + 1} characters", f"{pointer}/block_id")
+        )
+    kind = block.get("type")
+    if kind == "section":
+        if "text" not in block and "fields" not in block:
+            problems.append(_error("must provide text or fields", pointer))
+        if "text" in block:
+            problems += _text_object_problems(
+                block["text"], f"{pointer}/text", max_chars=SECTION_TEXT_MAX
+            )
+        fields = block.get("fields")
+        if fields is not None:
+            if not isinstance(fields, list) or len(fields) > SECTION_FIELDS_MAX:
+                problems.append(
+                    _error(f"no more than {SECTION_FIELDS_MAX} items allowed", f"{pointer}/fields")
+                )
+            else:
+                for index, field in enumerate(fields):
+                    problems += _text_object_problems(
+                        field, f"{pointer}/fields/{index}", max_chars=SECTION_FIELD_TEXT_MAX
+                    )
+    elif kind == "header":
+        problems += _text_object_problems(
+            block.get("text"), f"{pointer}/text", max_chars=HEADER_TEXT_MAX, plain_only=True
+        )
+    elif kind == "context":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= CONTEXT_ELEMENTS_MAX:
+            problems.append(
+                _error(f"must have 1 to {CONTEXT_ELEMENTS_MAX} items", f"{pointer}/elements")
+            )
+    elif kind == "actions":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= ACTIONS_ELEMENTS_MAX:
+            problems.append(
+                _error(f"must have 1 to {ACTIONS_ELEMENTS_MAX} items", f"{pointer}/elements")
+            )
+        else:
+            problems += _duplicate_action_ids(elements, f"{pointer}/elements")
+    elif kind == "input":
+        problems += _text_object_problems(
+            block.get("label"), f"{pointer}/label", max_chars=INPUT_LABEL_MAX, plain_only=True
+        )
+        if not isinstance(block.get("element"), Mapping):
+            problems.append(_error("missing required field: element", pointer))
+    return problems
+
+
+def _duplicate_action_ids(elements: list[Any], pointer: str) -> list[str]:
+    seen: set[str] = set()
+    problems: list[str] = []
+    for index, element in enumerate(elements):
+        action_id = element.get("action_id") if isinstance(element, Mapping) else None
+        if isinstance(action_id, str):
+            if action_id in seen:
+                problems.append(
+                    _error("duplicate action_id", f"{pointer}/{index}/action_id"),
+                )
+            seen.add(action_id)
+    return problems
+
+
+def _sdk_block_problems(block: Mapping[str, Any], pointer: str) -> list[str]:
+    try:
+        parsed = Block.parse(dict(block))
+        if parsed is None:
+            return [_error("unsupported type", f"{pointer}/type")]
+        parsed.to_dict()  # runs every nested JsonValidator
+    except (SlackObjectFormationError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        return [_error(f"{exc}", pointer)]
+    return []
+
+
+def block_problems(blocks: Any, *, pointer: str, max_blocks: int) -> list[str]:
+    """Every reason Slack would refuse this ``blocks`` array (empty when it is fine)."""
+    if not isinstance(blocks, list):
+        return [_error("must be an array", pointer)]
+    if len(blocks) > max_blocks:
+        return [_error(f"no more than {max_blocks} items allowed", pointer)]
+    problems: list[str] = []
+    seen_block_ids: set[str] = set()
+    for index, block in enumerate(blocks):
+        block_pointer = f"{pointer}/{index}"
+        if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
+            problems.append(_error("missing required field: type", block_pointer))
+            continue
+        block_id = block.get("block_id")
+        if isinstance(block_id, str):
+            if block_id in seen_block_ids:
+                problems.append(_error("duplicate block_id", f"{block_pointer}/block_id"))
+            seen_block_ids.add(block_id)
+        explicit = _explicit_block_problems(block, block_pointer)
+        problems += explicit or _sdk_block_problems(block, block_pointer)
+    return problems
+
+
+def message_text_problems(text: Any) -> list[str]:
+    """``msg_too_long`` reasons for a message's top-level ``text``."""
+    if isinstance(text, str) and len(text) > MESSAGE_TEXT_MAX:
+        return [_error(f"must be less than {MESSAGE_TEXT_MAX + 1} characters", "/text")]
+    return []
+
+
+def view_problems(view: Any) -> list[str]:
+    """Every reason Slack would refuse this modal ``view`` (empty when it is fine)."""
+    pointer = "/view"
+    if not isinstance(view, Mapping):
+        return [_error("must be an object", pointer)]
+    problems: list[str] = []
+    if view.get("type") not in _MODAL_TYPES:
+        problems.append(_error("must be 'modal'", f"{pointer}/type"))
+    problems += _text_object_problems(
+        view.get("title"), f"{pointer}/title", max_chars=MODAL_TITLE_MAX, plain_only=True
+    )
+    for button in ("submit", "close"):
+        if view.get(button) is not None:
+            problems += _text_object_problems(
+                view[button],
+                f"{pointer}/{button}",
+                max_chars=MODAL_BUTTON_TEXT_MAX,
+                plain_only=True,
+            )
+    for field, limit in (
+        ("private_metadata", PRIVATE_METADATA_MAX),
+        ("callback_id", CALLBACK_ID_MAX),
+        ("external_id", EXTERNAL_ID_MAX),
+    ):
+        value = view.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            problems.append(
+                _error(f"must be less than {limit + 1} characters", f"{pointer}/{field}")
+            )
+    blocks = view.get("blocks")
+    problems += block_problems(blocks, pointer=f"{pointer}/blocks", max_blocks=MODAL_BLOCKS_MAX)
+    has_inputs = isinstance(blocks, list) and any(
+        isinstance(b, Mapping) and b.get("type") == "input" for b in blocks
+    )
+    if has_inputs and view.get("submit") is None:
+        # Documented: submit is required when a modal has input blocks.
+        problems.append(_error("must provide submit when the view has input blocks", pointer))
+    if not problems:
+        try:
+            View(**dict(view)).to_dict()  # the SDK's own limits, recursively
+        except (SlackObjectFormationError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            problems.append(_error(f"{exc}", pointer))
+    return problems

@@ -1,0 +1,277 @@
+"""A fake Slack Web API served over real HTTP, for tests, ``ghl-bridge demo`` and dry runs.
+
+Point slack_sdk at it with ``AsyncWebClient(token=..., base_url=sim.api_url)``. It answers
+``GET``/``POST /api/<method>`` the way slack.com does: the token in ``Authorization: Bearer``
+(or a ``token`` form/query field), arguments in the query string, a form body or a JSON body,
+``blocks``/``view`` either as JSON or as JSON strings, and ``{"ok": false, "error": ...}``
+answers with HTTP 200 except for rate limits (429 + ``Retry-After``) and injected faults.
+``POST /response/<id>`` is the sink for ``response_url`` posts (Bolt's ``respond()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from aiohttp import web
+
+from bot.sandbox.slack._faults import Fault, SlackFaults
+from bot.sandbox.slack._models import JsonDict, RecordedCall
+from bot.sandbox.slack._workspace import ApiFailure, SlackWorkspace
+
+logger = logging.getLogger(__name__)
+
+# Arguments Slack accepts as JSON-encoded strings in form or query posts.
+_JSON_ARGS = frozenset({"blocks", "attachments", "view", "metadata"})
+_JSON_ARG_ERRORS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attachments"}
+
+Transport = Literal["json", "form", "query"]
+
+
+class _BadRequest(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def _read_arguments(
+    request: web.Request,
+) -> tuple[JsonDict, Transport, str | None]:
+    """Merged arguments, how they came, and the token (header first, then form/query)."""
+    args: JsonDict = dict(request.query)
+    transport: Transport = "query"
+    header_token: str | None = None
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("bearer "):
+        header_token = authorization[7:].strip() or None
+    if request.method == "POST" and request.can_read_body:
+        content_type = request.content_type
+        if content_type == "application/json":
+            try:
+                body = json.loads(await request.text())
+            except ValueError as exc:
+                raise _BadRequest("invalid_json") from exc
+            if not isinstance(body, dict):
+                raise _BadRequest("invalid_json")
+            # Slack ignores a token inside a JSON body: JSON callers must use the header.
+            body.pop("token", None)
+            args.update(body)
+            transport = "json"
+        elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+            form = await request.post()
+            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+            transport = "form"
+        else:
+            raise _BadRequest("invalid_post_type")
+    token = header_token
+    if token is None and transport != "json":
+        form_token = args.get("token")
+        token = str(form_token) if form_token else None
+    args.pop("token", None)
+    return args, transport, token
+
+
+def _decode_json_args(args: JsonDict) -> None:
+    for name in _JSON_ARGS & args.keys():
+        value = args[name]
+        if isinstance(value, str):
+            try:
+                args[name] = json.loads(value)
+            except ValueError as exc:
+                raise ApiFailure(_JSON_ARG_ERRORS.get(name, "invalid_arguments")) from exc
+
+
+class SlackSimulator(SlackWorkspace):
+    """The sandbox Slack: workspace state, the Web API over HTTP, and test helpers.
+
+    Seed it with ``add_user``/``add_channel``; read it back with ``channel_messages``,
+    ``thread``, ``ephemerals``, ``open_views``, ``response_url_posts``, ``calls``.
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-sandbox-token",  # noqa: S107  (a fake for the sandbox)
+        team_id: str = "T0SANDBOX",
+        team_domain: str = "sandbox",
+        bot_user_id: str = "U0BOT",
+        post_rate_per_second: float = 1.0,
+        post_burst: int = 5,
+        trigger_ttl_seconds: float = 3.0,
+        bot_id: str = "B0BOT",
+        app_id: str = "A0SANDBOX",
+        bot_name: str = "ghl-bridge",
+    ) -> None:
+        super().__init__(
+            team_id=team_id,
+            team_domain=team_domain,
+            bot_user_id=bot_user_id,
+            bot_id=bot_id,
+            app_id=app_id,
+            bot_name=bot_name,
+            post_rate_per_second=post_rate_per_second,
+            post_burst=post_burst,
+            trigger_ttl_seconds=trigger_ttl_seconds,
+        )
+        self._bot_token = bot_token
+        self.faults = SlackFaults()
+        self.calls: list[RecordedCall] = []
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port`` (0 = any free port); returns ``api_url``."""
+        if self._runner is not None:
+            raise RuntimeError("the Slack simulator is already running")
+        app = web.Application()
+        app.router.add_route("GET", "/api/{method}", self._handle_api)
+        app.router.add_route("POST", "/api/{method}", self._handle_api)
+        app.router.add_post("/response/{url_id}", self._handle_response_url)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        self._runner = runner
+        self._base_url = f"http://{bound_host}:{bound_port}/"
+        logger.debug("Slack simulator listening on %s", self._base_url)
+        return self.api_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port/`` of the running simulator."""
+        if self._base_url is None:
+            raise RuntimeError("start() the Slack simulator first")
+        return self._base_url
+
+    @property
+    def api_url(self) -> str:
+        """The ``base_url`` to give slack_sdk (ends in ``/api/``)."""
+        return f"{self.base_url}api/"
+
+    @property
+    def bot_token(self) -> str:
+        return self._bot_token
+
+    def new_response_url(
+        self,
+        *,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+        message_ts: str | None = None,
+    ) -> str:
+        """A ``response_url`` for an interaction in ``channel_id`` by ``user_id``.
+
+        ``message_ts`` names the message the interaction came from, which
+        ``replace_original``/``delete_original`` act on.
+        """
+        return self._register_response_url(
+            self.base_url, channel_id=channel_id, user_id=user_id, message_ts=message_ts
+        )
+
+    def calls_to(self, method: str) -> list[RecordedCall]:
+        return [call for call in self.calls if call.method == method]
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        transport: Transport = "query"
+        args: JsonDict = {}
+        fault = self.faults.take(method)
+        if fault is not None and fault.delay_seconds > 0:
+            await asyncio.sleep(fault.delay_seconds)
+        try:
+            args, transport, token = await _read_arguments(request)
+            if fault is not None and fault.status and not fault.take_effect:
+                return self._fault_response(method, args, transport, fault)
+            self._authenticate(token)
+            _decode_json_args(args)
+            status, body, headers = 200, self.call_method(method, args), dict[str, str]()
+        except _BadRequest as bad:
+            status, body, headers = 200, {"ok": False, "error": bad.error}, {}
+        except ApiFailure as failure:
+            status, body, headers = failure.status, failure.body(), failure.headers
+        if fault is not None and fault.status and fault.take_effect:
+            return self._fault_response(method, args, transport, fault)
+        self._record(method, args, transport, status, body)
+        logger.debug("Slack simulator %s -> %s", method, body.get("error") or "ok")
+        return web.json_response(body, status=status, headers=headers)
+
+    def _authenticate(self, token: str | None) -> None:
+        if token is None:
+            raise ApiFailure("not_authed")
+        if token != self._bot_token:
+            raise ApiFailure("invalid_auth")
+
+    def _fault_response(
+        self, method: str, args: JsonDict, transport: Transport, fault: Fault
+    ) -> web.Response:
+        body: JsonDict = {"ok": False, "error": fault.error}
+        headers: dict[str, str] = {}
+        if fault.status == 429:
+            headers["Retry-After"] = str(max(1, fault.retry_after or 1))
+        elif fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        self._record(method, args, transport, fault.status, body)
+        return web.json_response(body, status=fault.status, headers=headers)
+
+    def _record(
+        self,
+        method: str,
+        args: JsonDict,
+        transport: Transport,
+        status: int,
+        body: Mapping[str, Any],
+    ) -> None:
+        ok = bool(body.get("ok")) and status == 200
+        self.calls.append(
+            RecordedCall(
+                method=method,
+                args=copy.deepcopy(args),
+                at=time.time(),
+                ok=ok,
+                error=None if ok else str(body.get("error", f"http_{status}")),
+                http_status=status,
+                transport=transport,
+            )
+        )
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        raw = await request.text()
+        body: Any
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = await request.post()
+            payload = form.get("payload")
+            raw = payload if isinstance(payload, str) else ""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        status, answer = self._accept_response_url_post(request.match_info["url_id"], body)
+        return web.Response(status=status, text=answer)

@@ -1,0 +1,221 @@
+"""Settings read from the environment (and `.env`), with one-line messages for what is wrong."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Annotated
+
+import phonenumbers
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_GHL_API_URL = "https://services.leadconnectorhq.com"
+
+
+def highlevel_webhook_key_pem() -> str:
+    """HighLevel's published Ed25519 key for `x-ghl-signature`, shipped with the package."""
+    return (
+        resources.files("bot").joinpath("keys", "highlevel-webhook-ed25519.pem").read_text("ascii")
+    )
+
+
+def _split_ids(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# What to tell a person about each variable when it is missing or malformed.
+HINTS: dict[str, str] = {
+    "SLACK_BOT_TOKEN": "set it to the app's Bot User OAuth Token (starts with xoxb-)",
+    "SLACK_SIGNING_SECRET": (
+        "set it to the app's Signing Secret (Basic Information), or set SLACK_APP_TOKEN "
+        "to use Socket Mode"
+    ),
+    "SLACK_APP_TOKEN": "set it to an app-level token with connections:write (starts with xapp-)",
+    "SLACK_API_URL": "set it to an http(s) URL ending in /api/, or leave it unset",
+    "SLACK_INBOX_CHANNEL": "set it to a channel ID such as C0123456789",
+    "GHL_API_TOKEN": (
+        "set it to a HighLevel Private Integration Token or a sub-account OAuth access token"
+    ),
+    "GHL_LOCATION_ID": "set it to the HighLevel sub-account (location) id",
+    "GHL_API_URL": "set it to an http(s) URL, or leave it unset for HighLevel's API",
+    "GHL_WEBHOOK_PUBLIC_KEY": (
+        "set it to an Ed25519 public key in PEM (\\n escapes allowed), or leave it unset "
+        "for HighLevel's published key"
+    ),
+    "DATABASE_URL": "set it to sqlite:///relative/path or sqlite:////absolute/path",
+    "HOST": "set it to an address to listen on, such as 0.0.0.0",
+    "PORT": "set it to a port number from 1 to 65535 (0 picks a free one)",
+    "PHONE_DEFAULT_REGION": "set it to a two-letter region code such as US or GB",
+    "GHL_POLL_SECONDS": "set it to a whole number of seconds (0 disables polling)",
+    "ALLOWED_SLACK_USERS": "set it to comma-separated Slack user IDs, or leave it unset",
+    "ALLOWED_SLACK_CHANNELS": "set it to comma-separated Slack channel IDs, or leave it unset",
+    "LOG_LEVEL": "set it to DEBUG, INFO, WARNING or ERROR",
+}
+
+
+class Settings(BaseSettings):
+    """The bridge's configuration; field names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    slack_inbox_channel: str | None = None
+    ghl_api_token: SecretStr
+    ghl_location_id: str = Field(min_length=1)
+    ghl_api_url: str = DEFAULT_GHL_API_URL
+    ghl_webhook_public_key: str = Field(default_factory=highlevel_webhook_key_pem)
+    database_url: str = "sqlite:///ghl-bridge.sqlite3"
+    host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reachable; HOST narrows it
+    port: int = Field(default=3000, ge=0, le=65535)  # 0: any free port (tests)
+    phone_default_region: str = "US"
+    ghl_poll_seconds: int = Field(default=30, ge=0)
+    allowed_slack_users: Annotated[frozenset[str], NoDecode] = frozenset()
+    allowed_slack_channels: Annotated[frozenset[str], NoDecode] = frozenset()
+    log_level: str = "INFO"
+
+    @field_validator("allowed_slack_users", "allowed_slack_channels", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must start with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must start with xapp-")
+        return value
+
+    @field_validator("slack_signing_secret", "slack_inbox_channel", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("ghl_api_token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("slack_api_url", "ghl_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins method names onto base_url as-is.
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("ghl_webhook_public_key")
+    @classmethod
+    def _ed25519_pem(cls, value: str) -> str:
+        pem = value.replace("\\n", "\n").strip() + "\n"
+        try:
+            key = load_pem_public_key(pem.encode("ascii"))
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise ValueError("is not a PEM public key") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("is not an Ed25519 key")
+        return pem
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_url(cls, value: str) -> str:
+        if not value.startswith("sqlite:///") or value == "sqlite:///":
+            raise ValueError("must be a sqlite:/// URL")
+        return value
+
+    @field_validator("phone_default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("is not a known region code")
+        return region
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("is not a log level")
+        return level
+
+    @model_validator(mode="after")
+    def _signing_secret_for_http_mode(self) -> Settings:
+        if self.slack_app_token is None and self.slack_signing_secret is None:
+            raise ValueError("SLACK_SIGNING_SECRET is required in HTTP mode")
+        return self
+
+    @property
+    def socket_mode(self) -> bool:
+        """Slack traffic arrives over Socket Mode rather than HTTP."""
+        return self.slack_app_token is not None
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; ``lines`` says, one line per variable, what to set."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, raising `SettingsError` with one line per problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """Turn pydantic's errors into one line per variable: what is wrong and what to set."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        if error["loc"]:
+            name = str(error["loc"][0]).upper()
+            problem = "is not set" if error["type"] == "missing" else _reason(error["msg"])
+        else:
+            # Cross-field rule: its message names the variable.
+            name = "SLACK_SIGNING_SECRET"
+            problem = "is not set (required in HTTP mode)"
+        if name in seen:
+            continue
+        seen.add(name)
+        hint = HINTS.get(name, "check its value")
+        lines.append(f"ghl-bridge: {name} {problem}: {hint}.")
+    return lines
+
+
+def _reason(msg: str) -> str:
+    reason = msg.removeprefix("Value error, ")
+    return reason if reason.startswith(("is ", "must ")) else f"is invalid ({reason})"

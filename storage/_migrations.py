@@ -1,0 +1,149 @@
+"""Schema migrations, applied in order when a store opens.
+
+Each migration runs in its own BEGIN IMMEDIATE transaction together with the row that
+records it in `schema_migrations`, so a crash leaves the schema either before or after a
+step, never half-way. Steps are lists of single statements on purpose: sqlite3's
+`executescript` commits the open transaction first, which would break that guarantee.
+Never edit a released migration; append a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at  REAL NOT NULL
+)
+"""
+
+_INITIAL = Migration(
+    version=1,
+    description="threads, messages, outbox, processed deliveries, key/value",
+    statements=(
+        # thread_ts is NULL while a thread is reserved and its Slack root is not posted yet.
+        # SQLite treats NULLs as distinct in UNIQUE, so any number of reserved threads may
+        # exist in a channel, while each posted thread_ts maps to exactly one row. The
+        # contact-side UNIQUE has no nullable column: one thread per contact per channel.
+        """
+        CREATE TABLE slack_threads (
+            id              INTEGER PRIMARY KEY,
+            team_id         TEXT NOT NULL,
+            channel_id      TEXT NOT NULL,
+            thread_ts       TEXT,
+            location_id     TEXT NOT NULL,
+            contact_id      TEXT NOT NULL,
+            conversation_id TEXT,
+            channel_type    TEXT,
+            email_thread_id TEXT,
+            subject         TEXT,
+            contact_label   TEXT,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            UNIQUE (team_id, channel_id, thread_ts),
+            UNIQUE (team_id, channel_id, location_id, contact_id)
+        )
+        """,
+        "CREATE INDEX slack_threads_conversation ON slack_threads (location_id, conversation_id)",
+        "CREATE INDEX slack_threads_contact ON slack_threads (location_id, contact_id)",
+        """
+        CREATE TABLE outbox (
+            id                   INTEGER PRIMARY KEY,
+            idempotency_key      TEXT NOT NULL UNIQUE,
+            team_id              TEXT NOT NULL,
+            channel_id           TEXT NOT NULL,
+            slack_user_id        TEXT NOT NULL,
+            thread_id            INTEGER REFERENCES slack_threads (id) ON DELETE SET NULL,
+            location_id          TEXT NOT NULL,
+            contact_id           TEXT NOT NULL,
+            conversation_id      TEXT,
+            message_type         TEXT NOT NULL,
+            payload              TEXT NOT NULL,
+            state                TEXT NOT NULL DEFAULT 'pending' CHECK (state IN
+                ('pending', 'sending', 'sent', 'failed', 'unknown', 'cancelled')),
+            attempts             INTEGER NOT NULL DEFAULT 0,
+            last_error           TEXT,
+            next_attempt_at      REAL NOT NULL,
+            ghl_message_id       TEXT,
+            ghl_email_message_id TEXT,
+            ghl_message_ids      TEXT NOT NULL DEFAULT '[]',
+            slack_ts             TEXT,
+            scheduled_at         REAL,
+            created_at           REAL NOT NULL,
+            updated_at           REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX outbox_state ON outbox (state, id)",
+        "CREATE INDEX outbox_contact ON outbox (location_id, contact_id, state, id)",
+        "CREATE INDEX outbox_thread ON outbox (thread_id)",
+        """
+        CREATE TABLE messages (
+            id                   INTEGER PRIMARY KEY,
+            thread_id            INTEGER REFERENCES slack_threads (id) ON DELETE SET NULL,
+            slack_channel_id     TEXT,
+            slack_ts             TEXT,
+            ghl_message_id       TEXT,
+            ghl_email_message_id TEXT,
+            email_thread_id      TEXT,
+            direction            TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+            message_type         TEXT,
+            status               TEXT,
+            slack_user_id        TEXT,
+            outbox_id            INTEGER REFERENCES outbox (id) ON DELETE SET NULL,
+            created_at           REAL NOT NULL,
+            updated_at           REAL NOT NULL,
+            CHECK ((slack_channel_id IS NULL) = (slack_ts IS NULL))
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX messages_ghl_message_id ON messages (ghl_message_id)
+            WHERE ghl_message_id IS NOT NULL
+        """,
+        """
+        CREATE UNIQUE INDEX messages_slack ON messages (slack_channel_id, slack_ts)
+            WHERE slack_ts IS NOT NULL
+        """,
+        "CREATE INDEX messages_thread ON messages (thread_id, created_at)",
+        "CREATE INDEX messages_outbox ON messages (outbox_id)",
+        # source is e.g. 'ghl_webhook', 'ghl_message', 'slack_event'; key is that source's id.
+        """
+        CREATE TABLE processed_deliveries (
+            source     TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX processed_deliveries_expiry ON processed_deliveries (expires_at)",
+        """
+        CREATE TABLE kv_store (
+            key        TEXT PRIMARY KEY,
+            value      TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_INITIAL,)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def check_migrations(migrations: tuple[Migration, ...]) -> None:
+    """Versions must be 1, 2, 3, ... so a gap or reorder is caught at import, not in production."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(migrations) + 1)):
+        raise RuntimeError(f"migration versions must be 1..n in order, got {versions}")
+
+
+check_migrations(MIGRATIONS)

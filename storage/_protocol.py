@@ -1,0 +1,167 @@
+"""The store interface every backend implements (SqliteStore is the one shipped)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from storage._records import (
+    UNSET,
+    MessageDirection,
+    MessageRecord,
+    OutboxEntry,
+    OutboxState,
+    ThreadRecord,
+    Unset,
+)
+
+
+class Store(Protocol):
+    """Persistence of the bridge: thread map, messages, outbox, dedupe marks, key/value.
+
+    Errors are StoreError and its subclasses (NotFoundError, ConflictError,
+    OutboxStateError), never a backend's own exceptions. Timestamps are UTC epoch seconds.
+    See SqliteStore for the full contract of each method.
+    """
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def schema_version(self) -> int: ...
+    async def ping(self) -> None: ...
+
+    # threads
+    async def upsert_thread(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        location_id: str,
+        contact_id: str,
+        thread_ts: str | None = None,
+        conversation_id: str | None = None,
+        channel_type: str | None = None,
+        email_thread_id: str | None = None,
+        subject: str | None = None,
+        contact_label: str | None = None,
+    ) -> ThreadRecord: ...
+    async def get_thread(self, thread_id: int) -> ThreadRecord | None: ...
+    async def get_thread_by_slack(
+        self, team_id: str, channel_id: str, thread_ts: str
+    ) -> ThreadRecord | None: ...
+    async def find_thread_for_contact(
+        self, team_id: str, channel_id: str, location_id: str, contact_id: str
+    ) -> ThreadRecord | None: ...
+    async def find_threads_for_conversation(
+        self, location_id: str, conversation_id: str
+    ) -> list[ThreadRecord]: ...
+    async def find_threads_for_contact(
+        self, location_id: str, contact_id: str
+    ) -> list[ThreadRecord]: ...
+    async def update_thread(
+        self,
+        thread_id: int,
+        *,
+        conversation_id: str | Unset | None = UNSET,
+        channel_type: str | Unset | None = UNSET,
+        email_thread_id: str | Unset | None = UNSET,
+        subject: str | Unset | None = UNSET,
+        contact_label: str | Unset | None = UNSET,
+    ) -> ThreadRecord: ...
+    async def set_thread_ts(
+        self, thread_id: int, thread_ts: str, *, replace: bool = False
+    ) -> ThreadRecord: ...
+    async def delete_thread(self, thread_id: int) -> bool: ...
+
+    # messages
+    async def record_message(
+        self,
+        *,
+        direction: MessageDirection,
+        thread_id: int | None = None,
+        ghl_message_id: str | None = None,
+        ghl_email_message_id: str | None = None,
+        email_thread_id: str | None = None,
+        message_type: str | None = None,
+        status: str | None = None,
+        slack_channel_id: str | None = None,
+        slack_ts: str | None = None,
+        slack_user_id: str | None = None,
+        outbox_id: int | None = None,
+    ) -> tuple[MessageRecord, bool]: ...
+    async def get_message(self, message_id: int) -> MessageRecord | None: ...
+    async def get_message_by_ghl_id(self, ghl_message_id: str) -> MessageRecord | None: ...
+    async def get_message_by_slack(self, channel_id: str, ts: str) -> MessageRecord | None: ...
+    async def update_message_status(
+        self, ghl_message_id: str, status: str
+    ) -> MessageRecord | None: ...
+    async def latest_message(
+        self,
+        thread_id: int,
+        *,
+        direction: MessageDirection | None = None,
+        message_type: str | None = None,
+    ) -> MessageRecord | None: ...
+    async def attach_slack_ts(
+        self, message_id: int, *, slack_channel_id: str, slack_ts: str, replace: bool = False
+    ) -> MessageRecord: ...
+
+    # outbox
+    async def enqueue(
+        self,
+        *,
+        idempotency_key: str,
+        team_id: str,
+        channel_id: str,
+        slack_user_id: str,
+        location_id: str,
+        contact_id: str,
+        message_type: str,
+        payload: Mapping[str, Any],
+        thread_id: int | None = None,
+        conversation_id: str | None = None,
+        slack_ts: str | None = None,
+        scheduled_at: float | None = None,
+        next_attempt_at: float | None = None,
+    ) -> tuple[OutboxEntry, bool]: ...
+    async def claim_next(self, now: float | None = None) -> OutboxEntry | None: ...
+    async def mark_sent(
+        self,
+        outbox_id: int,
+        *,
+        conversation_id: str | None,
+        ghl_message_id: str | None,
+        ghl_email_message_id: str | None = None,
+        ghl_message_ids: Sequence[str] = (),
+    ) -> OutboxEntry: ...
+    async def mark_failed(self, outbox_id: int, error: str) -> OutboxEntry: ...
+    async def mark_unknown(self, outbox_id: int, error: str) -> OutboxEntry: ...
+    async def retry_later(
+        self, outbox_id: int, *, next_attempt_at: float, error: str | None
+    ) -> OutboxEntry: ...
+    async def mark_cancelled(self, outbox_id: int) -> OutboxEntry: ...
+    async def set_outbox_slack_ts(self, outbox_id: int, slack_ts: str) -> OutboxEntry: ...
+    async def get_outbox(self, outbox_id: int) -> OutboxEntry | None: ...
+    async def get_outbox_by_key(self, idempotency_key: str) -> OutboxEntry | None: ...
+    async def list_outbox(
+        self, state: OutboxState | None = None, *, limit: int = 100
+    ) -> list[OutboxEntry]: ...
+    async def next_outbox_due_at(self) -> float | None: ...
+    async def recover_after_crash(self) -> int: ...
+
+    # dedupe
+    async def mark_processed(self, source: str, key: str, *, ttl_seconds: float) -> bool: ...
+    async def forget_processed(self, source: str, key: str) -> None: ...
+    async def purge_expired(self, now: float | None = None) -> int: ...
+
+    # key/value
+    async def kv_get(self, key: str) -> str | None: ...
+    async def kv_set(self, key: str, value: str) -> None: ...
+    async def kv_delete(self, key: str) -> None: ...

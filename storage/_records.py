@@ -1,0 +1,121 @@
+"""Row types returned by the store: immutable snapshots of one row each.
+
+Timestamps are UTC epoch seconds (float). HighLevel and Slack ids are kept as the strings
+those services hand out.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET: Final = _Unset.UNSET
+"""Default of optional update arguments: "leave this column as it is" (None means NULL)."""
+
+Unset = _Unset
+"""Type of `UNSET`, for annotations such as `str | None | Unset`."""
+
+
+class OutboxState(enum.StrEnum):
+    """Lifecycle of one send.
+
+    pending -> sending (claimed by the worker) -> sent | failed | unknown | pending (retry later).
+    'unknown' means the request may have reached HighLevel: it must be reconciled, never
+    resent blindly, because a customer text sent twice is a serious bug.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+
+
+class MessageDirection(enum.StrEnum):
+    """Seen from the business: inbound comes from the customer, outbound goes to them."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    """One Slack thread mapped to one HighLevel contact (and its conversation)."""
+
+    id: int
+    team_id: str
+    channel_id: str
+    thread_ts: str | None
+    """None while the thread is reserved but its Slack root post does not exist yet."""
+    location_id: str
+    contact_id: str
+    conversation_id: str | None
+    channel_type: str | None
+    """HighLevel message type last used in this thread (SMS, Email, WhatsApp, ...)."""
+    email_thread_id: str | None
+    subject: str | None
+    contact_label: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message mirrored between Slack and HighLevel."""
+
+    id: int
+    thread_id: int | None
+    slack_channel_id: str | None
+    slack_ts: str | None
+    ghl_message_id: str | None
+    ghl_email_message_id: str | None
+    email_thread_id: str | None
+    direction: MessageDirection
+    message_type: str | None
+    status: str | None
+    slack_user_id: str | None
+    outbox_id: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One send request from Slack, durable before any HighLevel request is made."""
+
+    id: int
+    idempotency_key: str
+    team_id: str
+    channel_id: str
+    slack_user_id: str
+    thread_id: int | None
+    location_id: str
+    contact_id: str
+    conversation_id: str | None
+    message_type: str
+    payload_json: str
+    state: OutboxState
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float
+    ghl_message_id: str | None
+    ghl_email_message_id: str | None
+    ghl_message_ids: tuple[str, ...]
+    slack_ts: str | None
+    scheduled_at: float | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The send request as given to `enqueue` (decoded anew on each access)."""
+        decoded: dict[str, Any] = json.loads(self.payload_json)
+        return decoded

@@ -1,0 +1,138 @@
+"""Settings: names, defaults, and a one-line message per missing or malformed variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError, highlevel_webhook_key_pem, load_settings
+
+REQUIRED = {
+    "SLACK_BOT_TOKEN": "xoxb-test-token",
+    "SLACK_SIGNING_SECRET": "signing-secret",
+    "GHL_API_TOKEN": "pit-test-token",
+    "GHL_LOCATION_ID": "loc123",
+}
+
+
+def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, REQUIRED)
+    settings = load_settings()
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.ghl_api_url == "https://services.leadconnectorhq.com"
+    assert settings.database_url == "sqlite:///ghl-bridge.sqlite3"
+    assert (settings.host, settings.port) == ("0.0.0.0", 3000)  # noqa: S104 - the documented default
+    assert settings.phone_default_region == "US"
+    assert settings.ghl_poll_seconds == 30
+    assert settings.allowed_slack_users == frozenset()
+    assert settings.ghl_webhook_public_key == highlevel_webhook_key_pem()
+    assert not settings.socket_mode
+
+
+def test_secrets_are_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, REQUIRED)
+    settings = load_settings()
+    assert "pit-test-token" not in repr(settings)
+    assert "xoxb-test-token" not in str(settings.model_dump())
+    assert settings.ghl_api_token.get_secret_value() == "pit-test-token"
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED))
+def test_each_missing_variable_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _set(monkeypatch, {k: v for k, v in REQUIRED.items() if k != missing})
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert len(caught.value.lines) == 1
+    line = caught.value.lines[0]
+    assert missing in line
+    assert "set" in line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SLACK_BOT_TOKEN", "xoxp-user-token"),
+        ("SLACK_APP_TOKEN", "xoxb-not-an-app-token"),
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("PHONE_DEFAULT_REGION", "ZZ"),
+        ("DATABASE_URL", "postgres://localhost/db"),
+        ("GHL_WEBHOOK_PUBLIC_KEY", "not a key"),
+        ("GHL_API_URL", "ftp://example"),
+        ("GHL_POLL_SECONDS", "-1"),
+    ],
+)
+def test_malformed_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    _set(monkeypatch, REQUIRED | {name: value})
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert len(caught.value.lines) == 1
+    assert name in caught.value.lines[0]
+
+
+def test_socket_mode_does_not_need_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {k: v for k, v in REQUIRED.items() if k != "SLACK_SIGNING_SECRET"}
+    _set(monkeypatch, values | {"SLACK_APP_TOKEN": "xapp-1-abc"})
+    assert load_settings().socket_mode
+
+
+def test_allowlists_and_escaped_pem(monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped = highlevel_webhook_key_pem().strip().replace("\n", "\\n")
+    _set(
+        monkeypatch,
+        REQUIRED
+        | {
+            "ALLOWED_SLACK_USERS": "U1, U2,,",
+            "ALLOWED_SLACK_CHANNELS": "C1",
+            "GHL_WEBHOOK_PUBLIC_KEY": escaped,
+            "SLACK_API_URL": "http://127.0.0.1:9/api",
+        },
+    )
+    settings = load_settings()
+    assert settings.allowed_slack_users == frozenset({"U1", "U2"})
+    assert settings.allowed_slack_channels == frozenset({"C1"})
+    assert settings.ghl_webhook_public_key == highlevel_webhook_key_pem()
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+
+
+def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in REQUIRED.items()))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().ghl_location_id == "loc123"
+
+
+def _run_cli(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in REQUIRED}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env=base | env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_without_token_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in REQUIRED.items() if k != "GHL_API_TOKEN"}
+    result = _run_cli(env, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "GHL_API_TOKEN" in lines[0]
+    assert "Traceback" not in result.stderr
