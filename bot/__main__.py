@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot.sandbox.highlevel import cli as sandbox_cli
 from bot.settings import SettingsError, load_settings
 
 EXIT_CONFIG = 2
@@ -20,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser("serve", help="run the Slack app, the webhook endpoint and the workers")
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run the HighLevel simulator alone, for a dry run with a real Slack workspace",
+        description="Serve a spec-faithful HighLevel simulator and print the settings that "
+        "point the bridge at it.",
+    )
+    sandbox_cli.add_arguments(sandbox)
     return parser
 
 
@@ -55,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return run_serve()
+    if args.command == "sandbox":
+        configure_logging("INFO")
+        return asyncio.run(sandbox_cli.run(args))
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

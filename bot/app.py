@@ -13,9 +13,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from bot.contacts import ContactDirectory
 from bot.deps import Deps
 from bot.highlevel import HighLevelClient
+from bot.outbound import OutboundService, OutboxWorker, SendPresenter
 from bot.settings import Settings
+from bot.slack_posts import SlackPoster
 from bot.workers import PeriodicWorker, WorkerGroup
 from storage import Store, open_store
 
@@ -79,16 +82,31 @@ class Bridge:
             base_url=settings.ghl_api_url,
         )
         slack_client = build_slack_client(settings)
+        poster = SlackPoster(slack_client)
+        presenter = SendPresenter(store=store, poster=poster)
+        outbox = OutboxWorker(store=store, highlevel=highlevel, presenter=presenter)
+        contacts = ContactDirectory(highlevel)
+        outbound = OutboundService(
+            store=store,
+            highlevel=highlevel,
+            contacts=contacts,
+            poster=poster,
+            presenter=presenter,
+            location_id=settings.ghl_location_id,
+            wake_worker=outbox.wake,
+        )
         bolt_app = build_bolt_app(settings, slack_client)
-        deps = Deps(settings=settings, store=store, highlevel=highlevel)
-        handlers.register_all(bolt_app, deps)
+        handlers.register_all(
+            bolt_app, Deps(settings=settings, outbound=outbound, contacts=contacts)
+        )
         workers = WorkerGroup(
             [
+                outbox,
                 PeriodicWorker(
                     "purge-deliveries",
                     lambda: store.purge_expired(time.time()),
                     interval=PURGE_INTERVAL_SECONDS,
-                )
+                ),
             ]
         )
         return cls(

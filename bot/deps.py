@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.highlevel import HighLevelClient
+from bot.contacts import ContactDirectory
+from bot.outbound import OutboundService
 from bot.settings import Settings
-from storage import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,5 +14,5 @@ class Deps:
     """Services shared by every handler."""
 
     settings: Settings
-    store: Store
-    highlevel: HighLevelClient
+    outbound: OutboundService
+    contacts: ContactDirectory

@@ -50,7 +50,10 @@ _FROM_STATES: dict[str, frozenset[OutboxState]] = {
     # From 'unknown' only once reconciliation proved HighLevel never got the request;
     # from 'failed' when a person asks to try again.
     "retry_later": frozenset({OutboxState.SENDING, OutboxState.UNKNOWN, OutboxState.FAILED}),
-    "mark_cancelled": frozenset({OutboxState.PENDING, OutboxState.FAILED, OutboxState.UNKNOWN}),
+    # From 'sent' for a scheduled message that HighLevel has cancelled before its time.
+    "mark_cancelled": frozenset(
+        {OutboxState.PENDING, OutboxState.FAILED, OutboxState.UNKNOWN, OutboxState.SENT}
+    ),
 }
 
 _RECOVERY_ERROR = "process stopped while sending; the request may have reached HighLevel"
@@ -863,6 +866,18 @@ class SqliteStore:
             raise NotFoundError(f"no outbox entry {outbox_id}")
         if OutboxState(row["state"]) not in _FROM_STATES[action]:
             raise OutboxStateError(outbox_id, row["state"], action)
+
+    async def set_outbox_thread(self, outbox_id: int, thread_id: int) -> OutboxEntry:
+        """Link an entry to the thread the worker found or opened for it."""
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "UPDATE outbox SET thread_id = ?, updated_at = ? WHERE id = ? RETURNING *",
+                (thread_id, self._clock(), outbox_id),
+            )
+        if row is None:
+            raise NotFoundError(f"no outbox entry {outbox_id}")
+        return _outbox(row)
 
     async def set_outbox_slack_ts(self, outbox_id: int, slack_ts: str) -> OutboxEntry:
         """Remember the Slack post showing this send (also on its message row, if sent)."""

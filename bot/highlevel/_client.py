@@ -361,18 +361,22 @@ class HighLevelClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire(max_wait=self._max_rate_limit_wait)
+            stamp = await self._limiter.acquire(max_wait=self._max_rate_limit_wait)
             started = time.monotonic()
             try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    data=data,
-                    files=files,
-                    headers=headers,
-                )
+                try:
+                    response = await self._http.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        data=data,
+                        files=files,
+                        headers=headers,
+                    )
+                finally:
+                    # HighLevel counted it on arrival, some time before now: count it from now.
+                    self._limiter.settle(stamp)
             except httpx.RequestError as exc:
                 elapsed_ms = (time.monotonic() - started) * 1000
                 never_sent = isinstance(exc, _NEVER_SENT_ERRORS)

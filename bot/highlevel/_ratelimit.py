@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -26,8 +27,10 @@ class RateLimiter:
     """Sliding-window limiter: at most ``max_requests`` starts per ``interval`` seconds.
 
     Call ``acquire()`` before each request: it waits until the request fits, so the client waits
-    instead of walking into a 429. ``observe_headers()`` lets the server's ``X-RateLimit-*``
-    headers correct our count, and ``block_for()`` stops everyone after a 429.
+    instead of walking into a 429. When the request is over, ``settle()`` moves its stamp to that
+    moment, since the server counted it on arrival, somewhere in between. ``observe_headers()``
+    lets the server's ``X-RateLimit-*`` headers correct our count, and ``block_for()`` stops
+    everyone after a 429.
 
     HighLevel counts per app and location, so all clients of one location must share one limiter:
     use ``RateLimiter.for_location()``. It uses no asyncio locks (check-and-record happens without
@@ -88,8 +91,8 @@ class RateLimiter:
             wait = max(wait, self._starts[index] + self.interval - now)
         return wait
 
-    async def acquire(self, *, max_wait: float | None = None) -> None:
-        """Wait until a request fits, then count it.
+    async def acquire(self, *, max_wait: float | None = None) -> float:
+        """Wait until a request fits, then count it; returns its stamp for ``settle()``.
 
         Raises ``RateLimitedError`` (never sent, ``may_have_acted=False``) instead of waiting
         longer than ``max_wait`` seconds, so a long server-imposed block cannot hang a caller.
@@ -97,8 +100,9 @@ class RateLimiter:
         while True:
             wait = self.wait_time()
             if wait <= 0:
-                self._starts.append(self._clock())
-                return
+                started = self._clock()
+                self._starts.append(started)
+                return started
             if max_wait is not None and wait > max_wait:
                 raise RateLimitedError(
                     f"HighLevel rate limit: would have to wait {wait:.1f} s "
@@ -107,6 +111,17 @@ class RateLimiter:
                 )
             logger.debug("rate limiter: waiting %.3f s", wait)
             await self._sleep(wait)
+
+    def settle(self, started: float) -> None:
+        """A request stamped ``started`` by ``acquire()`` is over: count it from now on.
+
+        The server counted it when it arrived, after we stamped it (a new connection's handshake
+        alone can take a while); counting from its start would reopen our window before the
+        server's and send into a 429.
+        """
+        with contextlib.suppress(ValueError):  # already gone from the window
+            self._starts.remove(started)
+        self._starts.append(self._clock())  # not earlier than any stamp held: order is kept
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """Correct our view from ``X-RateLimit-Max/-Remaining/-Interval-Milliseconds``."""

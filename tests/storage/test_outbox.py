@@ -406,3 +406,25 @@ async def test_recover_after_crash_turns_sending_into_unknown(
             in_flight_a.id, conversation_id="conv-a", ghl_message_id="m-a1"
         )
         assert sent.state is OutboxState.SENT
+
+
+async def test_set_outbox_thread_links_the_entry(store: SqliteStore) -> None:
+    thread = await store.upsert_thread(
+        team_id="T1", channel_id="C1", location_id="loc", contact_id="contact-a"
+    )
+    entry, _ = await store.enqueue(
+        idempotency_key="link-thread",
+        team_id="T1",
+        channel_id="C1",
+        slack_user_id="U1",
+        location_id="loc",
+        contact_id="contact-a",
+        message_type="SMS",
+        payload={"request": {}},
+    )
+    assert entry.thread_id is None
+    linked = await store.set_outbox_thread(entry.id, thread.id)
+    assert linked.thread_id == thread.id
+    assert (await store.get_outbox(entry.id)).thread_id == thread.id  # type: ignore[union-attr]
+    with pytest.raises(NotFoundError):
+        await store.set_outbox_thread(999_999, thread.id)

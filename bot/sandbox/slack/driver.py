@@ -161,7 +161,11 @@ def build_state_values(
     }
     state: dict[str, dict[str, Any]] = {}
     for (block_id, action_id), (element, required) in known.items():
-        answer = answers.pop((block_id, action_id), None)
+        if (block_id, action_id) in answers:
+            answer = answers.pop((block_id, action_id))  # "" or None: the person cleared it
+        else:
+            # Untouched: Slack submits what the input shows, its initial value.
+            answer = _initial_answer(element)
         is_input = any(b.get("block_id") == block_id and b.get("type") == "input" for b in blocks)
         if _is_empty(answer):
             if required and submitting:
@@ -785,6 +789,27 @@ def _retry_headers(retry_num: int | None, retry_reason: str | None) -> dict[str,
     return headers
 
 
+def _initial_answer(element: JsonDict) -> Any:
+    """The value an element shows before anyone touches it (None when it starts empty)."""
+    if "initial_value" in element:
+        return element["initial_value"]
+    if isinstance(element.get("initial_option"), Mapping):
+        return element["initial_option"].get("value")
+    if isinstance(element.get("initial_options"), list):
+        return [o.get("value") for o in element["initial_options"] if isinstance(o, Mapping)]
+    for key in (
+        "initial_date_time",
+        "initial_date",
+        "initial_time",
+        "initial_user",
+        "initial_channel",
+        "initial_conversation",
+    ):
+        if key in element:
+            return element[key]
+    return None
+
+
 def _merged_state(
     current: Any,
     blocks: list[JsonDict],
@@ -794,7 +819,11 @@ def _merged_state(
 ) -> JsonDict:
     """The view's state after the user entered ``values``; earlier answers are kept."""
     earlier = current.get("values", {}) if isinstance(current, Mapping) else {}
-    merged: dict[str, dict[str, Any]] = {b: dict(actions) for b, actions in earlier.items()}
+    # Slack forgets the state of blocks a views.update removed.
+    present = {block.get("block_id") for block in blocks}
+    merged: dict[str, dict[str, Any]] = {
+        b: dict(actions) for b, actions in earlier.items() if b in present
+    }
     for block_id, actions in (values or {}).items():
         merged.setdefault(block_id, {}).update(actions)
     return build_state_values(blocks, merged, submitting=submitting)

@@ -1,0 +1,234 @@
+"""Composing a message: what a person typed (a `Draft`), its checks, who can receive what."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from bot.highlevel import Contact, EmailReplyMode, MessageChannel
+from bot.recipients import (
+    Recipient,
+    RecipientError,
+    normalise_email_list,
+    parse_recipient,
+)
+from bot.sms import MAX_SMS_CHARACTERS, measure
+
+# The channels the composer offers, in the order shown.
+COMPOSER_CHANNELS: tuple[MessageChannel, ...] = (
+    MessageChannel.SMS,
+    MessageChannel.EMAIL,
+    MessageChannel.WHATSAPP,
+    MessageChannel.FB,
+    MessageChannel.IG,
+    MessageChannel.LIVE_CHAT,
+    MessageChannel.CUSTOM,
+)
+CHANNEL_LABELS: dict[MessageChannel, str] = {
+    MessageChannel.SMS: "SMS",
+    MessageChannel.EMAIL: "Email",
+    MessageChannel.WHATSAPP: "WhatsApp",
+    MessageChannel.FB: "Facebook",
+    MessageChannel.IG: "Instagram",
+    MessageChannel.LIVE_CHAT: "Live chat",
+    MessageChannel.CUSTOM: "Custom provider",
+    MessageChannel.RCS: "RCS",
+    MessageChannel.GMB: "Google Business",
+    MessageChannel.TIKTOK: "TikTok",
+}
+# Channels delivered to a phone number; Email needs an email address.
+PHONE_CHANNELS = frozenset({MessageChannel.SMS, MessageChannel.WHATSAPP, MessageChannel.RCS})
+# Keys of a contact's dndSettings for each channel HighLevel lets a contact opt out of.
+DND_KEYS: dict[MessageChannel, str] = {
+    MessageChannel.SMS: "SMS",
+    MessageChannel.EMAIL: "Email",
+    MessageChannel.WHATSAPP: "WhatsApp",
+    MessageChannel.FB: "FB",
+    MessageChannel.GMB: "GMB",
+}
+MAX_MESSAGE_CHARACTERS = 10_000
+MAX_SUBJECT_CHARACTERS = 250
+
+
+class ComposeField(enum.StrEnum):
+    """The composer's inputs; each is also its block_id and action_id in the modal."""
+
+    RECIPIENT = "recipient"
+    CHANNEL = "channel"
+    MESSAGE = "message"
+    SUBJECT = "subject"
+    CC = "cc"
+    BCC = "bcc"
+    HTML = "html"
+    SCHEDULE = "schedule"
+    FROM_NUMBER = "from_number"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a person typed, or what the composer is prefilled with; not yet checked."""
+
+    recipient: str = ""
+    channel: MessageChannel = MessageChannel.SMS
+    message: str = ""
+    subject: str = ""
+    cc: str = ""
+    bcc: str = ""
+    html: str = ""
+    from_number: str = ""
+    schedule_at: int | None = None  # UTC epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """A reply into an existing thread: who, and for email which mailbox thread it joins."""
+
+    thread_id: int
+    contact_id: str
+    contact_label: str
+    email_thread_id: str | None = None
+    reply_message_id: str | None = None
+    email_reply_mode: EmailReplyMode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeContext:
+    """Where the composer was opened; travels in the modal's private_metadata."""
+
+    channel_id: str
+    thread_ts: str | None = None
+    reply: ReplyContext | None = None
+    # Channels the contact can receive, when the contact is known; None offers them all.
+    available: tuple[MessageChannel, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedDraft:
+    """A draft that passed every check that needs no HighLevel call."""
+
+    recipient: Recipient | None  # None when replying: the thread fixes the contact
+    channel: MessageChannel
+    message: str
+    subject: str | None
+    cc: tuple[str, ...]
+    bcc: tuple[str, ...]
+    html: str | None
+    from_number: str | None
+    schedule_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldErrors:
+    """Errors keyed by field, each a sentence for the person who typed it."""
+
+    errors: dict[ComposeField, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+
+def check_draft(
+    draft: Draft, *, now: float, region: str, replying: bool = False
+) -> CheckedDraft | FieldErrors:
+    """Check what can be checked without HighLevel; return every field's error at once."""
+    errors: dict[ComposeField, str] = {}
+    recipient: Recipient | None = None
+    if not replying:
+        try:
+            recipient = parse_recipient(draft.recipient, region)
+        except RecipientError as exc:
+            errors[ComposeField.RECIPIENT] = str(exc)
+
+    is_email = draft.channel is MessageChannel.EMAIL
+    message = draft.message.strip()
+    html = draft.html.strip()
+    if not message and not (is_email and html):
+        errors[ComposeField.MESSAGE] = "Write a message."
+    elif len(message) > MAX_MESSAGE_CHARACTERS:
+        errors[ComposeField.MESSAGE] = (
+            f"That is {len(message):,} characters; the most is {MAX_MESSAGE_CHARACTERS:,}."
+        )
+    elif draft.channel is MessageChannel.SMS and measure(message).too_long:
+        errors[ComposeField.MESSAGE] = (
+            f"An SMS can be at most {MAX_SMS_CHARACTERS:,} characters; "
+            f"this one is {len(message):,}. Shorten it or send it by email."
+        )
+
+    subject = draft.subject.strip()
+    cc: list[str] = []
+    bcc: list[str] = []
+    if is_email:
+        if not subject:
+            errors[ComposeField.SUBJECT] = "An email needs a subject."
+        elif len(subject) > MAX_SUBJECT_CHARACTERS:
+            errors[ComposeField.SUBJECT] = (
+                f"Keep the subject under {MAX_SUBJECT_CHARACTERS} characters."
+            )
+        for name, text, into in (
+            (ComposeField.CC, draft.cc, cc),
+            (ComposeField.BCC, draft.bcc, bcc),
+        ):
+            try:
+                into.extend(normalise_email_list(text))
+            except RecipientError as exc:
+                errors[name] = str(exc)
+
+    from_number: str | None = None
+    if draft.from_number.strip() and draft.channel in PHONE_CHANNELS:
+        try:
+            from_number = parse_recipient(draft.from_number, region).value
+        except RecipientError as exc:
+            errors[ComposeField.FROM_NUMBER] = str(exc)
+        else:
+            if not from_number.startswith("+"):
+                errors[ComposeField.FROM_NUMBER] = "The sending number must be a phone number."
+
+    if draft.schedule_at is not None and draft.schedule_at <= now + 30:
+        errors[ComposeField.SCHEDULE] = "Pick a time in the future (at least a minute from now)."
+
+    if errors:
+        return FieldErrors(errors)
+    return CheckedDraft(
+        recipient=recipient,
+        channel=draft.channel,
+        message=message,
+        subject=subject if is_email else None,
+        cc=tuple(cc),
+        bcc=tuple(bcc),
+        html=html if is_email and html else None,
+        from_number=from_number,
+        schedule_at=draft.schedule_at,
+    )
+
+
+def unreachable_reason(contact: Contact, channel: MessageChannel) -> str | None:
+    """Why `contact` cannot receive `channel`, in a sentence; None when it can (as far as known)."""
+    name = contact_label(contact)
+    if channel in PHONE_CHANNELS and not contact.phone:
+        label = CHANNEL_LABELS[channel]
+        return f"{name} has no phone number in HighLevel, so {label} can't reach them."
+    if channel is MessageChannel.EMAIL and not contact.email:
+        return f"{name} has no email address in HighLevel."
+    if contact.dnd:
+        return f"{name} has Do Not Disturb on for all channels in HighLevel."
+    key = DND_KEYS.get(channel)
+    setting = (contact.dnd_settings or {}).get(key) if key else None
+    if setting is not None and setting.status in {"active", "permanent"}:
+        return f"{name} has Do Not Disturb on for {CHANNEL_LABELS[channel]} in HighLevel."
+    return None
+
+
+def available_channels(contact: Contact) -> tuple[MessageChannel, ...]:
+    """The composer channels `contact` can receive."""
+    return tuple(c for c in COMPOSER_CHANNELS if unreachable_reason(contact, c) is None)
+
+
+def contact_label(contact: Contact) -> str:
+    """The contact's name, else their phone or email, else their id."""
+    full = " ".join(part for part in (contact.first_name, contact.last_name) if part)
+    return contact.name or full or contact.phone or contact.email or contact.id
+
+
+def contact_address(contact: Contact, channel: MessageChannel) -> str | None:
+    """The number or address `channel` uses for `contact`."""
+    return contact.email if channel is MessageChannel.EMAIL else contact.phone

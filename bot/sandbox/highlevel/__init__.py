@@ -1,0 +1,39 @@
+"""A spec-faithful HighLevel (LeadConnector) simulator: for tests, `ghl-bridge demo` and dry runs.
+
+Start one with ``async with HighLevelSimulator() as sim:`` (or ``await sim.start()``); point the
+bridge at ``sim.base_url`` with ``sim.token``, ``sim.location_id`` and ``sim.public_key_pem``.
+README.md beside this file lists its behaviour and the choices made where HighLevel is vague.
+"""
+
+from ._faults import Faults
+from ._models import (
+    ADA_LOVELACE_ID,
+    ALAN_TURING_ID,
+    GRACE_HOPPER_ID,
+    KATHERINE_JOHNSON_ID,
+    SimContact,
+    SimConversation,
+    SimEmail,
+    SimMessage,
+)
+from ._routes import ACCEPTED_VERSIONS
+from ._simulator import DEFAULT_LOCATION_ID, DEFAULT_TOKEN, HighLevelSimulator, RequestRecord
+from ._webhooks import WebhookDelivery
+
+__all__ = [
+    "ACCEPTED_VERSIONS",
+    "ADA_LOVELACE_ID",
+    "ALAN_TURING_ID",
+    "DEFAULT_LOCATION_ID",
+    "DEFAULT_TOKEN",
+    "GRACE_HOPPER_ID",
+    "KATHERINE_JOHNSON_ID",
+    "Faults",
+    "HighLevelSimulator",
+    "RequestRecord",
+    "SimContact",
+    "SimConversation",
+    "SimEmail",
+    "SimMessage",
+    "WebhookDelivery",
+]

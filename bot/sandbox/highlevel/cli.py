@@ -1,0 +1,142 @@
+"""``ghl-bridge sandbox``: run the HighLevel simulator in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ._faults import Faults
+from ._simulator import DEFAULT_LOCATION_ID, DEFAULT_TOKEN, HighLevelSimulator
+
+__all__ = ["add_arguments", "env_lines", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
+    parser.add_argument("--webhook-url", help="where to POST InboundMessage/OutboundMessage events")
+    parser.add_argument("--location-id", default=DEFAULT_LOCATION_ID, help="sub-account id")
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token the API accepts")
+    parser.add_argument(
+        "--signing-key-file",
+        type=Path,
+        help="Ed25519 private key (PEM) for webhook signatures; created if missing "
+        "(default: a new key each run)",
+    )
+    parser.add_argument("--rate-limit-max", type=int, default=100, help="requests per interval")
+    parser.add_argument("--rate-limit-interval-ms", type=int, default=10_000)
+    faults = parser.add_argument_group("fault injection")
+    faults.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    faults.add_argument("--burst-429", type=int, default=0, metavar="N", help="next N get 429")
+    faults.add_argument("--error-rate", type=float, default=0.0, metavar="P", help="share of 5xx")
+    faults.add_argument(
+        "--hang-rate", type=float, default=0.0, metavar="P", help="share of requests that hang"
+    )
+    faults.add_argument(
+        "--store-then-500-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of sends stored (webhook fired) but answered 500",
+    )
+    faults.add_argument(
+        "--faults-only-sends",
+        action="store_true",
+        help="apply faults to POST /conversations/messages only (default: every request)",
+    )
+    faults.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+
+
+def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
+    if path is None:
+        return None
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SystemExit(f"{path} does not hold an Ed25519 private key")
+        return key
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return key
+
+
+def env_lines(sim: HighLevelSimulator) -> list[str]:
+    """``NAME=value`` lines for a shell ``export`` or a ``.env`` file.
+
+    The PEM is one line: its newlines become literal ``\\n`` inside double quotes, which both
+    keep as-is (python-dotenv turns them into newlines; the bridge accepts either form).
+    """
+    pem = sim.public_key_pem.strip().replace("\n", "\\n")
+    return [
+        f"GHL_API_URL={sim.base_url}",
+        f"GHL_API_TOKEN={sim.token}",
+        f"GHL_LOCATION_ID={sim.location_id}",
+        f'GHL_WEBHOOK_PUBLIC_KEY="{pem}\\n"',
+    ]
+
+
+async def run(args: argparse.Namespace) -> int:
+    faults = Faults(
+        latency=args.latency,
+        burst_429=args.burst_429,
+        error_rate=args.error_rate,
+        hang_rate=args.hang_rate,
+        store_then_500_rate=args.store_then_500_rate,
+        scope="sends" if args.faults_only_sends else "all",
+    )
+    sim = HighLevelSimulator(
+        location_id=args.location_id,
+        token=args.token,
+        rate_limit_max=args.rate_limit_max,
+        rate_limit_interval_ms=args.rate_limit_interval_ms,
+        webhook_url=args.webhook_url,
+        signing_key=_signing_key(args.signing_key_file),
+        seed=args.seed,
+        faults=faults,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off-main/Windows
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        base_url = await sim.start(args.host, args.port)
+        out = sys.stdout
+        print(f"HighLevel sandbox listening on {base_url}", file=out)
+        print("Seeded contacts:", file=out)
+        for contact in sim.contacts.values():
+            print(
+                f"  {contact.name:<18} phone={contact.phone or '-':<14} "
+                f"email={contact.email or '-':<22} id={contact.id}",
+                file=out,
+            )
+        target = args.webhook_url or "nowhere (pass --webhook-url to receive them)"
+        print(f"Webhooks go to {target}", file=out)
+        print(
+            "Point ghl-bridge at it (prefix each line with `export ` or put them in .env):",
+            file=out,
+        )
+        for line in env_lines(sim):
+            print(line, file=out)
+        out.flush()
+        await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await sim.stop()
+    return 0

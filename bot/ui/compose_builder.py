@@ -1,0 +1,491 @@
+"""The composer modal: a `Draft` rendered as Block Kit, and read back from `view.state.values`.
+
+Every input's block_id and action_id are its `ComposeField` value, so a re-rendered view
+(views.update after the channel changes) keeps what the person typed: Slack preserves an
+input's state when its block_id and action_id stay the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DateTimePickerElement,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    StaticSelectElement,
+)
+from slack_sdk.models.blocks.basic_components import DispatchActionConfig
+from slack_sdk.models.views import View
+
+from bot.compose import (
+    CHANNEL_LABELS,
+    COMPOSER_CHANNELS,
+    MAX_SUBJECT_CHARACTERS,
+    PHONE_CHANNELS,
+    ComposeContext,
+    ComposeField,
+    Draft,
+    FieldErrors,
+    ReplyContext,
+)
+from bot.highlevel import EmailReplyMode, MessageChannel
+from bot.sms import MAX_SMS_CHARACTERS, measure
+from bot.ui.thread_builder import clip, escape_clipped
+
+COMPOSE_CALLBACK_ID: Final = "compose"
+
+# Slack's limits (docs.slack.dev reference/views/modal-views, reference/block-kit).
+TITLE_MAX: Final = 24
+PRIVATE_METADATA_MAX: Final = 3000
+ERROR_MESSAGE_MAX: Final = 150
+HINT_MAX: Final = 2000
+CONTACT_LABEL_MAX: Final = 80  # in private_metadata; the rest of a long name is not needed
+
+# Blocks that are not inputs; their ids must never collide with a ComposeField value.
+TO_BLOCK: Final = "compose_to"
+CHANNEL_NOTE_BLOCK: Final = "compose_channel_note"
+EMAIL_THREAD_BLOCK: Final = "compose_email_thread"
+
+RECIPIENT_PLACEHOLDER: Final = "+1 415 555 0100, name@example.com or a contact id"
+RECIPIENT_HINT: Final = (
+    "A phone number in any common format (+1 415 555 0100, (415) 555-0100), an email "
+    "address, or a HighLevel contact id. Press Enter to look the contact up."
+)
+CHANNEL_NOTE: Final = (
+    "Channels this contact can't receive are left out "
+    "(no phone number or email address, or Do Not Disturb is on)."
+)
+NO_CHANNEL_NOTE: Final = (
+    "⚠ This contact can't receive any of these channels "
+    "(no phone number or email address, or Do Not Disturb is on)."
+)
+EMAIL_MESSAGE_HINT: Final = "Plain text; add HTML below if you need formatting."
+SCHEDULE_HINT: Final = "Leave empty to send now."
+
+# What a moved error says it is about (see `field_errors`).
+_FIELD_NAMES: Final = {
+    ComposeField.RECIPIENT: "To",
+    ComposeField.CHANNEL: "Channel",
+    ComposeField.MESSAGE: "Message",
+    ComposeField.SUBJECT: "Subject",
+    ComposeField.CC: "CC",
+    ComposeField.BCC: "BCC",
+    ComposeField.HTML: "HTML",
+    ComposeField.SCHEDULE: "Send later",
+    ComposeField.FROM_NUMBER: "Send from",
+}
+
+
+# ---------------------------------------------------------------- the view
+
+
+def _offered(context: ComposeContext) -> tuple[MessageChannel, ...]:
+    return COMPOSER_CHANNELS if context.available is None else context.available
+
+
+def _label(channel: MessageChannel) -> str:
+    return CHANNEL_LABELS.get(channel, channel.value)
+
+
+def _text_input(
+    field: ComposeField,
+    label: str,
+    initial: str,
+    *,
+    optional: bool,
+    placeholder: str | None = None,
+    hint: str | None = None,
+    multiline: bool = False,
+    max_length: int | None = None,
+    dispatch_on: str | None = None,
+) -> InputBlock:
+    element = PlainTextInputElement(
+        action_id=field.value,
+        placeholder=placeholder,
+        initial_value=initial or None,
+        multiline=multiline or None,
+        max_length=max_length,  # Slack refuses a max_length above 3000
+        dispatch_action_config=(
+            DispatchActionConfig(trigger_actions_on=[dispatch_on]) if dispatch_on else None
+        ),
+    )
+    return InputBlock(
+        block_id=field.value,
+        label=label,
+        element=element,
+        hint=clip(hint, HINT_MAX) if hint else None,
+        optional=optional,
+        dispatch_action=True if dispatch_on else None,
+    )
+
+
+def message_hint(channel: MessageChannel, message: str) -> str | None:
+    """The line under the message box: its SMS length, or what an email body is."""
+    if channel is MessageChannel.EMAIL:
+        return EMAIL_MESSAGE_HINT
+    if channel in PHONE_CHANNELS:
+        length = measure(message)
+        plural = "" if length.segments == 1 else "s"
+        hint = (
+            f"{length.characters:,} characters · {length.segments} segment{plural} "
+            f"({length.encoding})."
+        )
+        if channel is not MessageChannel.SMS:
+            return hint
+        if length.too_long:
+            return (
+                f"⚠ Too long for SMS: {length.characters:,} characters, the most is "
+                f"{MAX_SMS_CHARACTERS:,}. Shorten it or send it by email."
+            )
+        return f"{hint} Up to {MAX_SMS_CHARACTERS:,} characters."
+    return f"{len(message):,} characters." if message else None
+
+
+def _title(context: ComposeContext) -> str:
+    if context.reply is None:
+        return "Send a message"
+    name = context.reply.contact_label.strip() or "a contact"
+    return clip(f"Reply to {name}", TITLE_MAX)
+
+
+def _context_line(block_id: str, text: str) -> ContextBlock:
+    return ContextBlock(block_id=block_id, elements=[MarkdownTextObject(text=text, verbatim=True)])
+
+
+def _recipient_blocks(draft: Draft, context: ComposeContext) -> list[Block]:
+    if context.reply is not None:
+        name = escape_clipped(context.reply.contact_label.strip() or context.reply.contact_id, 200)
+        return [_context_line(TO_BLOCK, f"To: *{name}*")]
+    return [
+        _text_input(
+            ComposeField.RECIPIENT,
+            "To",
+            draft.recipient,
+            optional=False,
+            placeholder=RECIPIENT_PLACEHOLDER,
+            hint=RECIPIENT_HINT,
+            dispatch_on="on_enter_pressed",
+        )
+    ]
+
+
+def _channel_blocks(
+    context: ComposeContext, offered: tuple[MessageChannel, ...], chosen: MessageChannel
+) -> list[Block]:
+    options = {ch: Option(value=ch.value, text=_label(ch)) for ch in offered}
+    select = StaticSelectElement(
+        action_id=ComposeField.CHANNEL.value,
+        placeholder="Choose a channel",
+        options=list(options.values()),
+        initial_option=options[chosen],
+    )
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=ComposeField.CHANNEL.value,
+            label="Send by",
+            element=select,
+            dispatch_action=True,  # the app re-renders the Email-only / phone-only fields
+        )
+    ]
+    if context.available is not None:
+        if not context.available:
+            blocks.append(_context_line(CHANNEL_NOTE_BLOCK, NO_CHANNEL_NOTE))
+        elif any(ch not in context.available for ch in COMPOSER_CHANNELS):
+            blocks.append(_context_line(CHANNEL_NOTE_BLOCK, CHANNEL_NOTE))
+    return blocks
+
+
+def _email_blocks(draft: Draft, reply: ReplyContext | None) -> list[Block]:
+    blocks: list[Block] = [
+        _text_input(
+            ComposeField.SUBJECT,
+            "Subject",
+            draft.subject,
+            optional=False,
+            max_length=MAX_SUBJECT_CHARACTERS,
+        ),
+        _text_input(
+            ComposeField.CC, "CC", draft.cc, optional=True, placeholder="comma-separated addresses"
+        ),
+        _text_input(
+            ComposeField.BCC,
+            "BCC",
+            draft.bcc,
+            optional=True,
+            placeholder="comma-separated addresses",
+        ),
+        _text_input(
+            ComposeField.HTML,
+            "HTML body",
+            draft.html,
+            optional=True,
+            placeholder="<p>Hello…</p>",
+            hint="Sent as the email's formatted body; the message above is its plain-text version.",
+            multiline=True,
+        ),
+    ]
+    if reply is not None and reply.email_reply_mode is not None:
+        mode = "reply all" if reply.email_reply_mode is EmailReplyMode.REPLY_ALL else "reply"
+        blocks.append(
+            _context_line(EMAIL_THREAD_BLOCK, f"Replies in the customer's email thread ({mode})")
+        )
+    return blocks
+
+
+def _schedule_block(draft: Draft, *, now: float, tz_hint: str | None) -> InputBlock:
+    hint = SCHEDULE_HINT
+    if draft.schedule_at is not None and draft.schedule_at <= now:
+        hint = "That time has passed: pick a later one, or clear it to send now."
+    if tz_hint:
+        hint = f"{hint} {tz_hint.strip()}"
+    return InputBlock(
+        block_id=ComposeField.SCHEDULE.value,
+        label="Send later",
+        element=DateTimePickerElement(
+            action_id=ComposeField.SCHEDULE.value, initial_date_time=draft.schedule_at
+        ),
+        hint=clip(hint, HINT_MAX),
+        optional=True,
+    )
+
+
+def compose_view(
+    draft: Draft, context: ComposeContext, *, now: float, tz_hint: str | None = None
+) -> View:
+    """The composer modal for `draft`, opened (or re-rendered) in `context`."""
+    offered = _offered(context) or (draft.channel,)  # a select needs at least one option
+    channel = draft.channel if draft.channel in offered else offered[0]
+    is_email = channel is MessageChannel.EMAIL
+
+    blocks: list[Block] = [
+        *_recipient_blocks(draft, context),
+        *_channel_blocks(context, offered, channel),
+        _text_input(
+            ComposeField.MESSAGE,
+            "Message",
+            draft.message,
+            optional=is_email,  # an email may carry its body in HTML alone
+            multiline=True,
+            hint=message_hint(channel, draft.message),
+            dispatch_on="on_character_entered",  # the app refreshes the length hint
+        ),
+    ]
+    if is_email:
+        blocks += _email_blocks(draft, context.reply)
+    if channel in PHONE_CHANNELS:
+        blocks.append(
+            _text_input(
+                ComposeField.FROM_NUMBER,
+                "Send from",
+                draft.from_number,
+                optional=True,
+                placeholder="+1 …, leave empty for the location's default number",
+            )
+        )
+    blocks.append(_schedule_block(draft, now=now, tz_hint=tz_hint))
+
+    return View(
+        type="modal",
+        callback_id=COMPOSE_CALLBACK_ID,
+        title=_title(context),
+        submit="Schedule" if draft.schedule_at is not None else "Send",
+        close="Cancel",
+        notify_on_close=False,
+        private_metadata=encode_context(context),
+        blocks=blocks,
+    )
+
+
+# ---------------------------------------------------------------- private_metadata
+
+
+def encode_context(context: ComposeContext) -> str:
+    """`context` as compact JSON for private_metadata (at most 3000 characters)."""
+    data: dict[str, Any] = {"c": context.channel_id}
+    if context.thread_ts is not None:
+        data["t"] = context.thread_ts
+    if context.available is not None:
+        data["a"] = [ch.value for ch in context.available]
+    reply = context.reply
+    if reply is not None:
+        packed: dict[str, Any] = {
+            "i": reply.thread_id,
+            "k": reply.contact_id,
+            "l": clip(reply.contact_label, CONTACT_LABEL_MAX),
+        }
+        for key, value in (
+            ("e", reply.email_thread_id),
+            ("m", reply.reply_message_id),
+            ("x", reply.email_reply_mode.value if reply.email_reply_mode else None),
+        ):
+            if value is not None:
+                packed[key] = value
+        data["r"] = packed
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    if len(text) > PRIVATE_METADATA_MAX:
+        # Only absurd ids get here; cutting them would point the send at the wrong thread.
+        raise ValueError(
+            f"compose context is {len(text)} characters; Slack keeps {PRIVATE_METADATA_MAX}"
+        )
+    return text
+
+
+def _take(data: dict[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
+    value = data.pop(key, None)
+    if value is None:
+        if required:
+            raise ValueError(f"compose context lacks {key!r}")
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"compose context {key!r} is not a {kind.__name__}")
+    return value
+
+
+def _no_leftovers(data: dict[str, Any]) -> None:
+    if data:
+        raise ValueError(f"compose context has unknown keys {sorted(data)}")
+
+
+def decode_context(text: str) -> ComposeContext:
+    """The inverse of `encode_context`; ValueError for anything it did not produce."""
+    if len(text) > PRIVATE_METADATA_MAX:
+        raise ValueError("compose context is too long")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"compose context is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("compose context is not an object")
+    channel_id = _take(data, "c", str, required=True)
+    if not channel_id:
+        raise ValueError("compose context has an empty channel id")
+    thread_ts = _take(data, "t", str)
+    channels = _take(data, "a", list)
+    available: tuple[MessageChannel, ...] | None = None
+    if channels is not None:
+        if not all(isinstance(ch, str) for ch in channels):
+            raise ValueError("compose context channels are not strings")
+        available = tuple(MessageChannel(ch) for ch in channels)  # ValueError when unknown
+    packed = _take(data, "r", dict)
+    _no_leftovers(data)
+    reply: ReplyContext | None = None
+    if packed is not None:
+        packed = dict(packed)
+        mode = _take(packed, "x", str)
+        reply = ReplyContext(
+            thread_id=_take(packed, "i", int, required=True),
+            contact_id=_take(packed, "k", str, required=True),
+            contact_label=_take(packed, "l", str, required=True),
+            email_thread_id=_take(packed, "e", str),
+            reply_message_id=_take(packed, "m", str),
+            email_reply_mode=EmailReplyMode(mode) if mode is not None else None,
+        )
+        _no_leftovers(packed)
+    return ComposeContext(
+        channel_id=channel_id, thread_ts=thread_ts, reply=reply, available=available
+    )
+
+
+# ---------------------------------------------------------------- reading a submission
+
+
+def _entry(
+    state_values: Mapping[str, Mapping[str, Mapping[str, Any]]], field: ComposeField
+) -> Mapping[str, Any] | None:
+    block = state_values.get(field.value)
+    entry = block.get(field.value) if isinstance(block, Mapping) else None
+    return entry if isinstance(entry, Mapping) else None
+
+
+def read_draft(
+    state_values: Mapping[str, Mapping[str, Mapping[str, Any]]], *, fallback: Draft | None = None
+) -> Draft:
+    """The `Draft` in a submitted (or re-rendered) composer's `view.state.values`.
+
+    A block missing from the view (Email fields for an SMS, the recipient in a reply) keeps
+    `fallback`'s value; a block that is there but empty reads as empty.
+    """
+    base = fallback or Draft()
+
+    def text(field: ComposeField, default: str) -> str:
+        entry = _entry(state_values, field)
+        if entry is None:
+            return default
+        value = entry.get("value")
+        return value if isinstance(value, str) else ""
+
+    channel = base.channel
+    channel_entry = _entry(state_values, ComposeField.CHANNEL)
+    if channel_entry is not None:
+        selected = channel_entry.get("selected_option")
+        value = selected.get("value") if isinstance(selected, Mapping) else None
+        if value is not None:
+            try:
+                channel = MessageChannel(value)
+            except ValueError:
+                channel = MessageChannel.SMS
+
+    schedule_at = base.schedule_at
+    schedule_entry = _entry(state_values, ComposeField.SCHEDULE)
+    if schedule_entry is not None:
+        picked = schedule_entry.get("selected_date_time")
+        if isinstance(picked, int | float) and not isinstance(picked, bool):
+            schedule_at = int(picked)
+        else:
+            schedule_at = None  # cleared: send now
+
+    return Draft(
+        recipient=text(ComposeField.RECIPIENT, base.recipient),
+        channel=channel,
+        message=text(ComposeField.MESSAGE, base.message),
+        subject=text(ComposeField.SUBJECT, base.subject),
+        cc=text(ComposeField.CC, base.cc),
+        bcc=text(ComposeField.BCC, base.bcc),
+        html=text(ComposeField.HTML, base.html),
+        from_number=text(ComposeField.FROM_NUMBER, base.from_number),
+        schedule_at=schedule_at,
+    )
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _fit(parts: list[str], limit: int) -> str:
+    """`parts` joined in at most `limit` characters, each clipped to a fair share if needed."""
+    joined = " ".join(parts)
+    if len(joined) <= limit:
+        return joined
+    share = (limit - (len(parts) - 1)) // len(parts)
+    return " ".join(clip(part, share) for part in parts)
+
+
+def field_errors(
+    errors: FieldErrors, view_blocks_present: Iterable[str] | None = None
+) -> dict[str, str]:
+    """`errors` for `response_action: "errors"`: block_id → message (at most 150 characters).
+
+    An error for a block the view does not have (the recipient, in a reply) is shown on the
+    message block, prefixed with what it is about, so it is never lost.
+    """
+    present = None if view_blocks_present is None else set(view_blocks_present)
+    home = ComposeField.MESSAGE.value
+    if present is not None and home not in present:
+        home = next((f.value for f in ComposeField if f.value in present), home)
+    own: dict[str, list[str]] = {}
+    moved: dict[str, list[str]] = {}
+    for field, message in errors.errors.items():
+        if present is None or field.value in present:
+            own.setdefault(field.value, []).append(message)
+        else:
+            moved.setdefault(home, []).append(f"{_FIELD_NAMES[field]}: {message}")
+    return {
+        block: _fit(own.get(block, []) + moved.get(block, []), ERROR_MESSAGE_MAX)
+        for block in {**own, **moved}
+    }

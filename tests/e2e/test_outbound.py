@@ -1,0 +1,343 @@
+"""Outbound from Slack, end to end: signed Slack requests → bridge → HighLevel simulator → Slack."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.sandbox.highlevel import (
+    ADA_LOVELACE_ID,
+    ALAN_TURING_ID,
+    GRACE_HOPPER_ID,
+    HighLevelSimulator,
+)
+from bot.sandbox.slack import SlackMessage
+from bot.sandbox.stack import AGENT_USER, NO_BOT_CHANNEL, OTHER_USER, SALES_CHANNEL, SandboxStack
+from storage import SqliteStore
+from tests.e2e.conftest import eventually
+
+SEND = ("POST", "/conversations/messages")
+
+
+def sends(stack: SandboxStack) -> list[dict[str, Any]]:
+    """Bodies of the send requests HighLevel answered with success."""
+    return [
+        r.body for r in stack.highlevel.requests_to(*SEND) if r.status == 200 and r.body is not None
+    ]
+
+
+def roots(stack: SandboxStack, channel: str = SALES_CHANNEL) -> list[SlackMessage]:
+    return [m for m in stack.slack.channel_messages(channel) if m.bot_id]
+
+
+def text_of(message: SlackMessage) -> str:
+    """Everything a person reads in a message: its blocks' texts, else its text."""
+    parts: list[str] = []
+    for block in message.blocks or []:
+        if block.get("text"):
+            parts.append(block["text"].get("text", ""))
+        for element in block.get("elements", []) or []:
+            if isinstance(element, dict) and isinstance(element.get("text"), str):
+                parts.append(element["text"])
+            elif isinstance(element, dict) and isinstance(element.get("text"), dict):
+                parts.append(element["text"].get("text", ""))
+        for field in block.get("fields", []) or []:
+            parts.append(field.get("text", ""))
+    return "\n".join(parts) or message.text
+
+
+def action_ids(message: SlackMessage) -> list[str]:
+    return [
+        element["action_id"]
+        for block in message.blocks or []
+        if block.get("type") == "actions"
+        for element in block.get("elements", [])
+    ]
+
+
+def notices(stack: SandboxStack, user: str = AGENT_USER) -> str:
+    return "\n".join(e.text for e in stack.slack.ephemerals(user=user))
+
+
+async def quick_send(stack: SandboxStack, text: str, **kwargs: Any) -> None:
+    kwargs.setdefault("user_id", AGENT_USER)
+    kwargs.setdefault("channel_id", SALES_CHANNEL)
+    result = await stack.driver.slash_command("/sendsms", text, **kwargs)
+    assert result.status == 200, result.text
+    assert result.elapsed_seconds < 3.0  # acked inside Slack's window
+
+
+async def test_quick_send_texts_the_contact_and_opens_a_thread(stack: SandboxStack) -> None:
+    await quick_send(stack, "+1 (415) 555-0100 Running 10 min late")
+
+    await eventually(lambda: len(sends(stack)) == 1)
+    body = sends(stack)[0]
+    assert body == {"type": "SMS", "contactId": ADA_LOVELACE_ID, "message": "Running 10 min late"}
+    root = (await eventually(lambda: roots(stack)))[0]
+    await eventually(lambda: "Sent" in text_of(stack.slack.channel_messages(SALES_CHANNEL)[0]))
+    shown = text_of(stack.slack.channel_messages(SALES_CHANNEL)[0])
+    assert "Ada Lovelace" in shown
+    assert "+14155550100" in shown or "+1 415" in shown
+    assert f"<@{AGENT_USER}>" in shown
+    assert "Running 10 min late" in shown
+    assert "reply" in action_ids(root)
+    assert "Ada Lovelace" in notices(stack)
+
+
+async def test_later_sends_go_into_the_same_thread(stack: SandboxStack) -> None:
+    await quick_send(stack, "+1 415 555 0100 first")
+    await eventually(lambda: len(sends(stack)) == 1)
+    await quick_send(stack, "415.555.0100 second")
+    await eventually(lambda: len(sends(stack)) == 2)
+    root = roots(stack)
+    assert len(root) == 1
+    thread = await eventually(
+        lambda: (t := stack.slack.thread(SALES_CHANNEL, root[0].ts)) and len(t) == 2 and t
+    )
+    assert "second" in text_of(thread[1])
+
+
+async def test_unknown_number_creates_the_contact_and_says_so(stack: SandboxStack) -> None:
+    before = set(stack.highlevel.contacts)
+    await quick_send(stack, "+1 415 555 0199 Welcome aboard")
+    await eventually(lambda: len(sends(stack)) == 1)
+    created = set(stack.highlevel.contacts) - before
+    assert len(created) == 1
+    assert stack.highlevel.contacts[created.pop()].phone == "+14155550199"
+    assert "Created contact" in await eventually(lambda: notices(stack))
+
+
+async def test_bad_recipient_is_an_ephemeral_message_and_nothing_is_sent(
+    stack: SandboxStack,
+) -> None:
+    result = await stack.driver.slash_command(
+        "/sendsms", "555-01 hi", user_id=AGENT_USER, channel_id=SALES_CHANNEL
+    )
+    assert result.status == 200
+    assert result.json is not None
+    assert "not a valid phone number" in result.json["text"]
+    assert stack.highlevel.requests_to(*SEND) == []
+
+
+async def test_dnd_contact_gets_highlevels_reason(stack: SandboxStack) -> None:
+    await quick_send(stack, "+1 415 555 0102 hello")
+    text = await eventually(lambda: notices(stack))
+    assert "Do Not Disturb" in text
+    assert stack.highlevel.requests_to(*SEND) == []
+
+
+async def test_bot_not_in_channel_says_how_to_add_it_and_sends_nothing(
+    stack: SandboxStack,
+) -> None:
+    await quick_send(stack, "+1 415 555 0100 hello", channel_id=NO_BOT_CHANNEL)
+    text = await eventually(lambda: notices(stack))
+    assert "/invite" in text
+    assert stack.highlevel.requests_to(*SEND) == []
+
+
+@pytest.mark.parametrize("stack_overrides", [{"allowed_slack_users": "U0AGENT"}])
+async def test_denied_user_is_told_and_nothing_is_sent(stack: SandboxStack) -> None:
+    result = await stack.driver.slash_command(
+        "/sendsms", "+1 415 555 0100 hello", user_id=OTHER_USER, channel_id=SALES_CHANNEL
+    )
+    assert result.json is not None
+    assert "ALLOWED_SLACK_USERS" in result.json["text"] or "not allowed" in result.json["text"]
+    await quick_send(stack, "+1 415 555 0100 allowed one")
+    await eventually(lambda: len(sends(stack)) == 1)
+    assert sends(stack)[0]["message"] == "allowed one"
+
+
+async def open_composer(stack: SandboxStack, text: str = "", command: str = "/sendsms") -> str:
+    result = await stack.driver.slash_command(
+        command, text, user_id=AGENT_USER, channel_id=SALES_CHANNEL
+    )
+    assert result.status == 200
+    views = await eventually(lambda: stack.slack.open_views(AGENT_USER))
+    return str(views[-1].id)
+
+
+async def submit(stack: SandboxStack, view_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    answers = {field: {field: value} for field, value in values.items()}
+    result = await stack.driver.view_submission(view_id, user_id=AGENT_USER, values=answers)
+    assert result.status == 200, result.text
+    assert result.elapsed_seconds < 3.0
+    return result.json or {}
+
+
+async def test_composer_sends_email_with_cc_and_bcc(stack: SandboxStack) -> None:
+    view_id = await open_composer(stack, "grace@example.com", command="/sendemail")
+    answer = await submit(
+        stack,
+        view_id,
+        {
+            "channel": "Email",
+            "subject": "Your invoice",
+            "message": "Hi Grace, the invoice is attached.",
+            "cc": "billing@example.com, boss@example.org",
+            "bcc": "archive@example.com",
+        },
+    )
+    assert answer.get("response_action") != "errors", answer
+    await eventually(lambda: len(sends(stack)) == 1)
+    body = sends(stack)[0]
+    assert body["type"] == "Email"
+    assert body["contactId"] == GRACE_HOPPER_ID
+    assert body["subject"] == "Your invoice"
+    assert body["emailCc"] == ["billing@example.com", "boss@example.org"]
+    assert body["emailBcc"] == ["archive@example.com"]
+    await eventually(lambda: "Your invoice" in text_of(roots(stack)[0]) if roots(stack) else False)
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "needle"),
+    [
+        ({"recipient": "555-01", "message": "hi"}, "recipient", "not a valid phone number"),
+        ({"recipient": "+14155550100", "message": "   "}, "message", "Write a message"),
+        (
+            # Slack blocks an empty required input itself; blanks get past it, not past us.
+            {"recipient": "ada@example.com", "channel": "Email", "subject": "   ", "message": "hi"},
+            "subject",
+            "subject",
+        ),
+        (
+            {"recipient": "+14155550100", "message": "hi", "schedule": int(time.time()) - 60},
+            "schedule",
+            "future",
+        ),
+        ({"recipient": "+14155550102", "message": "hi"}, "channel", "Do Not Disturb"),
+        ({"recipient": "grace@example.com", "message": "hi"}, "channel", "no phone number"),
+        (
+            {
+                "recipient": "ada@example.com",
+                "channel": "Email",
+                "subject": "s",
+                "message": "x",
+                "cc": "nope",
+            },
+            "cc",
+            "not a valid email",
+        ),
+    ],
+)
+async def test_composer_field_errors_send_nothing(
+    stack: SandboxStack, values: dict[str, Any], field: str, needle: str
+) -> None:
+    view_id = await open_composer(stack)
+    if values.get("channel") == "Email":
+        # Email fields appear once Email is picked, as they do for a person.
+        await stack.driver.block_action(
+            "channel",
+            user_id=AGENT_USER,
+            view_id=view_id,
+            values={"channel": {"channel": "Email"}},
+            action={"selected_option": {"value": "Email"}},
+        )
+        await eventually(
+            lambda: any(
+                b.get("block_id") == "subject"
+                for b in stack.slack.view(view_id).view.get("blocks", [])  # type: ignore[union-attr]
+            )
+        )
+    answer = await submit(stack, view_id, values)
+    assert answer.get("response_action") == "errors", answer
+    assert needle.lower() in answer["errors"][field].lower()
+    assert stack.highlevel.requests_to(*SEND) == []
+
+
+async def test_same_submission_twice_sends_once(stack: SandboxStack) -> None:
+    view_id = await open_composer(stack)
+    values = {
+        "recipient": {"recipient": "+14155550100"},
+        "message": {"message": "Only once, please"},
+    }
+    view = stack.slack.view(view_id)
+    assert view is not None
+    first = await stack.driver.view_submission(view_id, user_id=AGENT_USER, values=values)
+    # A double click (or a replayed request) is the same signed body arriving again.
+    replay = await stack.driver.post_raw(first.body, content_type=first.content_type)
+    assert (first.status, replay.status) == (200, 200)
+    await eventually(lambda: len(sends(stack)) == 1)
+    await eventually(lambda: "Sent" in text_of(roots(stack)[0]) if roots(stack) else False)
+    assert len(stack.highlevel.requests_to(*SEND)) == 1
+
+
+async def test_schedule_then_cancel(stack: SandboxStack) -> None:
+    when = int(time.time()) + 3600
+    view_id = await open_composer(stack, "+1 415 555 0100")
+    await submit(stack, view_id, {"message": "See you tomorrow", "schedule": when})
+    await eventually(lambda: len(sends(stack)) == 1)
+    assert sends(stack)[0]["scheduledTimestamp"] == when
+    root = await eventually(
+        lambda: (r := roots(stack)) and "cancel_scheduled" in action_ids(r[0]) and r[0]
+    )
+    assert "Scheduled" in text_of(root)
+    result = await stack.driver.block_action(
+        "cancel_scheduled", user_id=AGENT_USER, channel_id=SALES_CHANNEL, message_ts=root.ts
+    )
+    assert result.status == 200
+    await eventually(lambda: "Cancelled" in text_of(roots(stack)[0]))
+    deletes = [r for r in stack.highlevel.requests if r.method == "DELETE"]
+    assert len(deletes) == 1 and deletes[0].status == 200
+    assert stack.highlevel.cancelled
+
+
+async def test_429_waits_and_sends_once(tmp_path: Path) -> None:
+    # HighLevel's window scaled to 1 s: with no Retry-After, a 429 means "wait out the window",
+    # which the client learns from X-RateLimit-Interval-Milliseconds.
+    highlevel = HighLevelSimulator(rate_limit_interval_ms=1000)
+    async with SandboxStack(tmp_path / "bridge.sqlite3", highlevel=highlevel) as stack:
+        stack.highlevel.faults.burst_429 = 3
+        stack.highlevel.faults.scope = "sends"
+        await quick_send(stack, "+1 415 555 0100 after the burst")
+        await eventually(lambda: len(sends(stack)) == 1, within=15)
+        await eventually(lambda: "Sent" in text_of(roots(stack)[0]) if roots(stack) else False)
+        assert stack.highlevel.sent_count() == 1
+        assert [r.status for r in stack.highlevel.requests_to(*SEND)] == [429, 429, 429, 200]
+
+
+async def test_stored_then_500_is_found_not_resent(stack: SandboxStack) -> None:
+    stack.highlevel.faults.store_then_500_next = 1
+    await quick_send(stack, "+1 415 555 0100 exactly once")
+    await eventually(lambda: "Sent" in text_of(roots(stack)[0]) if roots(stack) else False)
+    assert stack.highlevel.sent_count() == 1
+    assert len(stack.highlevel.requests_to(*SEND)) == 1
+
+
+async def test_unknowable_outcome_is_shown_and_only_a_person_resends(stack: SandboxStack) -> None:
+    # A 5xx that stored nothing looks, from here, exactly like "stored, then 500"; the
+    # conversation shows no such message, so the post says so and offers Resend.
+    stack.highlevel.faults.error_next = 1
+    stack.highlevel.faults.scope = "sends"
+    await quick_send(stack, "+1 415 555 0100 did it go?")
+    root = await eventually(
+        lambda: (r := roots(stack)) and "resend" in action_ids(r[0]) and r[0], within=10
+    )
+    assert "may not have been sent" in text_of(root).lower()
+    assert stack.highlevel.sent_count() == 0
+    for _ in range(2):  # a double click resends once
+        await stack.driver.block_action(
+            "resend", user_id=AGENT_USER, channel_id=SALES_CHANNEL, message_ts=root.ts
+        )
+    await eventually(lambda: stack.highlevel.sent_count() == 1)
+    await eventually(lambda: len(stack.highlevel.requests_to(*SEND)) == 2)
+    assert stack.highlevel.sent_count() == 1
+
+
+async def test_restart_keeps_the_thread(stack: SandboxStack) -> None:
+    await quick_send(stack, "+1 415 555 0100 before restart")
+    await eventually(lambda: len(sends(stack)) == 1)
+    await eventually(lambda: "Sent" in text_of(roots(stack)[0]) if roots(stack) else False)
+    await stack.stop_bridge()
+    await stack.start_bridge()
+    await quick_send(stack, "+1 415 555 0100 after restart")
+    await eventually(lambda: len(sends(stack)) == 2)
+    assert len(roots(stack)) == 1
+    await eventually(lambda: len(stack.slack.thread(SALES_CHANNEL, roots(stack)[0].ts)) == 2)
+    async with SqliteStore(stack.database_path) as store:
+        threads = await store.find_threads_for_contact(stack.highlevel.location_id, ADA_LOVELACE_ID)
+    assert len(threads) == 1
+    assert threads[0].thread_ts == roots(stack)[0].ts
+    assert ALAN_TURING_ID not in {t.contact_id for t in threads}
