@@ -6,6 +6,7 @@ import logging
 import time
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -16,10 +17,15 @@ import handlers
 from bot.contacts import ContactDirectory
 from bot.deps import Deps
 from bot.highlevel import HighLevelClient
+from bot.inbound import InboundService, InboundWorker
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
+from bot.pacing import ChannelPacer
+from bot.polling import InboundPoller
 from bot.settings import Settings
 from bot.slack_posts import SlackPoster
-from bot.workers import PeriodicWorker, WorkerGroup
+from bot.webhook_auth import WebhookVerifier
+from bot.workers import PeriodicWorker, Worker, WorkerGroup
+from handlers.webhooks import WebhookEndpoint
 from storage import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -27,16 +33,20 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
-def build_slack_client(settings: Settings) -> AsyncWebClient:
-    """The Web API client: SLACK_API_URL is the seam to a fake Slack; 429s wait and retry."""
+def build_slack_client(settings: Settings, *, pace_posts: bool = False) -> AsyncWebClient:
+    """The Web API client: SLACK_API_URL is the seam to a fake Slack.
+
+    With `pace_posts` the caller paces per channel and handles 429 itself (`SlackPoster`);
+    otherwise slack_sdk waits out a 429's Retry-After and tries again.
+    """
+    retry_handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+    if not pace_posts:
+        retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=15,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-        ],
+        retry_handlers=retry_handlers,
     )
 
 
@@ -63,6 +73,7 @@ class Bridge:
         slack_client: AsyncWebClient,
         bolt_app: AsyncApp,
         workers: WorkerGroup,
+        webhooks: WebhookEndpoint,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -70,6 +81,7 @@ class Bridge:
         self.slack_client = slack_client
         self.bolt_app = bolt_app
         self.workers = workers
+        self.webhooks = webhooks
         self._started = False
 
     @classmethod
@@ -82,7 +94,10 @@ class Bridge:
             base_url=settings.ghl_api_url,
         )
         slack_client = build_slack_client(settings)
-        poster = SlackPoster(slack_client)
+        poster = SlackPoster(
+            build_slack_client(settings, pace_posts=True),
+            ChannelPacer(rate_per_second=settings.slack_post_rate),
+        )
         presenter = SendPresenter(store=store, poster=poster)
         outbox = OutboxWorker(store=store, highlevel=highlevel, presenter=presenter)
         contacts = ContactDirectory(highlevel)
@@ -95,27 +110,46 @@ class Bridge:
             location_id=settings.ghl_location_id,
             wake_worker=outbox.wake,
         )
+        inbound_worker = InboundWorker(
+            store=store,
+            poster=poster,
+            presenter=presenter,
+            contacts=contacts,
+            location_id=settings.ghl_location_id,
+            inbox_channel=settings.slack_inbox_channel,
+        )
+        inbound = InboundService(store=store, wake_worker=inbound_worker.wake)
+        webhooks = WebhookEndpoint(WebhookVerifier(settings.ghl_webhook_public_key), inbound)
         bolt_app = build_bolt_app(settings, slack_client)
         handlers.register_all(
             bolt_app, Deps(settings=settings, outbound=outbound, contacts=contacts)
         )
-        workers = WorkerGroup(
-            [
-                outbox,
-                PeriodicWorker(
-                    "purge-deliveries",
-                    lambda: store.purge_expired(time.time()),
-                    interval=PURGE_INTERVAL_SECONDS,
-                ),
-            ]
-        )
+        workers: list[Worker] = [
+            outbox,
+            inbound_worker,
+            PeriodicWorker(
+                "purge-deliveries",
+                lambda: store.purge_expired(time.time()),
+                interval=PURGE_INTERVAL_SECONDS,
+            ),
+        ]
+        if settings.ghl_poll_seconds > 0:
+            workers.append(
+                InboundPoller(
+                    highlevel=highlevel,
+                    inbound=inbound,
+                    store=store,
+                    interval=settings.ghl_poll_seconds,
+                )
+            )
         return cls(
             settings,
             store=store,
             highlevel=highlevel,
             slack_client=slack_client,
             bolt_app=bolt_app,
-            workers=workers,
+            workers=WorkerGroup(workers),
+            webhooks=webhooks,
         )
 
     def start(self) -> None:

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import Block
 from bot.compose import (
     CHANNEL_LABELS,
     CheckedDraft,
+    Draft,
     ReplyContext,
     contact_address,
     unreachable_reason,
@@ -41,7 +42,7 @@ from bot.highlevel import (
 )
 from bot.slack_posts import SlackPoster, SlackPostError
 from bot.ui.thread_builder import PostStatus, SendPost
-from storage import OutboxEntry, OutboxState, Store, ThreadRecord
+from storage import MessageDirection, OutboxEntry, OutboxState, Store, ThreadRecord
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +244,23 @@ class OutboundService:
             self._wake_worker()
         return Submitted(entry, created, contact, contact_created)
 
-    async def reply_context(self, thread_id: int) -> tuple[ReplyContext, MessageChannel, str]:
-        """What a reply into a mapped thread needs: the contact, the channel last used and,
-        for email, the subject to answer ("Re: …" added once)."""
+    async def thread_for_slack_message(
+        self, team_id: str, channel_id: str, ts: str, thread_ts: str | None
+    ) -> int | None:
+        """The mapped thread a Slack message belongs to (its root or any reply), if any."""
+        thread = await self._store.get_thread_by_slack(team_id, channel_id, thread_ts or ts)
+        return thread.id if thread is not None else None
+
+    async def reply_context(
+        self, thread_id: int, *, channel_id: str | None = None, message_ts: str | None = None
+    ) -> tuple[ReplyContext, Draft]:
+        """What a reply into a mapped thread needs, and how the composer starts.
+
+        The channel defaults to the one the customer last used. For email, the reply joins the
+        customer's mailbox thread: `threadId` is the thread's id and `replyMessageId` the email
+        answered (the one the shortcut was used on, else the latest from the customer); it is
+        `reply_all`, with the CC prefilled, when that email had other recipients.
+        """
         thread = await self._store.get_thread(thread_id)
         if thread is None:
             raise ComposeRejected("This thread is no longer linked to a HighLevel conversation.")
@@ -253,17 +268,48 @@ class OutboundService:
             channel = MessageChannel(thread.channel_type or MessageChannel.SMS.value)
         except ValueError:
             channel = MessageChannel.SMS
+        label = thread.contact_label or thread.contact_id
+        answered = None
+        if channel_id is not None and message_ts is not None:
+            answered = await self._store.get_message_by_slack(channel_id, message_ts)
+            if answered is not None and answered.message_type != MessageChannel.EMAIL.value:
+                answered = None
+        if answered is None:
+            answered = await self._store.latest_message(
+                thread.id,
+                direction=MessageDirection.INBOUND,
+                message_type=MessageChannel.EMAIL.value,
+            )
+        email_thread_id = (answered.email_thread_id if answered else None) or thread.email_thread_id
+        if email_thread_id is None:
+            reply = ReplyContext(
+                thread_id=thread.id, contact_id=thread.contact_id, contact_label=label
+            )
+            return reply, Draft(channel=channel)
+        reply_message_id = (
+            (answered.ghl_email_message_id or answered.ghl_message_id) if answered else None
+        )
+        subject = thread.subject or ""
+        cc: list[str] = []
+        if reply_message_id is not None:
+            try:
+                email = await asyncio.wait_for(self._highlevel.get_email(reply_message_id), 1.0)
+            except (HighLevelError, TimeoutError):
+                email = None
+            if email is not None:
+                subject = email.subject or subject
+                cc = list(email.cc)
+        if subject and not subject.lower().startswith("re:"):
+            subject = f"Re: {subject}"
         reply = ReplyContext(
             thread_id=thread.id,
             contact_id=thread.contact_id,
-            contact_label=thread.contact_label or thread.contact_id,
-            email_thread_id=thread.email_thread_id,
-            email_reply_mode=EmailReplyMode.REPLY if thread.email_thread_id else None,
+            contact_label=label,
+            email_thread_id=email_thread_id,
+            reply_message_id=reply_message_id,
+            email_reply_mode=EmailReplyMode.REPLY_ALL if cc else EmailReplyMode.REPLY,
         )
-        subject = thread.subject or ""
-        if subject and not subject.lower().startswith("re:"):
-            subject = f"Re: {subject}"
-        return reply, channel, subject
+        return reply, Draft(channel=channel, subject=subject, cc=", ".join(cc))
 
     async def send_again(self, outbox_id: int, origin: SlackOrigin) -> Submitted:
         """A person pressed Resend/Retry: a new entry, once per original (double clicks too)."""
@@ -403,14 +449,17 @@ class OutboxWorker:
         display: Display,
         response: SendMessageResponse,
     ) -> None:
+        is_email = entry.message_type == MessageChannel.EMAIL.value
         entry = await self._store.mark_sent(
             entry.id,
             conversation_id=response.conversation_id,
-            ghl_message_id=response.message_id,
+            # An email thread is one HighLevel message (its id is the thread id); each email
+            # in it has its own emailMessageId, which is what webhooks about it carry.
+            ghl_message_id=(response.email_message_id if is_email else None) or response.message_id,
             ghl_email_message_id=response.email_message_id,
             ghl_message_ids=response.message_ids or (),
         )
-        if thread is not None and entry.message_type == MessageChannel.EMAIL.value:
+        if thread is not None and is_email:
             request, _ = _unpack(entry)
             # A new email thread's id is the send's messageId (NOTES.md §2); a reply keeps its own.
             await self._store.update_thread(
@@ -470,9 +519,7 @@ class OutboxWorker:
                 continue
             if found is not None:
                 log.info("outbox %d: found in the conversation; it was sent", entry.id)
-                response = SendMessageResponse(
-                    conversation_id=found.conversation_id, message_id=found.id
-                )
+                response = found
                 await self._record_sent(entry, thread, display, response)
                 return
         await self._presenter.show(
@@ -481,37 +528,55 @@ class OutboxWorker:
 
     async def _find_in_conversation(
         self, entry: OutboxEntry, request: SendMessageRequest, thread: ThreadRecord | None
-    ) -> Message | None:
+    ) -> SendMessageResponse | None:
+        """The send, if the conversation shows it, as the answer HighLevel would have given."""
         conversation_id = entry.conversation_id or (thread.conversation_id if thread else None)
         if conversation_id is None:
-            found = await self._highlevel.search_conversations(contact_id=entry.contact_id, limit=1)
-            if not found.conversations:
+            search = await self._highlevel.search_conversations(
+                contact_id=entry.contact_id, limit=1
+            )
+            if not search.conversations:
                 return None
-            conversation_id = found.conversations[0].id
+            conversation_id = search.conversations[0].id
         page = await self._highlevel.list_messages(conversation_id, limit=50)
         since = entry.created_at - RECONCILE_CLOCK_SKEW
         for message in page.messages:
             dated = message.date_added.timestamp() if message.date_added else None
             if message.direction != "outbound" or dated is None or dated < since:
                 continue
-            if await self._store.get_message_by_ghl_id(message.id) is not None:
-                continue  # already another send's
-            if await self._same_message(message, request):
-                return message
+            matched_id = await self._match(message, request)
+            if matched_id is not None:
+                return SendMessageResponse(
+                    conversation_id=message.conversation_id or conversation_id,
+                    message_id=message.id,
+                    email_message_id=matched_id if request.type is MessageChannel.EMAIL else None,
+                )
         return None
 
-    async def _same_message(self, message: Message, request: SendMessageRequest) -> bool:
-        if request.type is MessageChannel.EMAIL:
-            # List entries omit email bodies (HLD#40): compare the subject of the email itself.
-            ids = (
-                message.meta.email.message_ids if message.meta and message.meta.email else None
-            ) or [message.id]
+    async def _match(self, message: Message, request: SendMessageRequest) -> str | None:
+        """The id of `message` (for email: of the email in it) if it is this send, else None."""
+        if request.type is not MessageChannel.EMAIL:
+            same = (message.body or "").strip() == (request.message or "").strip()
+            return message.id if same and await self._unclaimed(message.id) else None
+        # List entries omit email bodies (HLD#40): look at each email of the thread, newest first.
+        email_ids = (
+            message.meta.email.message_ids if message.meta and message.meta.email else None
+        ) or [message.id]
+        for email_id in reversed(email_ids):
+            if not await self._unclaimed(email_id):
+                continue
             try:
-                email = await self._highlevel.get_email(ids[-1])
+                email = await self._highlevel.get_email(email_id)
             except HighLevelError:
-                return False
-            return (email.subject or "") == (request.subject or "")
-        return (message.body or "").strip() == (request.message or "").strip()
+                continue
+            if email.direction == "outbound" and (email.subject or "") == (request.subject or ""):
+                return email.id
+        return None
+
+    async def _unclaimed(self, ghl_id: str) -> bool:
+        """No other send claims this message (a mirror of it posted by the inbound path may)."""
+        known = await self._store.get_message_by_ghl_id(ghl_id)
+        return known is None or known.outbox_id is None
 
     async def _thread_for(self, entry: OutboxEntry, display: Display) -> ThreadRecord | None:
         if entry.thread_id is not None:

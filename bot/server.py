@@ -18,7 +18,8 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 BRIDGE_KEY = web.AppKey("bridge", Bridge)
-# Slack bodies are small; HighLevel webhooks carry text, not files. Anything larger is refused.
+# Slack bodies are small; HighLevel webhooks carry text and attachment URLs, not files.
+# Anything larger is refused with 413 before it is read.
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -44,10 +45,7 @@ async def slack_events(request: web.Request) -> web.Response:
 
 
 async def ghl_webhooks(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"error": "HighLevel webhooks are not handled by this version of ghl-bridge yet."},
-        status=501,
-    )
+    return await request.app[BRIDGE_KEY].webhooks.handle(request)
 
 
 async def healthz(request: web.Request) -> web.Response:

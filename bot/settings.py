@@ -54,6 +54,7 @@ HINTS: dict[str, str] = {
     "GHL_POLL_SECONDS": "set it to a whole number of seconds (0 disables polling)",
     "ALLOWED_SLACK_USERS": "set it to comma-separated Slack user IDs, or leave it unset",
     "ALLOWED_SLACK_CHANNELS": "set it to comma-separated Slack channel IDs, or leave it unset",
+    "SLACK_POST_RATE": "set it to posts per second per channel, such as 1 (Slack's pace)",
     "LOG_LEVEL": "set it to DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     ghl_poll_seconds: int = Field(default=30, ge=0)
     allowed_slack_users: Annotated[frozenset[str], NoDecode] = frozenset()
     allowed_slack_channels: Annotated[frozenset[str], NoDecode] = frozenset()
+    slack_post_rate: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("allowed_slack_users", "allowed_slack_channels", mode="before")

@@ -10,6 +10,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.pacing import ChannelPacer, slack_retry_after
+from bot.ui.inbound_builder import InboundPost, inbound_reply, inbound_root, mirrored_outbound
 from bot.ui.thread_builder import SendPost, reply_message, root_message
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,13 @@ class SlackPostError(Exception):
 class SlackPoster:
     """Posts, updates and ephemeral notices through the Web API (SLACK_API_URL)."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
+        # Posts are paced here, per channel; give this poster a client without slack_sdk's
+        # rate-limit retry handler, or a 429 would be retried behind the pacer's back.
         self._client = client
+        self._pacer = pacer or ChannelPacer()
         self._members: dict[str, tuple[float, bool]] = {}
+        self._team_id: str | None = None
 
     async def can_post(self, channel_id: str) -> bool:
         """The bot is in the channel (or it is a DM with the bot), so it can post there."""
@@ -46,6 +52,36 @@ class SlackPoster:
         member = bool(channel.get("is_member") or channel.get("is_im"))
         self._members[channel_id] = (time.monotonic() + MEMBERSHIP_TTL_SECONDS, member)
         return member
+
+    async def team_id(self) -> str:
+        """The workspace's id (auth.test, asked once): thread rows are keyed by it."""
+        if self._team_id is None:
+            try:
+                response = await self._client.auth_test()
+            except SlackApiError as exc:
+                raise SlackPostError(_code(exc)) from exc
+            self._team_id = str(response.get("team_id") or "")
+        return self._team_id
+
+    async def show_inbound(
+        self, channel_id: str, post: InboundPost, *, thread_ts: str | None
+    ) -> str:
+        """Post a message from HighLevel: a new thread root (no thread_ts) or a thread reply."""
+        if thread_ts is None:
+            text, blocks = inbound_root(post)
+        elif post.direction == "outbound":
+            text, blocks = mirrored_outbound(post)
+        else:
+            text, blocks = inbound_reply(post)
+        return await self.post(channel_id, text, blocks, thread_ts=thread_ts)
+
+    async def react(self, channel_id: str, ts: str, name: str) -> None:
+        """Add a reaction; one that is already there is fine."""
+        try:
+            await self._client.reactions_add(channel=channel_id, timestamp=ts, name=name)
+        except SlackApiError as exc:
+            if _code(exc) != "already_reacted":
+                raise SlackPostError(_code(exc)) from exc
 
     def forget_membership(self, channel_id: str) -> None:
         self._members.pop(channel_id, None)
@@ -70,13 +106,17 @@ class SlackPoster:
         self, channel_id: str, text: str, blocks: Sequence[Block], *, thread_ts: str | None = None
     ) -> str:
         try:
-            response = await self._client.chat_postMessage(
-                channel=channel_id,
-                text=text,
-                blocks=list(blocks),
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
+            response = await self._pacer.paced(
+                channel_id,
+                lambda: self._client.chat_postMessage(
+                    channel=channel_id,
+                    text=text,
+                    blocks=list(blocks),
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                ),
+                is_rate_limited=slack_retry_after,
             )
         except SlackApiError as exc:
             if _code(exc) == "not_in_channel":
@@ -86,8 +126,12 @@ class SlackPoster:
 
     async def update(self, channel_id: str, ts: str, text: str, blocks: Sequence[Block]) -> None:
         try:
-            await self._client.chat_update(
-                channel=channel_id, ts=ts, text=text, blocks=list(blocks)
+            await self._pacer.paced(
+                channel_id,
+                lambda: self._client.chat_update(
+                    channel=channel_id, ts=ts, text=text, blocks=list(blocks)
+                ),
+                is_rate_limited=slack_retry_after,
             )
         except SlackApiError as exc:
             raise SlackPostError(_code(exc)) from exc

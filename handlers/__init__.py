@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
-from handlers import access, commands, compose, thread_actions
+from handlers import access, commands, compose, shortcuts, thread_actions
 
 
 def register_all(app: AsyncApp, deps: Deps) -> None:
@@ -14,3 +14,4 @@ def register_all(app: AsyncApp, deps: Deps) -> None:
     commands.register(app, deps)
     compose.register(app, deps)
     thread_actions.register(app, deps)
+    shortcuts.register(app, deps)

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.compose import ComposeContext, Draft
+from bot.compose import ComposeContext
 from bot.deps import Deps
 from bot.outbound import ComposeRejected, SlackOrigin
 from bot.ui.notice_builder import error_notice
@@ -50,7 +50,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         try:
             if thread_id is None:
                 raise ComposeRejected("This button is not linked to a conversation.")
-            context, channel, subject = await outbound.reply_context(thread_id)
+            context, draft = await outbound.reply_context(thread_id)
         except ComposeRejected as exc:
             await tell(respond, "Can't reply here", exc.message)
             return
@@ -60,9 +60,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             thread_ts=message.get("thread_ts") or message.get("ts"),
             reply=context,
         )
-        await open_composer(
-            client, body["trigger_id"], Draft(channel=channel, subject=subject), compose_context
-        )
+        await open_composer(client, body["trigger_id"], draft, compose_context)
 
     @app.action(CANCEL_ACTION)
     async def cancel(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:

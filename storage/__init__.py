@@ -9,6 +9,8 @@ from storage._migrations import LATEST_VERSION, MIGRATIONS, Migration
 from storage._protocol import Store
 from storage._records import (
     UNSET,
+    InboundEvent,
+    InboundState,
     MessageDirection,
     MessageRecord,
     OutboxEntry,
@@ -24,6 +26,8 @@ __all__ = [
     "MIGRATIONS",
     "UNSET",
     "ConflictError",
+    "InboundEvent",
+    "InboundState",
     "MessageDirection",
     "MessageRecord",
     "Migration",

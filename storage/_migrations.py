@@ -135,7 +135,35 @@ _INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_INITIAL,)
+_INBOUND_EVENTS = Migration(
+    version=2,
+    description="inbound events: HighLevel webhooks and polled messages, stored before any 2xx",
+    statements=(
+        # HighLevel retries a webhook only on 429, so an accepted event must survive a crash:
+        # it is stored here before the HTTP answer and processed off the request path.
+        # conversation_key orders processing per conversation (posts stay in order in a thread).
+        """
+        CREATE TABLE inbound_events (
+            id               INTEGER PRIMARY KEY,
+            source           TEXT NOT NULL,
+            event_type       TEXT NOT NULL,
+            conversation_key TEXT NOT NULL,
+            payload          TEXT NOT NULL,
+            state            TEXT NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'processing', 'done', 'failed')),
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            last_error       TEXT,
+            next_attempt_at  REAL NOT NULL,
+            received_at      REAL NOT NULL,
+            updated_at       REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX inbound_events_due ON inbound_events (state, next_attempt_at, id)",
+        "CREATE INDEX inbound_events_conversation ON inbound_events (conversation_key, state)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_INITIAL, _INBOUND_EVENTS)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

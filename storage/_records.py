@@ -119,3 +119,33 @@ class OutboxEntry:
         """The send request as given to `enqueue` (decoded anew on each access)."""
         decoded: dict[str, Any] = json.loads(self.payload_json)
         return decoded
+
+
+class InboundState(enum.StrEnum):
+    """pending -> processing -> done | failed (or back to pending to retry later)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """A HighLevel event (webhook or polled message), kept until it has been shown in Slack."""
+
+    id: int
+    source: str
+    event_type: str
+    conversation_key: str
+    payload_json: str
+    state: InboundState
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float
+    received_at: float
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.payload_json)
+        return decoded

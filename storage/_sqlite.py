@@ -25,6 +25,8 @@ from storage._migrations import (
 )
 from storage._records import (
     UNSET,
+    InboundEvent,
+    InboundState,
     MessageDirection,
     MessageRecord,
     OutboxEntry,
@@ -45,7 +47,10 @@ _Params = Sequence[Any] | Mapping[str, Any]
 # caller must see (e.g. cancelling an entry the worker has just claimed).
 _FROM_STATES: dict[str, frozenset[OutboxState]] = {
     "mark_sent": frozenset({OutboxState.SENDING, OutboxState.UNKNOWN}),
-    "mark_failed": frozenset({OutboxState.PENDING, OutboxState.SENDING, OutboxState.UNKNOWN}),
+    # From 'sent' when HighLevel later reports the message failed or was undelivered.
+    "mark_failed": frozenset(
+        {OutboxState.PENDING, OutboxState.SENDING, OutboxState.UNKNOWN, OutboxState.SENT}
+    ),
     "mark_unknown": frozenset({OutboxState.SENDING}),
     # From 'unknown' only once reconciliation proved HighLevel never got the request;
     # from 'failed' when a person asks to try again.
@@ -933,11 +938,147 @@ class SqliteStore:
             )
         return [_outbox(row) for row in rows]
 
+    async def has_unsettled_send(self, location_id: str, contact_id: str) -> bool:
+        """A send to the contact is queued, in flight, or of unknown outcome (no id yet)."""
+        async with self._read() as db:
+            row = await _one(
+                db,
+                "SELECT 1 FROM outbox WHERE location_id = ? AND contact_id = ?"
+                " AND state IN ('pending', 'sending', 'unknown') AND ghl_message_id IS NULL"
+                " LIMIT 1",
+                (location_id, contact_id),
+            )
+        return row is not None
+
     async def next_outbox_due_at(self) -> float | None:
         """When the earliest pending entry becomes due (None if nothing is pending)."""
         async with self._read() as db:
             row = await _one(db, "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
         return None if row is None or row[0] is None else float(row[0])
+
+    # ------------------------------------------------------------------ inbound events
+
+    async def enqueue_inbound(
+        self,
+        *,
+        source: str,
+        event_type: str,
+        conversation_key: str,
+        payload: Mapping[str, Any],
+        dedupe_keys: Sequence[str],
+        ttl_seconds: float,
+    ) -> InboundEvent | None:
+        """Store an event unless any of its keys (webhookId, messageId…) was seen; None if so.
+
+        The keys and the event are written in one transaction, so an event is either stored
+        with all its keys or not at all: a crash cannot leave a key that hides a lost event.
+        """
+        now = self._clock()
+        async with self._write() as db:
+            for key in dedupe_keys:
+                seen = await _one(
+                    db,
+                    "SELECT 1 FROM processed_deliveries"
+                    " WHERE source = 'inbound' AND key = ? AND expires_at > ?",
+                    (key, now),
+                )
+                if seen:
+                    return None
+            for key in dedupe_keys:
+                await db.execute(
+                    "INSERT OR REPLACE INTO processed_deliveries (source, key, expires_at)"
+                    " VALUES ('inbound', ?, ?)",
+                    (key, now + ttl_seconds),
+                )
+            row = await _one(
+                db,
+                """
+                INSERT INTO inbound_events (source, event_type, conversation_key, payload,
+                    next_attempt_at, received_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                RETURNING *
+                """,
+                (source, event_type, conversation_key, json.dumps(payload), now, now, now),
+            )
+        return _inbound(_required(row))
+
+    async def claim_inbound(self, now: float | None = None) -> InboundEvent | None:
+        """Move the oldest due event to 'processing'; one at a time per conversation, in order."""
+        when = self._clock() if now is None else now
+        async with self._write() as db:
+            row = await _one(
+                db,
+                """
+                UPDATE inbound_events
+                SET state = 'processing', attempts = attempts + 1, updated_at = :now
+                WHERE id = (
+                    SELECT candidate.id FROM inbound_events AS candidate
+                    WHERE candidate.state = 'pending'
+                      AND candidate.next_attempt_at <= :now
+                      AND NOT EXISTS (
+                          SELECT 1 FROM inbound_events AS other
+                          WHERE other.conversation_key = candidate.conversation_key
+                            AND (other.state = 'processing'
+                                 OR (other.state = 'pending' AND other.id < candidate.id))
+                      )
+                    ORDER BY candidate.id
+                    LIMIT 1
+                )
+                RETURNING *
+                """,
+                {"now": when},
+            )
+        return None if row is None else _inbound(row)
+
+    async def finish_inbound(self, event_id: int) -> None:
+        await self._set_inbound(event_id, InboundState.DONE, None, None)
+
+    async def fail_inbound(self, event_id: int, error: str) -> None:
+        """Given up on (logged at WARNING by the caller); kept for inspection."""
+        await self._set_inbound(event_id, InboundState.FAILED, error, None)
+
+    async def retry_inbound(self, event_id: int, *, next_attempt_at: float, error: str) -> None:
+        await self._set_inbound(event_id, InboundState.PENDING, error, next_attempt_at)
+
+    async def _set_inbound(
+        self, event_id: int, state: InboundState, error: str | None, next_attempt_at: float | None
+    ) -> None:
+        async with self._write() as db:
+            await db.execute(
+                """
+                UPDATE inbound_events SET state = ?, last_error = COALESCE(?, last_error),
+                    next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?
+                WHERE id = ?
+                """,
+                (state.value, error, next_attempt_at, self._clock(), event_id),
+            )
+
+    async def recover_inbound(self) -> int:
+        """At start-up, events left 'processing' by a stopped process go back to 'pending'."""
+        async with self._write() as db:
+            rows = await _all(
+                db,
+                "UPDATE inbound_events SET state = 'pending', updated_at = ?"
+                " WHERE state = 'processing' RETURNING id",
+                (self._clock(),),
+            )
+        return len(rows)
+
+    async def next_inbound_due_at(self) -> float | None:
+        async with self._read() as db:
+            row = await _one(
+                db, "SELECT MIN(next_attempt_at) FROM inbound_events WHERE state = 'pending'"
+            )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def count_inbound(self, state: InboundState | None = None) -> int:
+        async with self._read() as db:
+            row = await _one(
+                db,
+                "SELECT COUNT(*) FROM inbound_events WHERE (:state IS NULL OR state = :state)",
+                {"state": None if state is None else state.value},
+            )
+        return int(row[0]) if row else 0
 
     async def recover_after_crash(self) -> int:
         """At start-up, turn entries left 'sending' by a dead process into 'unknown'.
@@ -1116,6 +1257,21 @@ def _message(row: sqlite3.Row) -> MessageRecord:
         outbox_id=row["outbox_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def _inbound(row: sqlite3.Row) -> InboundEvent:
+    return InboundEvent(
+        id=row["id"],
+        source=row["source"],
+        event_type=row["event_type"],
+        conversation_key=row["conversation_key"],
+        payload_json=row["payload"],
+        state=InboundState(row["state"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        received_at=row["received_at"],
     )
 
 

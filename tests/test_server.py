@@ -94,10 +94,11 @@ async def test_wrongly_signed_command_is_401_and_does_nothing(running: Running) 
     assert "/sendemail" not in result.text
 
 
-async def test_ghl_webhooks_is_not_implemented_yet(running: Running) -> None:
+async def test_unsigned_webhook_is_401(running: Running) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.post(f"{running.url}/ghl/webhooks", json={"type": "InboundMessage"})
-    assert response.status_code == 501
+    assert response.status_code == 401
+    assert response.json() == {"error": "missing_signature"}
 
 
 async def test_stop_closes_the_server_and_the_database(running: Running) -> None:

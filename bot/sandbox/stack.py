@@ -25,7 +25,8 @@ class SandboxStack:
     """HighLevel simulator + Slack simulator + `ghl-bridge serve`, wired to each other.
 
     The Slack workspace has #sales and #inbox (bot a member) and #no-bot (bot not added), and
-    two people, U0AGENT and U0OTHER. `settings_overrides` change the bridge's settings.
+    two people, U0AGENT and U0OTHER. `settings_overrides` change the bridge's settings; with
+    `webhooks` the HighLevel simulator delivers its webhooks to the bridge.
     """
 
     def __init__(
@@ -35,11 +36,13 @@ class SandboxStack:
         highlevel: HighLevelSimulator | None = None,
         slack: SlackSimulator | None = None,
         settings_overrides: dict[str, Any] | None = None,
+        webhooks: bool = True,
     ) -> None:
         self.database_path = database_path
         self.highlevel = highlevel or HighLevelSimulator()
         self.slack = slack or SlackSimulator(post_rate_per_second=50.0, post_burst=50)
         self._overrides = settings_overrides or {}
+        self._webhooks = webhooks
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.bridge_url = ""
@@ -93,6 +96,8 @@ class SandboxStack:
                 self._task.result()  # re-raise why it stopped
             raise TimeoutError("the bridge did not start within 15 s")
         self.bridge_url = ready.result()
+        if self._webhooks:
+            self.highlevel.webhook_url = f"{self.bridge_url}/ghl/webhooks"
         if self._driver is not None:
             await self._driver.aclose()
         self._driver = SlackDriver(
