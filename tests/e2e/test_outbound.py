@@ -347,3 +347,39 @@ async def test_restart_keeps_the_thread(stack: SandboxStack) -> None:
     assert len(threads) == 1
     assert threads[0].thread_ts == roots(stack)[0].ts
     assert ALAN_TURING_ID not in {t.contact_id for t in threads}
+
+
+async def test_highlevels_own_refusal_is_shown_on_the_post(stack: SandboxStack) -> None:
+    await quick_send(stack, "+1 415 555 0100 first one")
+    await eventually(lambda: roots(stack) and went_out(roots(stack)[0]))
+    # Ada turns DND on in HighLevel; the bridge's cached contact does not know yet, so
+    # HighLevel itself refuses the next send, and its words reach the person.
+    stack.highlevel.contacts[ADA_LOVELACE_ID].dnd_settings = {"SMS": {"status": "active"}}
+    await quick_send(stack, "+1 415 555 0100 second one")
+    thread = await eventually(
+        lambda: (
+            (t := stack.slack.thread(SALES_CHANNEL, roots(stack)[0].ts))
+            and len(t) == 2
+            and "retry" in action_ids(t[1])
+            and t
+        )
+    )
+    assert "DND" in text_of(thread[1])
+    assert stack.highlevel.sent_count() == 1
+
+
+def channel_options(stack: SandboxStack, view_id: str) -> list[str]:
+    view = stack.slack.view(view_id)
+    assert view is not None
+    block = next(b for b in view.view["blocks"] if b.get("block_id") == "channel")
+    return [option["value"] for option in block["element"]["options"]]
+
+
+async def test_composer_offers_only_what_the_contact_can_receive(stack: SandboxStack) -> None:
+    view_id = await open_composer(stack, "grace@example.com")
+    # Grace has an email address but no phone: once she is looked up, SMS is not offered.
+    options = await eventually(
+        lambda: (o := channel_options(stack, view_id)) and "SMS" not in o and o
+    )
+    assert "Email" in options
+    assert "WhatsApp" not in options
