@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest serve sandbox clean
+.PHONY: demo test lint typecheck pytest serve sandbox clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/ghl-bridge demo
 
 test: lint typecheck pytest
 

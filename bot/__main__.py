@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import demo, doctor
 from bot.sandbox.highlevel import cli as sandbox_cli
 from bot.settings import SettingsError, load_settings
 
@@ -28,6 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
         "point the bridge at it.",
     )
     sandbox_cli.add_arguments(sandbox)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="run a scripted conversation on the bundled sandboxes (no accounts needed)",
+        description="Start both simulators and a real bridge on loopback, drive a scripted "
+        "conversation through signed Slack requests, and print what Slack would show.",
+    )
+    demo.add_arguments(demo_parser)
+    doctor_parser = commands.add_parser(
+        "doctor",
+        help="check the configuration, both APIs, the database and inbound delivery",
+        description="Run each check and print ✓ or ✗ with the fix in one line. "
+        "Exit 0 only when all pass.",
+    )
+    doctor.add_arguments(doctor_parser)
     return parser
 
 
@@ -63,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return run_serve()
+    if args.command == "demo":
+        return asyncio.run(demo.run(args))
+    if args.command == "doctor":
+        configure_logging("WARNING")
+        return asyncio.run(doctor.run(args))
     if args.command == "sandbox":
         configure_logging("INFO")
         return asyncio.run(sandbox_cli.run(args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import httpx
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -50,6 +51,12 @@ def build_slack_client(settings: Settings, *, pace_posts: bool = False) -> Async
     )
 
 
+def highlevel_timeout(settings: Settings) -> httpx.Timeout:
+    """GHL_TIMEOUT_SECONDS for the answer; connecting never waits longer than 5 s."""
+    seconds = settings.ghl_timeout_seconds
+    return httpx.Timeout(connect=min(5.0, seconds), read=seconds, write=seconds, pool=10.0)
+
+
 def build_bolt_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
     """The Bolt app; request verification is on (Socket Mode requests skip it by design)."""
     secret = settings.slack_signing_secret
@@ -92,6 +99,7 @@ class Bridge:
             token=settings.ghl_api_token,
             location_id=settings.ghl_location_id,
             base_url=settings.ghl_api_url,
+            timeout=highlevel_timeout(settings),
         )
         slack_client = build_slack_client(settings)
         poster = SlackPoster(

@@ -19,7 +19,6 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 
 from bot.compose import (
-    CHANNEL_LABELS,
     CheckedDraft,
     Draft,
     ReplyContext,
@@ -600,6 +599,11 @@ class SendPresenter:
     def __init__(self, *, store: Store, poster: SlackPoster) -> None:
         self._store = store
         self._poster = poster
+        # One status change of a send is shown at a time: the outbox worker and the inbound
+        # worker (HighLevel's status webhooks) both show sends, and two first posts of one send
+        # racing each other would leave it shown twice.
+        self._showing: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
 
     async def show_sending(
         self, entry: OutboxEntry, thread: ThreadRecord | None, display: Display
@@ -660,9 +664,32 @@ class SendPresenter:
         error: str | None = None,
     ) -> None:
         """Update the send's Slack post (or post it, if posting failed earlier)."""
+        lock = self._showing.setdefault(entry.id, asyncio.Lock())
+        self._waiting[entry.id] = self._waiting.get(entry.id, 0) + 1
+        try:
+            async with lock:
+                await self._show(entry, status, thread=thread, display=display, error=error)
+        finally:
+            self._waiting[entry.id] -= 1
+            if not self._waiting[entry.id]:
+                del self._waiting[entry.id], self._showing[entry.id]
+
+    async def _show(
+        self,
+        entry: OutboxEntry,
+        status: PostStatus,
+        *,
+        thread: ThreadRecord | None,
+        display: Display | None,
+        error: str | None,
+    ) -> None:
         display = display or _unpack(entry)[1]
-        if thread is None and entry.thread_id is not None:
-            thread = await self._store.get_thread(entry.thread_id)
+        # The post (and the thread root) may have been made since the caller read them.
+        current = await self._store.get_outbox(entry.id)
+        if current is not None and current.slack_ts != entry.slack_ts:
+            entry = replace(entry, slack_ts=current.slack_ts)
+        if entry.thread_id is not None:
+            thread = await self._store.get_thread(entry.thread_id) or thread
         post = self.post(entry, display, status, thread=thread, error=error)
         as_root = (
             thread is not None and entry.slack_ts is not None and entry.slack_ts == thread.thread_ts
@@ -684,7 +711,3 @@ class SendPresenter:
             if as_root and thread is not None:
                 await self._store.set_thread_ts(thread.id, ts)
             await self._store.set_outbox_slack_ts(entry.id, ts)
-
-
-def describe_channel(channel: MessageChannel) -> str:
-    return CHANNEL_LABELS.get(channel, channel.value)

@@ -16,6 +16,7 @@ from storage import Store
 log = logging.getLogger(__name__)
 
 CURSOR_KEY = "poll:last_message_at"
+LAST_SUCCESS_KEY = "poll:last_success_at"  # read by `ghl-bridge doctor`
 # Messages this close to the cursor are looked at again (equal timestamps, clock skew);
 # dedupe on message ids keeps them from being shown twice.
 OVERLAP_SECONDS = 120.0
@@ -77,7 +78,7 @@ class InboundPoller:
                 newest = max(newest, dated)
                 accepted += await self._accept(message)
         await self._store.kv_set(CURSOR_KEY, repr(newest))
-        await self._store.kv_set("poll:last_success_at", repr(self._clock()))
+        await self._store.kv_set(LAST_SUCCESS_KEY, repr(self._clock()))
         return accepted
 
     async def _accept(self, message: Message) -> int:

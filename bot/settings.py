@@ -52,6 +52,7 @@ HINTS: dict[str, str] = {
     "PORT": "set it to a port number from 1 to 65535 (0 picks a free one)",
     "PHONE_DEFAULT_REGION": "set it to a two-letter region code such as US or GB",
     "GHL_POLL_SECONDS": "set it to a whole number of seconds (0 disables polling)",
+    "GHL_TIMEOUT_SECONDS": "set it to the seconds to wait for HighLevel's answer, such as 20",
     "ALLOWED_SLACK_USERS": "set it to comma-separated Slack user IDs, or leave it unset",
     "ALLOWED_SLACK_CHANNELS": "set it to comma-separated Slack channel IDs, or leave it unset",
     "SLACK_POST_RATE": "set it to posts per second per channel, such as 1 (Slack's pace)",
@@ -84,6 +85,8 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)  # 0: any free port (tests)
     phone_default_region: str = "US"
     ghl_poll_seconds: int = Field(default=30, ge=0)
+    # How long a HighLevel request may take before the bridge gives up on its answer.
+    ghl_timeout_seconds: float = Field(default=20.0, gt=0)
     allowed_slack_users: Annotated[frozenset[str], NoDecode] = frozenset()
     allowed_slack_channels: Annotated[frozenset[str], NoDecode] = frozenset()
     slack_post_rate: float = Field(default=1.0, gt=0)

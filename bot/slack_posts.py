@@ -17,6 +17,8 @@ from bot.ui.thread_builder import SendPost, reply_message, root_message
 log = logging.getLogger(__name__)
 
 MEMBERSHIP_TTL_SECONDS = 60.0
+# After Slack's own failure (HTTP 5xx) a post or update is tried again, after this pause.
+SERVER_ERROR_PAUSE_SECONDS = 1.0
 
 
 class SlackPostError(Exception):
@@ -116,7 +118,7 @@ class SlackPoster:
                     unfurl_links=False,
                     unfurl_media=False,
                 ),
-                is_rate_limited=slack_retry_after,
+                is_rate_limited=_retry_after,
             )
         except SlackApiError as exc:
             if _code(exc) == "not_in_channel":
@@ -131,7 +133,7 @@ class SlackPoster:
                 lambda: self._client.chat_update(
                     channel=channel_id, ts=ts, text=text, blocks=list(blocks)
                 ),
-                is_rate_limited=slack_retry_after,
+                is_rate_limited=_retry_after,
             )
         except SlackApiError as exc:
             raise SlackPostError(_code(exc)) from exc
@@ -146,6 +148,23 @@ class SlackPoster:
             )
         except SlackApiError as exc:
             log.warning("could not show a notice in %s: %s", channel_id, _code(exc))
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds to wait before trying a post or update again; None: do not try again.
+
+    Rate limits (429) are waited out. Slack's own failures (5xx) are tried again too: a post
+    that never appears would leave a person not knowing how their send went, which is worse
+    than the rare post Slack made before failing showing twice (ruling that out would need
+    reading channel history, a scope the app does not ask for).
+    """
+    wait = slack_retry_after(exc)
+    if wait is not None or not isinstance(exc, SlackApiError) or exc.response is None:
+        return wait
+    status = getattr(exc.response, "status_code", None)
+    if isinstance(status, int) and status >= 500:
+        return SERVER_ERROR_PAUSE_SECONDS
+    return None
 
 
 def _code(exc: SlackApiError) -> str:

@@ -35,8 +35,10 @@ class WebhookEndpoint:
             stored = await self._inbound.accept_webhook(
                 webhook.webhook_id, webhook.event_type, webhook.payload
             )
-        except StoreError:
-            log.warning("could not store webhook %s; asking HighLevel to retry", webhook.webhook_id)
+        except StoreError as exc:
+            log.warning(
+                "could not store webhook %s (%s); asking HighLevel to retry", webhook.webhook_id, exc
+            )
             return web.json_response(
                 {"error": "busy"}, status=429, headers={"Retry-After": RETRY_AFTER_SECONDS}
             )

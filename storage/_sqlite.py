@@ -1080,6 +1080,14 @@ class SqliteStore:
             )
         return int(row[0]) if row else 0
 
+    async def last_inbound_at(self, source: str) -> float | None:
+        """When the newest event from `source` ('webhook', 'poll') was stored; None if never."""
+        async with self._read() as db:
+            row = await _one(
+                db, "SELECT MAX(received_at) FROM inbound_events WHERE source = ?", (source,)
+            )
+        return None if row is None or row[0] is None else float(row[0])
+
     async def recover_after_crash(self) -> int:
         """At start-up, turn entries left 'sending' by a dead process into 'unknown'.
 

@@ -19,10 +19,11 @@ from bot.sandbox.slack.driver import (
     build_state_values,
     slack_signature,
 )
-from bot.sandbox.slack.simulator import SlackSimulator
+from bot.sandbox.slack.simulator import DEFAULT_GRANTED_SCOPES, SlackSimulator
 
 __all__ = [
     "ACK_DEADLINE_SECONDS",
+    "DEFAULT_GRANTED_SCOPES",
     "DriverResult",
     "EphemeralMessage",
     "Fault",

@@ -15,7 +15,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -32,6 +32,32 @@ _JSON_ARGS = frozenset({"blocks", "attachments", "view", "metadata"})
 _JSON_ARG_ERRORS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attachments"}
 
 Transport = Literal["json", "form", "query"]
+
+# What the sandbox bot token is granted unless a test says otherwise: every bot scope
+# ghl-bridge could ask for, so a complete manifest.yml finds nothing missing.
+DEFAULT_GRANTED_SCOPES: tuple[str, ...] = (
+    "app_mentions:read",
+    "channels:history",
+    "channels:join",
+    "channels:read",
+    "chat:write",
+    "chat:write.customize",
+    "chat:write.public",
+    "commands",
+    "files:read",
+    "groups:history",
+    "groups:read",
+    "im:history",
+    "im:read",
+    "im:write",
+    "mpim:history",
+    "mpim:read",
+    "reactions:read",
+    "reactions:write",
+    "team:read",
+    "users:read",
+    "users:read.email",
+)
 
 
 class _BadRequest(Exception):
@@ -107,6 +133,7 @@ class SlackSimulator(SlackWorkspace):
         bot_id: str = "B0BOT",
         app_id: str = "A0SANDBOX",
         bot_name: str = "ghl-bridge",
+        granted_scopes: Iterable[str] = DEFAULT_GRANTED_SCOPES,
     ) -> None:
         super().__init__(
             team_id=team_id,
@@ -120,6 +147,8 @@ class SlackSimulator(SlackWorkspace):
             trigger_ttl_seconds=trigger_ttl_seconds,
         )
         self._bot_token = bot_token
+        # Sent back in ``x-oauth-scopes`` on every authenticated call, as Slack does.
+        self.granted_scopes: tuple[str, ...] = tuple(granted_scopes)
         self.faults = SlackFaults()
         self.calls: list[RecordedCall] = []
         self._runner: web.AppRunner | None = None
@@ -203,6 +232,7 @@ class SlackSimulator(SlackWorkspace):
         method = request.match_info["method"]
         transport: Transport = "query"
         args: JsonDict = {}
+        headers: dict[str, str] = {}
         fault = self.faults.take(method)
         if fault is not None and fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
@@ -211,12 +241,14 @@ class SlackSimulator(SlackWorkspace):
             if fault is not None and fault.status and not fault.take_effect:
                 return self._fault_response(method, args, transport, fault)
             self._authenticate(token)
+            headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
             _decode_json_args(args)
-            status, body, headers = 200, self.call_method(method, args), dict[str, str]()
+            status, body = 200, self.call_method(method, args)
         except _BadRequest as bad:
-            status, body, headers = 200, {"ok": False, "error": bad.error}, {}
+            status, body = 200, {"ok": False, "error": bad.error}
         except ApiFailure as failure:
-            status, body, headers = failure.status, failure.body(), failure.headers
+            status, body = failure.status, failure.body()
+            headers.update(failure.headers)
         if fault is not None and fault.status and fault.take_effect:
             return self._fault_response(method, args, transport, fault)
         self._record(method, args, transport, status, body)
