@@ -37,7 +37,9 @@ class WebhookEndpoint:
             )
         except StoreError as exc:
             log.warning(
-                "could not store webhook %s (%s); asking HighLevel to retry", webhook.webhook_id, exc
+                "could not store webhook %s (%s); asking HighLevel to retry",
+                webhook.webhook_id,
+                exc,
             )
             return web.json_response(
                 {"error": "busy"}, status=429, headers={"Retry-After": RETRY_AFTER_SECONDS}
