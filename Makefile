@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest serve sandbox clean
+.PHONY: demo test lint typecheck pytest bench serve sandbox clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ typecheck: $(INSTALLED)
 
 pytest: $(INSTALLED)
 	$(BIN)/pytest
+
+# Benchmarks against both simulators on loopback; QUICK=1 for the small, < 60 s version.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 serve: $(INSTALLED)
 	$(BIN)/ghl-bridge serve

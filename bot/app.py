@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import aiohttp
 import httpx
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -34,11 +35,14 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
-def build_slack_client(settings: Settings, *, pace_posts: bool = False) -> AsyncWebClient:
+def build_slack_client(
+    settings: Settings, *, pace_posts: bool = False, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL is the seam to a fake Slack.
 
     With `pace_posts` the caller paces per channel and handles 429 itself (`SlackPoster`);
-    otherwise slack_sdk waits out a 429's Retry-After and tries again.
+    otherwise slack_sdk waits out a 429's Retry-After and tries again. Without a `session`
+    slack_sdk opens and closes a connection (TLS handshake and all) for every call.
     """
     retry_handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
     if not pace_posts:
@@ -48,6 +52,7 @@ def build_slack_client(settings: Settings, *, pace_posts: bool = False) -> Async
         base_url=settings.slack_api_url,
         timeout=15,
         retry_handlers=retry_handlers,
+        session=session,
     )
 
 
@@ -101,9 +106,12 @@ class Bridge:
             base_url=settings.ghl_api_url,
             timeout=highlevel_timeout(settings),
         )
-        slack_client = build_slack_client(settings)
+        # One keep-alive connection pool for every Web API call (Bolt's per-request clients
+        # reuse the session of `slack_client` too); closed in `aclose`.
+        slack_session = aiohttp.ClientSession()
+        slack_client = build_slack_client(settings, session=slack_session)
         poster = SlackPoster(
-            build_slack_client(settings, pace_posts=True),
+            build_slack_client(settings, pace_posts=True, session=slack_session),
             ChannelPacer(rate_per_second=settings.slack_post_rate),
         )
         presenter = SendPresenter(store=store, poster=poster)
@@ -180,4 +188,6 @@ class Bridge:
         await self.workers.stop()
         self._started = False
         await self.highlevel.aclose()
+        if self.slack_client.session is not None:
+            await self.slack_client.session.close()
         await self.store.close()

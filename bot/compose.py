@@ -48,6 +48,8 @@ DND_KEYS: dict[MessageChannel, str] = {
 }
 MAX_MESSAGE_CHARACTERS = 10_000
 MAX_SUBJECT_CHARACTERS = 250
+# A send scheduled further ahead than this is a slip (or a date in milliseconds).
+MAX_SCHEDULE_AHEAD_SECONDS = 366 * 86_400
 
 
 class ComposeField(enum.StrEnum):
@@ -185,6 +187,8 @@ def check_draft(
 
     if draft.schedule_at is not None and draft.schedule_at <= now + 30:
         errors[ComposeField.SCHEDULE] = "Pick a time in the future (at least a minute from now)."
+    elif draft.schedule_at is not None and draft.schedule_at > now + MAX_SCHEDULE_AHEAD_SECONDS:
+        errors[ComposeField.SCHEDULE] = "Pick a time within the next year."
 
     if errors:
         return FieldErrors(errors)

@@ -21,11 +21,19 @@ from typing import Any
 from bot.compose import contact_address, contact_label
 from bot.contacts import ContactDirectory
 from bot.highlevel import EmailMessage, HighLevelError, Message, MessageChannel
-from bot.outbound import SendPresenter
+from bot.outbound import STORE_RETRY_SECONDS, SendPresenter
 from bot.slack_posts import SlackPoster, SlackPostError
 from bot.ui.inbound_builder import InboundPost, status_reaction
 from bot.ui.thread_builder import PostStatus
-from storage import InboundEvent, MessageDirection, MessageRecord, OutboxState, Store, ThreadRecord
+from storage import (
+    InboundEvent,
+    MessageDirection,
+    MessageRecord,
+    OutboxState,
+    Store,
+    StoreError,
+    ThreadRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,48 +99,59 @@ def _addresses(value: object) -> tuple[str, ...]:
     return ()
 
 
+def _text(value: object) -> str | None:
+    """A webhook field that should be a string; anything else is treated as absent."""
+    return value if isinstance(value, str) else None
+
+
 def _epoch(value: object) -> float | None:
-    if isinstance(value, int | float):
-        return float(value) / (1000.0 if value > 10**11 else 1.0)
-    if isinstance(value, str) and value:
+    """Epoch seconds from seconds, milliseconds or ISO-8601; None for anything not a date."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value) / (1000.0 if value > 10**11 else 1.0)
+    elif isinstance(value, str) and value:
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError:
             return None
-    return None
+    # Only what a date can show: not NaN, not before 1970, not thousands of years ahead.
+    if seconds is None or not 0 <= seconds < 95_000_000_000:
+        return None
+    return seconds
 
 
 def from_webhook(payload: Mapping[str, Any]) -> IncomingMessage | None:
-    """An InboundMessage/OutboundMessage webhook body; None when it is not about a message."""
-    message_id = payload.get("messageId")
-    contact_id = payload.get("contactId")
-    if not isinstance(message_id, str) or not isinstance(contact_id, str):
+    """An InboundMessage/OutboundMessage webhook body; None when it is not about a message.
+
+    The signature proves who sent the body, not that every field has the documented type: a
+    field of the wrong type is treated as absent rather than carried into SQL or Slack.
+    """
+    message_id = _text(payload.get("messageId"))
+    contact_id = _text(payload.get("contactId"))
+    if not message_id or not contact_id:
         return None
-    channel = str(payload.get("messageType") or "")
-    email_id = (
-        payload.get("emailMessageId") if isinstance(payload.get("emailMessageId"), str) else None
-    )
+    email_id = _text(payload.get("emailMessageId")) or None
     return IncomingMessage(
         key_id=email_id or message_id,
         message_id=message_id,
         contact_id=contact_id,
-        conversation_id=payload.get("conversationId"),
+        conversation_id=_text(payload.get("conversationId")) or None,
         direction=str(
             payload.get("direction")
             or ("inbound" if payload.get("type") == "InboundMessage" else "outbound")
         ),
-        channel=channel,
+        channel=str(payload.get("messageType") or ""),
         body=str(payload.get("body") or ""),
-        status=payload.get("status"),
+        status=_text(payload.get("status")),
         attachments=_addresses(payload.get("attachments")),
         date_added=_epoch(payload.get("dateAdded")),
-        source=payload.get("source"),
-        user_id=payload.get("userId"),
+        source=_text(payload.get("source")),
+        user_id=_text(payload.get("userId")),
         error=_error_text(payload.get("error")),
         email_message_id=email_id,
-        email_thread_id=payload.get("threadId"),
-        subject=payload.get("subject"),
-        email_from=payload.get("from"),
+        email_thread_id=_text(payload.get("threadId")) or None,
+        subject=_text(payload.get("subject")),
+        email_from=_text(payload.get("from")),
         email_to=_addresses(payload.get("to")),
         cc=_addresses(payload.get("cc")),
     )
@@ -281,7 +300,15 @@ class InboundWorker:
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            event = await self._store.claim_inbound()
+            try:
+                event = await self._store.claim_inbound()
+            except StoreError as exc:
+                # Nothing is claimed, so nothing is lost: wait, rather than crash the worker
+                # and with it the other slots' posts in flight.
+                log.warning("inbound: cannot read the queue (%s); trying again shortly", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), STORE_RETRY_SECONDS)
+                continue
             if event is not None:
                 await self._handle(event)
                 continue
@@ -301,9 +328,8 @@ class InboundWorker:
                 waiter.cancel()
 
     async def _handle(self, event: InboundEvent) -> None:
-        message = IncomingMessage.from_payload(event.payload)
         try:
-            done = await self._process(message, event)
+            done = await self._process(IncomingMessage.from_payload(event.payload), event)
         except (SlackPostError, HighLevelError) as exc:
             reason = getattr(exc, "error", None) or getattr(exc, "message", None) or str(exc)
             if event.attempts >= MAX_ATTEMPTS:
@@ -320,6 +346,15 @@ class InboundWorker:
             await self._store.retry_inbound(
                 event.id, next_attempt_at=self._clock() + wait, error=str(reason)
             )
+            return
+        except StoreError:
+            raise  # the worker restarts, and the event is taken again from the database
+        except Exception as exc:
+            # A bug meeting one event must not stop every event after it (the worker would
+            # restart, take the same event, and crash again): keep it as failed, for a person
+            # to look at with the traceback logged here.
+            log.exception("inbound event %d could not be shown; set aside as failed", event.id)
+            await self._store.fail_inbound(event.id, f"internal error: {type(exc).__name__}")
             return
         if done:
             await self._store.finish_inbound(event.id)
@@ -412,11 +447,16 @@ class InboundWorker:
             status=message.status,
             thread_id=thread.id,
         )
-        if thread.thread_ts is None:
-            post = await self._with_contact(post, message)
-        ts = await self._poster.show_inbound(thread.channel_id, post, thread_ts=thread.thread_ts)
-        if thread.thread_ts is None:
-            thread = await self._store.set_thread_ts(thread.id, ts)
+        async with self._presenter.thread_root(thread.id):
+            # A send may have started this thread since it was looked up.
+            thread = await self._store.get_thread(thread.id) or thread
+            if thread.thread_ts is None:
+                post = await self._with_contact(post, message)
+            ts = await self._poster.show_inbound(
+                thread.channel_id, post, thread_ts=thread.thread_ts
+            )
+            if thread.thread_ts is None:
+                thread = await self._store.set_thread_ts(thread.id, ts)
         await self._store.attach_slack_ts(
             record.id, slack_channel_id=thread.channel_id, slack_ts=ts
         )

@@ -10,9 +10,10 @@ with a "Resend" button that only a person may press.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,7 +42,7 @@ from bot.highlevel import (
 )
 from bot.slack_posts import SlackPoster, SlackPostError
 from bot.ui.thread_builder import PostStatus, SendPost
-from storage import MessageDirection, OutboxEntry, OutboxState, Store, ThreadRecord
+from storage import MessageDirection, OutboxEntry, OutboxState, Store, StoreError, ThreadRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,14 @@ log = logging.getLogger(__name__)
 # HighLevel's clock and ours differ a little.
 RECONCILE_CLOCK_SKEW = 120.0
 MAX_RETRY_DELAY = 60.0
+# A worker that cannot read its queue (the database busy) waits this long before trying again.
+STORE_RETRY_SECONDS = 1.0
+# Said when the database cannot take a send (locked by another process for too long, disk
+# full): it is then not in the outbox, so nothing will be sent, and the person must know.
+NOT_SAVED = (
+    "The bridge could not save it (its database is busy or unavailable), so nothing was sent. "
+    "Try again in a moment."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +212,30 @@ class OutboundService:
         contact_created: bool = False,
     ) -> Submitted:
         """Write the send to the outbox (once per idempotency key) and wake the worker."""
+        try:
+            return await self._submit(
+                checked,
+                origin,
+                idempotency_key=idempotency_key,
+                reply=reply,
+                contact=contact,
+                contact_created=contact_created,
+            )
+        except StoreError as exc:
+            # Every write of a submit is the one enqueue, rolled back whole when it fails.
+            log.warning("could not queue a send from %s: %s", origin.user_id, exc)
+            raise ComposeRejected(NOT_SAVED) from None
+
+    async def _submit(
+        self,
+        checked: CheckedDraft,
+        origin: SlackOrigin,
+        *,
+        idempotency_key: str,
+        reply: ReplyContext | None,
+        contact: Contact | None,
+        contact_created: bool,
+    ) -> Submitted:
         existing = await self._store.get_outbox_by_key(idempotency_key)
         if existing is not None:
             known = contact or await self._contacts.get(existing.contact_id)
@@ -312,6 +345,13 @@ class OutboundService:
 
     async def send_again(self, outbox_id: int, origin: SlackOrigin) -> Submitted:
         """A person pressed Resend/Retry: a new entry, once per original (double clicks too)."""
+        try:
+            return await self._send_again(outbox_id, origin)
+        except StoreError as exc:
+            log.warning("could not queue a resend of outbox %d: %s", outbox_id, exc)
+            raise ComposeRejected(NOT_SAVED) from None
+
+    async def _send_again(self, outbox_id: int, origin: SlackOrigin) -> Submitted:
         original = await self._store.get_outbox(outbox_id)
         if original is None:
             raise ComposeRejected("That message is no longer in the outbox.")
@@ -411,7 +451,15 @@ class OutboxWorker:
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            entry = await self._store.claim_next()
+            try:
+                entry = await self._store.claim_next()
+            except StoreError as exc:
+                # Nothing is claimed, so nothing is lost: wait, rather than crash the worker
+                # and with it the other slots' sends in flight.
+                log.warning("outbox: cannot read the queue (%s); trying again shortly", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), STORE_RETRY_SECONDS)
+                continue
             if entry is not None:
                 await self._process(entry)
                 continue
@@ -592,6 +640,26 @@ class OutboxWorker:
         return thread
 
 
+class KeyedLocks:
+    """One asyncio lock per key, forgotten once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
 class SendPresenter:
     """Shows a send in Slack: its post (the thread root for a conversation's first send) and
     each status change. Rendering is the builders' job; this decides what and where."""
@@ -602,8 +670,18 @@ class SendPresenter:
         # One status change of a send is shown at a time: the outbox worker and the inbound
         # worker (HighLevel's status webhooks) both show sends, and two first posts of one send
         # racing each other would leave it shown twice.
-        self._showing: dict[int, asyncio.Lock] = {}
-        self._waiting: dict[int, int] = {}
+        self._showing = KeyedLocks()
+        # One post at a time may start a thread: see `thread_root`.
+        self._rooting = KeyedLocks()
+
+    def thread_root(self, thread_id: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held while deciding whether a post starts the thread, posting it and recording it.
+
+        The outbox worker (a send) and the inbound worker (the customer's message) may both
+        find a thread without a root; whoever comes second must see the first one's root and
+        reply under it, or the conversation would be split over two threads.
+        """
+        return self._rooting.hold(thread_id)
 
     async def show_sending(
         self, entry: OutboxEntry, thread: ThreadRecord | None, display: Display
@@ -612,20 +690,22 @@ class SendPresenter:
         HighLevel hears of it, so a crash mid-send still leaves something a person can see."""
         if entry.slack_ts is not None or thread is None:
             return thread, entry
-        as_root = thread.thread_ts is None
-        post = self.post(entry, display, PostStatus.SENDING, thread=thread)
-        try:
-            ts = await self._poster.show_send(
-                entry.channel_id, post, thread_ts=thread.thread_ts, as_root=as_root
-            )
-        except SlackPostError as exc:
-            log.warning(
-                "outbox %d: could not post to Slack (%s); sending anyway", entry.id, exc.error
-            )
-            return thread, entry
-        if as_root:
-            thread = await self._store.set_thread_ts(thread.id, ts)
-        entry = await self._store.set_outbox_slack_ts(entry.id, ts)
+        async with self.thread_root(thread.id):
+            thread = await self._store.get_thread(thread.id) or thread
+            as_root = thread.thread_ts is None
+            post = self.post(entry, display, PostStatus.SENDING, thread=thread)
+            try:
+                ts = await self._poster.show_send(
+                    entry.channel_id, post, thread_ts=thread.thread_ts, as_root=as_root
+                )
+            except SlackPostError as exc:
+                log.warning(
+                    "outbox %d: could not post to Slack (%s); sending anyway", entry.id, exc.error
+                )
+                return thread, entry
+            if as_root:
+                thread = await self._store.set_thread_ts(thread.id, ts)
+            entry = await self._store.set_outbox_slack_ts(entry.id, ts)
         return thread, entry
 
     def post(
@@ -664,15 +744,13 @@ class SendPresenter:
         error: str | None = None,
     ) -> None:
         """Update the send's Slack post (or post it, if posting failed earlier)."""
-        lock = self._showing.setdefault(entry.id, asyncio.Lock())
-        self._waiting[entry.id] = self._waiting.get(entry.id, 0) + 1
-        try:
-            async with lock:
+        async with self._showing.hold(entry.id):
+            thread_id = entry.thread_id or (thread.id if thread is not None else None)
+            if thread_id is None:
                 await self._show(entry, status, thread=thread, display=display, error=error)
-        finally:
-            self._waiting[entry.id] -= 1
-            if not self._waiting[entry.id]:
-                del self._waiting[entry.id], self._showing[entry.id]
+                return
+            async with self.thread_root(thread_id):
+                await self._show(entry, status, thread=thread, display=display, error=error)
 
     async def _show(
         self,

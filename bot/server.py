@@ -55,6 +55,16 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "unavailable"}, status=503)
 
 
+def keep_request_urls_out_of_info_logs() -> None:
+    """httpx logs each request's full URL at INFO, and HighLevel's contact look-ups carry the
+    customer's phone number or email address in theirs: unless whoever runs the bridge chose a
+    level for that logger, it logs from WARNING up (the bridge's own DEBUG lines name paths)."""
+    for name in ("httpx",):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
 class ServeError(Exception):
     """`serve` could not start; the message is one line for the person who ran it."""
 
@@ -67,6 +77,7 @@ async def serve(
 ) -> None:
     """Run the bridge until SIGTERM/SIGINT (or `stop`), then shut down gracefully."""
     stop = stop or asyncio.Event()
+    keep_request_urls_out_of_info_logs()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

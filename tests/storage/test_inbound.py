@@ -83,3 +83,25 @@ async def test_concurrent_duplicate_deliveries_store_one_event(store: SqliteStor
     results = await asyncio.gather(*(_event(store, ["webhook:same"]) for _ in range(50)))
     assert sum(result is not None for result in results) == 1
     assert await store.count_inbound() == 1
+
+
+async def test_an_event_waiting_for_a_retry_does_not_hold_up_other_conversations(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    retried = await _event(store, ["x1"], "conv-x")
+    waiting = await _event(store, ["x2"], "conv-x")
+    other = await _event(store, ["y1"], "conv-y")
+    assert retried is not None
+    claimed = await store.claim_inbound()
+    assert claimed is not None and claimed.id == retried
+    await store.retry_inbound(retried, next_attempt_at=clock.now + 60, error="slack down")
+    # conv-x waits behind its retried event; conv-y goes ahead.
+    next_up = await store.claim_inbound()
+    assert next_up is not None and next_up.id == other
+    assert await store.claim_inbound() is None
+    clock.advance(61)
+    again = await store.claim_inbound()
+    assert again is not None and again.id == retried
+    await store.finish_inbound(retried)
+    last = await store.claim_inbound()
+    assert last is not None and last.id == waiting

@@ -1,0 +1,1 @@
+"""Benchmarks of ghl-bridge against its real limits: `python -m bench.run [--quick]`."""
