@@ -21,10 +21,11 @@ from typing import Any
 from bot.compose import contact_address, contact_label
 from bot.contacts import ContactDirectory
 from bot.highlevel import EmailMessage, HighLevelError, Message, MessageChannel
-from bot.outbound import STORE_RETRY_SECONDS, SendPresenter
+from bot.outbound import SendPresenter
 from bot.slack_posts import SlackPoster, SlackPostError
 from bot.ui.inbound_builder import InboundPost, status_reaction
 from bot.ui.thread_builder import PostStatus
+from bot.workers import QueueSlots
 from storage import (
     InboundEvent,
     MessageDirection,
@@ -280,13 +281,20 @@ class InboundWorker:
         self._contacts = contacts
         self._location_id = location_id
         self._inbox = inbox_channel
-        self._concurrency = concurrency
-        self._idle_poll = idle_poll_seconds
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._slots = QueueSlots(
+            "inbound",
+            claim=self._store.claim_inbound,
+            handle=self._handle,
+            next_due=self._store.next_inbound_due_at,
+            concurrency=concurrency,
+            idle_poll=idle_poll_seconds,
+            clock=clock,
+        )
 
     def wake(self) -> None:
-        self._wake.set()
+        """New work is queued: stop waiting."""
+        self._slots.wake()
 
     async def run(self, stopping: asyncio.Event) -> None:
         recovered = await self._store.recover_inbound()
@@ -294,38 +302,7 @@ class InboundWorker:
             log.info(
                 "%d inbound events were interrupted by a stop; processing them again", recovered
             )
-        async with asyncio.TaskGroup() as group:
-            for slot in range(self._concurrency):
-                group.create_task(self._loop(stopping), name=f"inbound-slot-{slot}")
-
-    async def _loop(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                event = await self._store.claim_inbound()
-            except StoreError as exc:
-                # Nothing is claimed, so nothing is lost: wait, rather than crash the worker
-                # and with it the other slots' posts in flight.
-                log.warning("inbound: cannot read the queue (%s); trying again shortly", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), STORE_RETRY_SECONDS)
-                continue
-            if event is not None:
-                await self._handle(event)
-                continue
-            self._wake.clear()
-            due = await self._store.next_inbound_due_at()
-            delay = (
-                self._idle_poll
-                if due is None
-                else min(max(0.0, due - self._clock()), self._idle_poll)
-            )
-            waiters = [
-                asyncio.ensure_future(self._wake.wait()),
-                asyncio.ensure_future(stopping.wait()),
-            ]
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+        await self._slots.run(stopping)
 
     async def _handle(self, event: InboundEvent) -> None:
         try:

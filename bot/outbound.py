@@ -42,6 +42,7 @@ from bot.highlevel import (
 )
 from bot.slack_posts import SlackPoster, SlackPostError
 from bot.ui.thread_builder import PostStatus, SendPost
+from bot.workers import QueueSlots
 from storage import MessageDirection, OutboxEntry, OutboxState, Store, StoreError, ThreadRecord
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 RECONCILE_CLOCK_SKEW = 120.0
 MAX_RETRY_DELAY = 60.0
 # A worker that cannot read its queue (the database busy) waits this long before trying again.
-STORE_RETRY_SECONDS = 1.0
-# Said when the database cannot take a send (locked by another process for too long, disk
 # full): it is then not in the outbox, so nothing will be sent, and the person must know.
 NOT_SAVED = (
     "The bridge could not save it (its database is busy or unavailable), so nothing was sent. "
@@ -425,16 +424,22 @@ class OutboxWorker:
         self._store = store
         self._highlevel = highlevel
         self._presenter = presenter
-        self._concurrency = concurrency
-        self._idle_poll = idle_poll_seconds
         self._max_attempts = max_attempts
         self._reconcile_delays = tuple(reconcile_delays)
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._slots = QueueSlots(
+            "outbox",
+            claim=self._store.claim_next,
+            handle=self._process,
+            next_due=self._store.next_outbox_due_at,
+            concurrency=concurrency,
+            idle_poll=idle_poll_seconds,
+            clock=clock,
+        )
 
     def wake(self) -> None:
         """New work is queued: stop waiting."""
-        self._wake.set()
+        self._slots.wake()
 
     async def run(self, stopping: asyncio.Event) -> None:
         recovered = await self._store.recover_after_crash()
@@ -445,38 +450,7 @@ class OutboxWorker:
         for entry in await self._store.list_outbox(OutboxState.UNKNOWN, limit=500):
             if entry.ghl_message_id is None and self._clock() - entry.updated_at < 86_400:
                 await self._settle_unknown(entry, "the bridge stopped while sending")
-        async with asyncio.TaskGroup() as group:
-            for slot in range(self._concurrency):
-                group.create_task(self._loop(stopping), name=f"outbox-slot-{slot}")
-
-    async def _loop(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                entry = await self._store.claim_next()
-            except StoreError as exc:
-                # Nothing is claimed, so nothing is lost: wait, rather than crash the worker
-                # and with it the other slots' sends in flight.
-                log.warning("outbox: cannot read the queue (%s); trying again shortly", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), STORE_RETRY_SECONDS)
-                continue
-            if entry is not None:
-                await self._process(entry)
-                continue
-            self._wake.clear()
-            due = await self._store.next_outbox_due_at()
-            delay = (
-                self._idle_poll
-                if due is None
-                else max(0.0, min(due - self._clock(), self._idle_poll))
-            )
-            waiters = [
-                asyncio.ensure_future(self._wake.wait()),
-                asyncio.ensure_future(stopping.wait()),
-            ]
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+        await self._slots.run(stopping)
 
     async def _process(self, entry: OutboxEntry) -> None:
         request, display = _unpack(entry)

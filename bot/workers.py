@@ -7,9 +7,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+from storage import StoreError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Worker(Protocol):
@@ -84,3 +88,76 @@ class PeriodicWorker:
             remaining = self._interval - (time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), max(remaining, 0.0))
+
+
+STORE_RETRY_SECONDS = 1.0
+
+
+class QueueSlots(Generic[T]):
+    """`concurrency` loops that claim items from a durable queue and handle them one by one.
+
+    Between items a loop sleeps until woken (new work), until the next item is due, or for
+    `idle_poll` seconds. A queue that cannot be read (the database busy or locked) is read
+    again shortly: nothing was claimed, so nothing is lost, and the other slots' work in
+    flight goes on.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        claim: Callable[[], Awaitable[T | None]],
+        handle: Callable[[T], Awaitable[None]],
+        next_due: Callable[[], Awaitable[float | None]],
+        concurrency: int,
+        idle_poll: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._name = name
+        self._claim = claim
+        self._handle = handle
+        self._next_due = next_due
+        self._concurrency = concurrency
+        self._idle_poll = idle_poll
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New work is queued: stop waiting."""
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            for slot in range(self._concurrency):
+                group.create_task(self._loop(stopping), name=f"{self._name}-slot-{slot}")
+
+    async def _loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                item = await self._claim()
+                due = None if item is not None else await self._next_due()
+            except StoreError as exc:
+                log.warning("%s: cannot read the queue (%s); trying again shortly", self._name, exc)
+                await _sleep_unless(stopping, STORE_RETRY_SECONDS)
+                continue
+            if item is not None:
+                await self._handle(item)
+                continue
+            self._wake.clear()
+            delay = self._idle_poll if due is None else due - self._clock()
+            waiters = [
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(stopping.wait()),
+            ]
+            await asyncio.wait(
+                waiters,
+                timeout=min(max(0.0, delay), self._idle_poll),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for waiter in waiters:
+                waiter.cancel()
+
+
+async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
