@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, highlevel_webhook_key_pem, load_settings
+from bot.settings import (
+    DEFAULT_GHL_API_URL,
+    DEFAULT_SLACK_API_URL,
+    Settings,
+    SettingsError,
+    highlevel_webhook_key_pem,
+    load_settings,
+)
 
 REQUIRED = {
     "SLACK_BOT_TOKEN": "xoxb-test-token",
@@ -27,8 +34,8 @@ def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     _set(monkeypatch, REQUIRED)
     settings = load_settings()
-    assert settings.slack_api_url == "https://slack.com/api/"
-    assert settings.ghl_api_url == "https://services.leadconnectorhq.com"
+    assert settings.slack_api_url == DEFAULT_SLACK_API_URL
+    assert settings.ghl_api_url == DEFAULT_GHL_API_URL
     assert settings.database_url == "sqlite:///ghl-bridge.sqlite3"
     assert (settings.host, settings.port) == ("0.0.0.0", 3000)  # noqa: S104 - the documented default
     assert settings.phone_default_region == "US"

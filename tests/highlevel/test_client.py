@@ -19,6 +19,7 @@ from bot.highlevel import (
     UpsertContactRequest,
     ValidationError,
 )
+from bot.settings import DEFAULT_GHL_API_URL
 
 from .conftest import LOCATION_ID, TOKEN, ClientFactory, FakeHighLevel, Reply
 from .test_models import CONTACT_SAMPLE, MESSAGE_SAMPLE
@@ -26,8 +27,13 @@ from .test_models import CONTACT_SAMPLE, MESSAGE_SAMPLE
 SEND_OK = {"conversationId": "cv1", "messageId": "m1", "msg": "Message queued successfully."}
 
 
-def test_default_base_url_is_leadconnector() -> None:
-    assert DEFAULT_BASE_URL == "https://services.leadconnectorhq.com"
+async def test_default_base_url_is_the_settings_default() -> None:
+    # One place names HighLevel's host (bot.settings); the client agrees with it.
+    client = HighLevelClient(token=SecretStr("t"), location_id="loc")
+    try:
+        assert str(client._http.base_url).rstrip("/") == DEFAULT_BASE_URL == DEFAULT_GHL_API_URL
+    finally:
+        await client.aclose()
 
 
 async def test_send_headers_and_body(fake: FakeHighLevel, make_client: ClientFactory) -> None:
