@@ -430,7 +430,7 @@ class OutboxWorker:
         self._slots = QueueSlots(
             "outbox",
             claim=self._store.claim_next,
-            handle=self._process,
+            handle=self._process_safely,
             next_due=self._store.next_outbox_due_at,
             concurrency=concurrency,
             idle_poll=idle_poll_seconds,
@@ -452,8 +452,29 @@ class OutboxWorker:
                 await self._settle_unknown(entry, "the bridge stopped while sending")
         await self._slots.run(stopping)
 
-    async def _process(self, entry: OutboxEntry) -> None:
-        request, display = _unpack(entry)
+    async def _process_safely(self, entry: OutboxEntry) -> None:
+        """One entry that breaks in an unforeseen way must not take the worker (and the other
+        slots' sends in flight) down with it; it is set aside where a person can see it."""
+        try:
+            request, display = _unpack(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Nothing was sent: the stored request could not even be read.
+            log.error("outbox %d: unreadable request (%s); marked failed", entry.id, exc)
+            await self._store.mark_failed(entry.id, "the stored message could not be read")
+            return
+        try:
+            await self._process(entry, request, display)
+        except (StoreError, asyncio.CancelledError):
+            raise  # the worker restarts; recovery reconciles what was in flight
+        except Exception:
+            log.exception("outbox %d: unexpected error while sending; outcome unknown", entry.id)
+            with contextlib.suppress(Exception):
+                entry = await self._store.mark_unknown(entry.id, "an internal error interrupted it")
+                await self._presenter.show(entry, PostStatus.UNKNOWN, error=entry.last_error)
+
+    async def _process(
+        self, entry: OutboxEntry, request: SendMessageRequest, display: Display
+    ) -> None:
         thread = await self._thread_for(entry, display)
         thread, entry = await self._presenter.show_sending(entry, thread, display)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -383,3 +384,32 @@ async def test_composer_offers_only_what_the_contact_can_receive(stack: SandboxS
     )
     assert "Email" in options
     assert "WhatsApp" not in options
+
+
+async def test_an_unreadable_outbox_entry_is_set_aside_and_sending_goes_on(
+    stack: SandboxStack,
+) -> None:
+    async with SqliteStore(stack.database_path) as store:
+        bad, _ = await store.enqueue(
+            idempotency_key="corrupt-entry",
+            team_id="T0SANDBOX",
+            channel_id=SALES_CHANNEL,
+            slack_user_id=AGENT_USER,
+            location_id=stack.highlevel.location_id,
+            contact_id=GRACE_HOPPER_ID,
+            message_type="SMS",
+            payload={"request": {"type": "NotAChannel"}},
+        )
+
+    # The worker finds it on its next poll (at most 5 s) and must survive it.
+    async def state() -> str:
+        async with SqliteStore(stack.database_path) as store:
+            entry = await store.get_outbox(bad.id)
+        return entry.state.value if entry else ""
+
+    deadline = time.monotonic() + 10
+    while await state() != "failed":
+        assert time.monotonic() < deadline, "the corrupt entry was never set aside"
+        await asyncio.sleep(0.2)
+    await quick_send(stack, "+1 415 555 0100 still working")
+    await eventually(lambda: any(b.get("message") == "still working" for b in sends(stack)))
