@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -18,21 +19,28 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.contacts import ContactDirectory
 from bot.deps import Deps
+from bot.health import DatabaseProbe, HealthSource, open_writable_store
 from bot.highlevel import HighLevelClient
 from bot.inbound import InboundService, InboundWorker
+from bot.inbound.polling import InboundPoller
+from bot.listener_work import ListenerWork
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
-from bot.pacing import ChannelPacer
-from bot.polling import InboundPoller
+from bot.outbound.intents import ComposeIntents, IntentRecovery
+from bot.posting.pacing import ChannelPacer
+from bot.posting.poster import SlackPoster
 from bot.settings import Settings
-from bot.slack_posts import SlackPoster
+from bot.tenancy import ServedLocations
 from bot.webhook_auth import WebhookVerifier
 from bot.workers import PeriodicWorker, Worker, WorkerGroup
 from handlers.webhooks import WebhookEndpoint
-from storage import Store, open_store
+from storage import Store
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 3600.0
+# The workers' share when the listeners took the whole grace: a send already at HighLevel
+# usually answers in this time; one cut off is reconciled at the next start.
+WORKER_STOP_MIN_SECONDS = 2.0
 
 
 def build_slack_client(
@@ -40,13 +48,18 @@ def build_slack_client(
 ) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL is the seam to a fake Slack.
 
-    With `pace_posts` the caller paces per channel and handles 429 itself (`SlackPoster`);
-    otherwise slack_sdk waits out a 429's Retry-After and tries again. Without a `session`
-    slack_sdk opens and closes a connection (TLS handshake and all) for every call.
+    With `pace_posts` the caller paces per channel and handles 429s and lost answers itself
+    (`SlackPoster`: a post whose answer never came is looked for before it is made again, so
+    slack_sdk must not re-post blindly after a dropped connection); otherwise slack_sdk retries
+    a failed connection and waits out a 429's Retry-After. Without a `session` slack_sdk opens
+    and closes a connection (TLS handshake and all) for every call.
     """
-    retry_handlers: list[AsyncRetryHandler] = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+    retry_handlers: list[AsyncRetryHandler] = []
     if not pace_posts:
-        retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
+        retry_handlers += [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+        ]
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
@@ -65,11 +78,17 @@ def highlevel_timeout(settings: Settings) -> httpx.Timeout:
 def build_bolt_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
     """The Bolt app; request verification is on (Socket Mode requests skip it by design)."""
     secret = settings.slack_signing_secret
+    # Bolt gives every logger it makes the level of its base logger (without one, the root's),
+    # and at INFO it logs whole request bodies, e.g. on a failed signature: its base logger
+    # stays at WARNING or above, whatever LOG_LEVEL is.
+    bolt_logger = logging.getLogger("slack_bolt")
+    bolt_logger.setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     return AsyncApp(
         client=client,
         signing_secret=secret.get_secret_value() if secret else "",
         request_verification_enabled=True,
         process_before_response=False,
+        logger=bolt_logger,
     )
 
 
@@ -86,6 +105,7 @@ class Bridge:
         bolt_app: AsyncApp,
         workers: WorkerGroup,
         webhooks: WebhookEndpoint,
+        listener_work: ListenerWork | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -94,12 +114,14 @@ class Bridge:
         self.bolt_app = bolt_app
         self.workers = workers
         self.webhooks = webhooks
+        self.listener_work = listener_work or ListenerWork()
         self._started = False
 
     @classmethod
     async def create(cls, settings: Settings) -> Bridge:
         """Open the store (applying migrations) and wire every part from `settings`."""
-        store = await open_store(settings.database_url)
+        # A read-only database (or a full disk) stops start-up here, with what to do about it.
+        store = await open_writable_store(settings.database_url)
         highlevel = HighLevelClient(
             token=settings.ghl_api_token,
             location_id=settings.ghl_location_id,
@@ -134,13 +156,27 @@ class Bridge:
             location_id=settings.ghl_location_id,
             inbox_channel=settings.slack_inbox_channel,
         )
-        inbound = InboundService(store=store, wake_worker=inbound_worker.wake)
-        webhooks = WebhookEndpoint(WebhookVerifier(settings.ghl_webhook_public_key), inbound)
+        inbound = InboundService(
+            store=store, wake_worker=inbound_worker.wake, location_id=settings.ghl_location_id
+        )
+        webhooks = WebhookEndpoint(
+            WebhookVerifier(settings.ghl_webhook_public_key),
+            inbound,
+            ServedLocations([settings.ghl_location_id]),
+        )
         bolt_app = build_bolt_app(settings, slack_client)
+        listener_work = ListenerWork()
+        listener_work.install(bolt_app)
+        intents = ComposeIntents(
+            store=store, outbound=outbound, region=settings.phone_default_region
+        )
         handlers.register_all(
-            bolt_app, Deps(settings=settings, outbound=outbound, contacts=contacts)
+            bolt_app,
+            Deps(settings=settings, outbound=outbound, contacts=contacts, intents=intents),
         )
         workers: list[Worker] = [
+            # Sends a stop or a crash cut off between the ack and the outbox entry.
+            IntentRecovery(store=store, intents=intents, outbound=outbound, session=slack_session),
             outbox,
             inbound_worker,
             PeriodicWorker(
@@ -166,26 +202,48 @@ class Bridge:
             bolt_app=bolt_app,
             workers=WorkerGroup(workers),
             webhooks=webhooks,
+            listener_work=listener_work,
         )
 
-    def start(self) -> None:
+    def start(self, *, socket_mode: HealthSource | None = None) -> None:
+        """Start the workers; `socket_mode` (the Socket Mode connection) counts for health."""
+        self._database = DatabaseProbe(self.store)
+        self._socket_mode = socket_mode
         self.workers.start()
         self._started = True
 
-    async def healthy(self) -> bool:
-        """The database answers and every worker runs."""
-        if not self._started or not self.workers.running:
-            return False
-        try:
-            await self.store.ping()
-        except Exception:
-            log.warning("health check: the database did not answer", exc_info=True)
-            return False
-        return True
+    async def healthy(self) -> str | None:
+        """None when the bridge works; else one line saying why not: the database takes no
+        writes (first: workers that keep failing usually fail for that), a worker keeps
+        failing, or Socket Mode is not connected."""
+        if not self._started:
+            return "not running"
+        problem = await self._database.problem() or self.workers.problem()
+        if problem is None and self._socket_mode is not None:
+            problem = self._socket_mode.problem()
+        return problem
 
-    async def aclose(self) -> None:
-        """Stop the workers (finishing in-flight items), then close clients and the database."""
-        await self.workers.stop()
+    async def aclose(self, grace: float = 0.0) -> None:
+        """Wait for the Slack listeners still at work, then stop the workers (each finishes its
+        current item), then close the clients and the database, all within about `grace` s.
+
+        Call it once no new Slack request can arrive. A listener still running after `grace`
+        is cancelled: its compose intent stays open and the next start finishes it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        in_flight = self.listener_work.in_flight
+        finished, left = await self.listener_work.drain(grace)
+        if in_flight or left:
+            log.info(
+                "stopping: %d Slack listener tasks finished, %d left (a send they left "
+                "unfinished is kept, and finished at the next start)",
+                finished,
+                left,
+            )
+        # The workers went on sending what the listeners queued meanwhile; now each finishes
+        # the item in hand (an item cut off is reconciled at the next start, never resent).
+        await self.workers.stop(grace=max(deadline - loop.time(), WORKER_STOP_MIN_SECONDS))
         self._started = False
         await self.highlevel.aclose()
         if self.slack_client.session is not None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.contacts import ContactDirectory
 from bot.outbound import OutboundService
+from bot.outbound.intents import ComposeIntents
 from bot.settings import Settings
 
 
@@ -16,3 +17,4 @@ class Deps:
     settings: Settings
     outbound: OutboundService
     contacts: ContactDirectory
+    intents: ComposeIntents

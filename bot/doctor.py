@@ -24,6 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.health import DATABASE_FIX
 from bot.highlevel import (
     AuthError,
     HighLevelClient,
@@ -33,8 +34,9 @@ from bot.highlevel import (
     ServerError,
     UnavailableError,
 )
-from bot.polling import LAST_SUCCESS_KEY
+from bot.inbound.polling import LAST_SUCCESS_KEY
 from bot.settings import Settings, SettingsError, highlevel_webhook_key_pem, load_settings
+from bot.socket_mode import SocketRefused, SocketUnreachable, open_socket_url
 from bot.webhook_auth import WebhookVerifier
 from storage import LATEST_VERSION, Store, StoreError, open_store, parse_sqlite_url
 
@@ -65,10 +67,14 @@ HIGHLEVEL_AUTH = "HighLevel token"
 WEBHOOK_KEY = "webhook key"
 DATABASE = "database"
 INBOUND = "inbound"
+SOCKET_MODE = "Socket Mode"
+RUNNING_BRIDGE = "running bridge"
 
 NETWORK_TIMEOUT_SECONDS = 10.0
+# A running bridge answers /healthz within about a second.
+HEALTHZ_TIMEOUT_SECONDS = 5.0
 DOCTOR_KV_KEY = "doctor:last_run"
-# Written by InboundPoller.poll_once (bot/polling.py) after each successful pass.
+# Written by InboundPoller.poll_once (bot/inbound/polling.py) after each successful pass.
 
 # auth.test errors that mean "this is not a working bot token".
 _BAD_TOKEN_ERRORS = frozenset(
@@ -158,9 +164,14 @@ async def diagnose(
     mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
     checks = [Check(SETTINGS, True, f"loaded ({mode})")]
     checks += await _slack_checks(settings, manifest_path)
+    if settings.slack_app_token is not None:
+        checks.append(await _app_token_check(settings))
     checks.append(await _highlevel_check(settings))
     checks.append(_webhook_key_check(settings))
     checks += await _store_checks(settings)
+    bridge = await _running_bridge_check(settings)
+    if bridge is not None:
+        checks.append(bridge)
     return checks
 
 
@@ -328,6 +339,25 @@ async def _inbox_check(client: AsyncWebClient, settings: Settings, bot_name: str
     return Check(SLACK_INBOX, True, f"the bot is in {label}")
 
 
+async def _app_token_check(settings: Settings) -> Check:
+    """Socket Mode: Slack issues a websocket URL for SLACK_APP_TOKEN (not used: it expires)."""
+    assert settings.slack_app_token is not None  # noqa: S101 - only called when set
+    url = settings.slack_api_url
+    web = AsyncWebClient(base_url=url, timeout=int(NETWORK_TIMEOUT_SECONDS), retry_handlers=[])
+    try:
+        await open_socket_url(web, settings.slack_app_token.get_secret_value(), url)
+    except SocketRefused as exc:
+        return Check(SOCKET_MODE, False, exc.detail, exc.fix)
+    except SocketUnreachable as exc:
+        return Check(
+            SOCKET_MODE,
+            False,
+            f"cannot reach SLACK_API_URL {url} for apps.connections.open: {exc}",
+            "check the network and proxy, or leave SLACK_API_URL unset for Slack's API",
+        )
+    return Check(SOCKET_MODE, True, "SLACK_APP_TOKEN works: Slack opens Socket Mode connections")
+
+
 async def _highlevel_check(settings: Settings) -> Check:
     location = settings.ghl_location_id
     url = settings.ghl_api_url
@@ -406,10 +436,7 @@ def _webhook_key_check(settings: Settings) -> Check:
 
 async def _store_checks(settings: Settings) -> list[Check]:
     shown, existed = await asyncio.to_thread(_database_location, settings.database_url)
-    fix = (
-        "make the file and its folder writable by this user, or point DATABASE_URL elsewhere "
-        "(sqlite:////absolute/path)"
-    )
+    fix = f"{DATABASE_FIX} (sqlite:////absolute/path)"
     try:
         store = await open_store(settings.database_url)
     except StoreError as exc:
@@ -426,6 +453,11 @@ async def _store_checks(settings: Settings) -> list[Check]:
                     "elsewhere",
                 )
             ]
+        try:
+            # The write `serve` makes at start-up and /healthz makes while it runs.
+            await store.check_writable()
+        except StoreError as exc:
+            return [Check(DATABASE, False, f"cannot write to {shown} ({_one_line(exc)})", fix)]
         stamp = repr(time.time())
         await store.kv_set(DOCTOR_KV_KEY, stamp)
         if await store.kv_get(DOCTOR_KV_KEY) != stamp:
@@ -440,6 +472,51 @@ async def _store_checks(settings: Settings) -> list[Check]:
     finally:
         await store.close()
     return checks
+
+
+async def _running_bridge_check(settings: Settings) -> Check | None:
+    """What a `ghl-bridge serve` on HOST:PORT says of itself (a worker that keeps failing, a
+    database that stopped taking writes, Socket Mode down); nothing to say when PORT is 0."""
+    if settings.port == 0:
+        return None
+    host = "127.0.0.1" if settings.host in {"", "0.0.0.0", "::"} else settings.host  # noqa: S104
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/healthz"
+    try:
+        async with httpx.AsyncClient(timeout=HEALTHZ_TIMEOUT_SECONDS) as http:
+            response = await http.get(url)
+    except httpx.ConnectError:
+        return Check(RUNNING_BRIDGE, True, f"none answers on {url} (not running here)")
+    except httpx.HTTPError as exc:
+        return Check(
+            RUNNING_BRIDGE,
+            False,
+            f"{url} did not answer: {_one_line(exc) if str(exc) else type(exc).__name__}",
+            "read the log of ghl-bridge serve; restart it if it hangs",
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    status = body.get("status") if isinstance(body, dict) else None
+    if response.status_code == 200 and status == "ok":
+        return Check(RUNNING_BRIDGE, True, f"{url} says ok")
+    if response.status_code == 503 and status == "unavailable" and isinstance(body, dict):
+        reason = _one_line(body.get("reason") or "no reason given")
+        return Check(RUNNING_BRIDGE, False, f"{url} says: {reason}", _bridge_fix(reason))
+    return Check(
+        RUNNING_BRIDGE,
+        False,
+        f"something other than ghl-bridge answers on {url} (HTTP {response.status_code})",
+        "stop it, or set PORT to a free port",
+    )
+
+
+def _bridge_fix(reason: str) -> str:
+    if "database" in reason:
+        return DATABASE_FIX
+    if "Socket Mode" in reason:
+        return "check SLACK_APP_TOKEN (above) and the network to Slack; the bridge reconnects"
+    return "the log of ghl-bridge serve shows the first failure with its traceback"
 
 
 def _database_location(database_url: str) -> tuple[str, bool]:

@@ -57,6 +57,16 @@ HINTS: dict[str, str] = {
     "ALLOWED_SLACK_CHANNELS": "set it to comma-separated Slack channel IDs, or leave it unset",
     "SLACK_POST_RATE": "set it to posts per second per channel, such as 1 (Slack's pace)",
     "LOG_LEVEL": "set it to DEBUG, INFO, WARNING or ERROR",
+    "HTTP_HEADER_TIMEOUT_SECONDS": "set it to the seconds a request head may take, such as 5",
+    "HTTP_BODY_TIMEOUT_SECONDS": "set it to the seconds a request body may take, such as 5",
+    "HTTP_IDLE_TIMEOUT_SECONDS": (
+        "set it to the seconds an idle kept-alive connection stays open, such as 75"
+    ),
+    "HTTP_MAX_CONNECTIONS": "set it to a whole number of open connections, such as 1000",
+    "HTTP_MAX_PENDING_BODIES": (
+        "set it to how many request bodies each route reads at once before verifying them, "
+        "such as 64"
+    ),
 }
 
 
@@ -91,6 +101,15 @@ class Settings(BaseSettings):
     allowed_slack_channels: Annotated[frozenset[str], NoDecode] = frozenset()
     slack_post_rate: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
+    # Slow and hostile clients (bot/http_guard.py). Slack wants an answer within 3 s, so a
+    # request that takes seconds to arrive is of no use anyway.
+    http_header_timeout_seconds: float = Field(default=5.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Longer than a reverse proxy's upstream keep-alive (nginx: 60 s), so the proxy closes first.
+    http_idle_timeout_seconds: float = Field(default=75.0, gt=0)
+    # Also kept below the open-file limit, whatever is set here.
+    http_max_connections: int = Field(default=1000, ge=1)
+    http_max_pending_bodies: int = Field(default=64, ge=1)
 
     @field_validator("allowed_slack_users", "allowed_slack_channels", mode="before")
     @classmethod

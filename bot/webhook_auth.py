@@ -3,6 +3,11 @@
 HighLevel signs the raw request body: ``x-ghl-signature`` is Ed25519 (current), ``x-wh-signature``
 is RSA-SHA256 PKCS#1 v1.5 (legacy, to be retired in 2026). The bytes are verified exactly as
 they arrived; re-serialised JSON would differ in whitespace or key order and fail.
+
+JSON may carry a lone UTF-16 surrogate as an escape (``"\\ud800"``: JavaScript's JSON.stringify
+writes one for half an emoji) and ``json.loads`` lets it through, but such a string cannot be
+encoded as UTF-8, so neither SQLite nor Slack nor a log line could take it. Once the raw body has
+been verified, every lone surrogate in the parsed payload becomes U+FFFD; nothing else changes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +48,9 @@ RejectReason = Literal[
     "missing_signature", "bad_signature", "bad_json", "missing_webhook_id", "stale_timestamp"
 ]
 Algorithm = Literal["ed25519", "rsa-sha256"]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
 
 # Above this a numeric timestamp is milliseconds: 1e11 seconds is the year 5138,
 # 1e11 milliseconds is 1973.
@@ -105,6 +114,37 @@ def _signature_bytes(value: str) -> bytes:
         raise WebhookRejected("bad_signature") from None
 
 
+def _well_formed(text: str) -> str:
+    return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
+
+
+def _replace_lone_surrogates(payload: dict[str, Any]) -> None:
+    """Make every string (keys too) in a parsed JSON object encodable as UTF-8, in place.
+
+    Iterative, so a deeply nested body that json.loads accepted cannot overflow the stack here.
+    """
+    pending: list[dict[str, Any] | list[Any]] = [payload]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                value = node[key]
+                fixed_key = _well_formed(key)
+                if fixed_key != key:
+                    del node[key]
+                if isinstance(value, str):
+                    value = _well_formed(value)
+                elif isinstance(value, dict | list):
+                    pending.append(value)
+                node[fixed_key] = value
+        else:
+            for index, value in enumerate(node):
+                if isinstance(value, str):
+                    node[index] = _well_formed(value)
+                elif isinstance(value, dict | list):
+                    pending.append(value)
+
+
 def _epoch_seconds(value: object) -> float | None:
     """Epoch seconds from an ISO-8601 string or an epoch number (seconds or milliseconds)."""
     number: float
@@ -163,6 +203,7 @@ class WebhookVerifier:
             raise WebhookRejected("bad_json") from None
         if not isinstance(payload, dict):
             raise WebhookRejected("bad_json")
+        _replace_lone_surrogates(payload)
         webhook_id = payload.get("webhookId")
         if not isinstance(webhook_id, str) or not webhook_id:
             raise WebhookRejected("missing_webhook_id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
@@ -24,28 +25,82 @@ class Worker(Protocol):
     async def run(self, stopping: asyncio.Event) -> None: ...
 
 
-class WorkerGroup:
-    """Runs workers as tasks; a worker that crashes is logged and restarted after a pause."""
+# A crashed worker is restarted after RESTART_DELAY_SECONDS, doubling with each crash in a row
+# up to MAX_RESTART_DELAY_SECONDS. After FAILING_AFTER_CRASHES in a row it counts as failing
+# (health says so) until a run lasts STABLE_RUN_SECONDS.
+RESTART_DELAY_SECONDS = 1.0
+MAX_RESTART_DELAY_SECONDS = 60.0
+FAILING_AFTER_CRASHES = 3
+STABLE_RUN_SECONDS = 10.0
 
-    def __init__(self, workers: Sequence[Worker], *, restart_delay: float = 1.0) -> None:
-        self._workers = list(workers)
+
+class _Supervision:
+    """One worker's crash record: crashes in a row, the last one's kind, the current run."""
+
+    __slots__ = ("crashes", "last_error", "run_started", "worker")
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.crashes = 0
+        self.last_error = ""
+        self.run_started: float | None = None  # None while waiting to restart
+
+
+class WorkerGroup:
+    """Runs workers as tasks; a worker that crashes is restarted with a growing pause.
+
+    The first crash in a row is logged with its traceback, the next ones in one line with
+    their count, so a worker that cannot run (the database read-only, say) neither spins nor
+    floods the log. `problem()` says when one keeps failing.
+    """
+
+    def __init__(
+        self,
+        workers: Sequence[Worker],
+        *,
+        restart_delay: float = RESTART_DELAY_SECONDS,
+        max_restart_delay: float = MAX_RESTART_DELAY_SECONDS,
+        failing_after: int = FAILING_AFTER_CRASHES,
+        stable_after: float = STABLE_RUN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._supervised = [_Supervision(worker) for worker in workers]
         self._restart_delay = restart_delay
+        self._max_restart_delay = max_restart_delay
+        self._failing_after = failing_after
+        self._stable_after = stable_after
+        self._clock = clock
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def running(self) -> bool:
-        """Every worker's task is alive and no stop was asked for."""
-        return (
-            (bool(self._tasks) or not self._workers)
-            and not self._stopping.is_set()
-            and all(not t.done() for t in self._tasks)
-        )
+    def problem(self) -> str | None:
+        """None while every worker runs; else one line saying which does not, and why."""
+        if self._stopping.is_set():
+            return "stopping"
+        if self._supervised and not self._tasks:
+            return "the workers have not started"
+        for state, task in zip(self._supervised, self._tasks, strict=True):
+            name = state.worker.name
+            if task.done():
+                return f"worker {name} has stopped"
+            if self._failing(state):
+                return (
+                    f"worker {name} keeps failing ({state.crashes} crashes in a row, "
+                    f"last: {state.last_error})"
+                )
+        return None
+
+    def _failing(self, state: _Supervision) -> bool:
+        if state.crashes < self._failing_after:
+            return False
+        # Restarted and running for a while: it works again (its count resets at its next crash).
+        started = state.run_started
+        return started is None or self._clock() - started < self._stable_after
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._supervise(worker), name=f"worker:{worker.name}")
-            for worker in self._workers
+            asyncio.create_task(self._supervise(state), name=f"worker:{state.worker.name}")
+            for state in self._supervised
         ]
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -61,16 +116,38 @@ class WorkerGroup:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _supervise(self, worker: Worker) -> None:
+    async def _supervise(self, state: _Supervision) -> None:
+        name = state.worker.name
         while not self._stopping.is_set():
+            started = state.run_started = self._clock()
             try:
-                await worker.run(self._stopping)
-            except Exception:
-                log.exception("worker %s crashed; restarting", worker.name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._restart_delay)
+                await state.worker.run(self._stopping)
+            except Exception as exc:
+                state.run_started = None
+                if self._clock() - started >= self._stable_after:
+                    state.crashes = 0  # it had been working: this is a new run of crashes
+                state.crashes += 1
+                state.last_error = type(exc).__name__
+                delay = min(self._max_restart_delay, self._restart_delay * 2 ** (state.crashes - 1))
+                if state.crashes == 1:
+                    log.exception("worker %s crashed; restarting in %.0f s", name, delay)
+                else:
+                    log.warning(
+                        "worker %s crashed again (%d times in a row, %s: %s); restarting in %.0f s",
+                        name,
+                        state.crashes,
+                        state.last_error,
+                        _one_line(exc),
+                        delay,
+                    )
+                await _sleep_unless(self._stopping, delay)
             else:
                 return
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 class PeriodicWorker:
@@ -91,15 +168,22 @@ class PeriodicWorker:
 
 
 STORE_RETRY_SECONDS = 1.0
+STORE_RETRY_MAX_SECONDS = 15.0
+STORE_FAILURE_LOG_SECONDS = 60.0
 
 
 class QueueSlots(Generic[T]):
     """`concurrency` loops that claim items from a durable queue and handle them one by one.
 
-    Between items a loop sleeps until woken (new work), until the next item is due, or for
-    `idle_poll` seconds. A queue that cannot be read (the database busy or locked) is read
-    again shortly: nothing was claimed, so nothing is lost, and the other slots' work in
-    flight goes on.
+    A loop that finds nothing to claim sleeps until woken, until the next item is due, or for
+    `idle_poll` seconds. New work wakes the loops (`wake`), and so does every item a loop has
+    handled (finished, failed or put back for a retry), since that may free the next item of
+    its conversation or change when the next one is due. Items that wait behind one in flight
+    therefore cost nothing until it is done: a claim that finds nothing while `next_due` is
+    already past means exactly that, and is not tried again until a wake.
+
+    A queue that cannot be read (the database busy or locked) is read again shortly: nothing
+    was claimed, so nothing is lost, and the other slots' work in flight goes on.
     """
 
     def __init__(
@@ -120,11 +204,43 @@ class QueueSlots(Generic[T]):
         self._concurrency = concurrency
         self._idle_poll = idle_poll
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._woken = asyncio.Event()
+        self._store_failures = 0
+        self._store_failure_logged_at = -math.inf
+
+    def _store_failed(self, exc: StoreError) -> float:
+        """Count a failed read of the queue; returns how long to wait before the next one.
+
+        A database that stays unreadable (read-only, disk full) would otherwise make every slot
+        log a line a second for as long as it lasts: the waits double up to a cap, and the
+        warning is repeated at most once per STORE_FAILURE_LOG_SECONDS, with the count.
+        """
+        self._store_failures += 1
+        now = time.monotonic()
+        if now - self._store_failure_logged_at >= STORE_FAILURE_LOG_SECONDS:
+            self._store_failure_logged_at = now
+            log.warning(
+                "%s: cannot read the queue (%s); %d failed reads so far, trying again shortly",
+                self._name,
+                exc,
+                self._store_failures,
+            )
+        backoff: float = STORE_RETRY_SECONDS * 2.0 ** min(self._store_failures - 1, 16)
+        return min(STORE_RETRY_MAX_SECONDS, backoff)
+
+    def _store_recovered(self) -> None:
+        if self._store_failures:
+            log.info("%s: the queue is readable again", self._name)
+            self._store_failures = 0
+            self._store_failure_logged_at = -math.inf
 
     def wake(self) -> None:
-        """New work is queued: stop waiting."""
-        self._wake.set()
+        """The queue changed (new work, or an item handled): every waiting loop looks again."""
+        # A fresh Event per wake, rather than one shared Event that each loop clears: a loop
+        # takes the current Event before it looks at the queue and waits on that one, so a
+        # wake that comes while it is looking is never cleared away by it or by another loop.
+        woken, self._woken = self._woken, asyncio.Event()
+        woken.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -133,29 +249,38 @@ class QueueSlots(Generic[T]):
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
+            woken = self._woken
+            looked_at = self._clock()
             try:
                 item = await self._claim()
                 due = None if item is not None else await self._next_due()
             except StoreError as exc:
-                log.warning("%s: cannot read the queue (%s); trying again shortly", self._name, exc)
-                await _sleep_unless(stopping, STORE_RETRY_SECONDS)
+                await _wait_any(woken, stopping, self._store_failed(exc))
                 continue
+            self._store_recovered()
             if item is not None:
-                await self._handle(item)
+                try:
+                    await self._handle(item)
+                finally:
+                    self.wake()
                 continue
-            self._wake.clear()
-            delay = self._idle_poll if due is None else due - self._clock()
-            waiters = [
-                asyncio.ensure_future(self._wake.wait()),
-                asyncio.ensure_future(stopping.wait()),
-            ]
-            await asyncio.wait(
-                waiters,
-                timeout=min(max(0.0, delay), self._idle_poll),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for waiter in waiters:
-                waiter.cancel()
+            now = self._clock()
+            if due is not None and looked_at < due <= now:
+                continue  # it fell due while the claim was looking: look again at once
+            # Nothing to wait for (due is None), or all that is due waits behind items in
+            # flight (due <= looked_at, yet nothing was claimed): a wake, when one of those
+            # is handled or new work comes, or else the idle poll, is the time to look again.
+            delay = self._idle_poll if due is None or due <= now else due - now
+            await _wait_any(woken, stopping, min(delay, self._idle_poll))
+
+
+async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:

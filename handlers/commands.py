@@ -9,18 +9,23 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.compose import ComposeContext, Draft, FieldErrors, check_draft, contact_label
+from bot.compose import ComposeContext, Draft, FieldErrors, check_draft
 from bot.deps import Deps
 from bot.highlevel import MessageChannel
-from bot.outbound import ComposeRejected, NotInChannelError, SlackOrigin
+from bot.outbound import NOT_SAVED, SlackOrigin
+from bot.outbound.intents import QuickSendIntent
 from bot.recipients import RecipientError, RecipientKind, split_recipient
 from bot.ui.help_builder import usage_blocks, usage_text
-from bot.ui.notice_builder import error_notice, not_in_channel_notice, queued_notice
+from bot.ui.notice_builder import error_notice
 from handlers.compose import narrow_to_contact, open_composer
 
 log = logging.getLogger(__name__)
 
 HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
+# How long the ack waits for the quick send's intent to be saved (normally a millisecond).
+# A database slower than this does not make Slack's 3 s window pass: the ack goes out and
+# the person learns the outcome in a moment.
+INTENT_SAVE_WAIT_SECONDS = 2.0
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -59,8 +64,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 client, command, Draft(recipient=recipient.value, channel=channel, message=message)
             )
             return
-        await ack()
-        await quick_send(deps, command, respond, Draft(recipient=recipient.value, message=message))
+        await quick_send(
+            deps, ack, command, respond, Draft(recipient=recipient.value, message=message)
+        )
 
     @app.command("/sendemail")
     async def sendemail(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient) -> None:
@@ -75,34 +81,33 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 
 async def quick_send(
-    deps: Deps, command: dict[str, Any], respond: AsyncRespond, draft: Draft
+    deps: Deps, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, draft: Draft
 ) -> None:
-    """`/sendsms <recipient> <message>`: after the ack, queue the SMS and say what happened."""
+    """`/sendsms <recipient> <message>`: saved before the ack, then queued, and the person told.
+
+    The intent is saved before `ack()`: once Slack has its 200 the send survives a stop or a
+    crash of this process (the next start finishes it and tells the person).
+    """
     checked = check_draft(draft, now=time.time(), region=deps.settings.phone_default_region)
     if isinstance(checked, FieldErrors):
-        await respond(text=" ".join(checked.errors.values()), response_type="ephemeral")
+        await ack(text=" ".join(checked.errors.values()), response_type="ephemeral")
         return
-    origin = SlackOrigin(
-        team_id=command.get("team_id", ""),
-        channel_id=command["channel_id"],
-        user_id=command["user_id"],
+    intent = QuickSendIntent(
+        key=f"command:{command['trigger_id']}",
+        origin=SlackOrigin(
+            team_id=command.get("team_id", ""),
+            channel_id=command["channel_id"],
+            user_id=command["user_id"],
+        ),
+        draft=draft,
+        response_url=command.get("response_url") or None,
     )
-    try:
-        submitted = await deps.outbound.submit(
-            checked, origin, idempotency_key=f"command:{command['trigger_id']}"
-        )
-    except NotInChannelError:
-        text, blocks = not_in_channel_notice(command["channel_id"])
-        await respond(text=text, blocks=blocks, response_type="ephemeral")
+    recording = await deps.intents.record(intent, wait=INTENT_SAVE_WAIT_SECONDS)
+    if recording.refused:
+        text, blocks = error_notice(f"Couldn't send to {draft.recipient}", NOT_SAVED)
+        await ack(text=text, blocks=blocks, response_type="ephemeral")
         return
-    except ComposeRejected as exc:
-        text, blocks = error_notice(f"Couldn't send to {draft.recipient}", exc.message)
-        await respond(text=text, blocks=blocks, response_type="ephemeral")
-        return
-    if submitted.created:
-        text, blocks = queued_notice(
-            contact_label(submitted.contact),
-            checked.channel,
-            created_contact=submitted.contact_created,
-        )
-        await respond(text=text, blocks=blocks, response_type="ephemeral")
+    await ack()
+    notice = await deps.intents.finish(intent, recording=recording, announce_queued=True)
+    if notice is not None:
+        await respond(text=notice.text, blocks=notice.blocks, response_type="ephemeral")

@@ -20,12 +20,12 @@ from bot.compose import (
     FieldErrors,
     available_channels,
     check_draft,
-    contact_label,
     unreachable_reason,
 )
 from bot.deps import Deps
 from bot.highlevel import Contact, HighLevelError
-from bot.outbound import ComposeRejected, NotInChannelError, SlackOrigin
+from bot.outbound import NOT_SAVED, ComposeRejected, SlackOrigin
+from bot.outbound.intents import ComposerIntent
 from bot.recipients import RecipientError, parse_recipient
 from bot.ui.compose_builder import (
     COMPOSE_CALLBACK_ID,
@@ -34,12 +34,16 @@ from bot.ui.compose_builder import (
     field_errors,
     read_draft,
 )
-from bot.ui.notice_builder import error_notice, not_in_channel_notice, queued_notice
+from bot.ui.notice_builder import not_in_channel_notice
 
 log = logging.getLogger(__name__)
 
 # Slack waits 3 s for a view_submission answer; keep the HighLevel lookup well inside it.
 SUBMIT_LOOKUP_SECONDS = 2.0
+# A submission's answer waits for the contact lookup, then for its intent to be saved
+# (normally a millisecond); together no longer than the lookup alone may take elsewhere.
+SUBMIT_ACCEPT_LOOKUP_SECONDS = 1.5
+INTENT_SAVE_WAIT_SECONDS = SUBMIT_LOOKUP_SECONDS - SUBMIT_ACCEPT_LOOKUP_SECONDS
 LIVE_ACTIONS = re.compile(
     f"^({ComposeField.CHANNEL}|{ComposeField.MESSAGE}|{ComposeField.RECIPIENT})$"
 )
@@ -160,9 +164,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # HighLevel does not lose the send: the lookup goes on and the outcome is posted.
         lookup = asyncio.ensure_future(outbound.find_contact(checked, context.reply))
         try:
-            contact, created = await asyncio.wait_for(asyncio.shield(lookup), SUBMIT_LOOKUP_SECONDS)
+            await asyncio.wait_for(asyncio.shield(lookup), SUBMIT_ACCEPT_LOOKUP_SECONDS)
         except TimeoutError:
-            await ack()
+            pass
         except ComposeRejected as exc:
             field = ComposeField(exc.field) if exc.field else ComposeField.MESSAGE
             await ack(
@@ -171,34 +175,28 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             return
         else:
+            contact, _created = lookup.result()
             reason = unreachable_reason(contact, checked.channel)
             if reason is not None:
                 errors = FieldErrors({ComposeField.CHANNEL: reason})
                 await ack(response_action="errors", errors=field_errors(errors, present))
                 return
-            await ack()
 
-        key = _idempotency_key(view, draft)
-        try:
-            contact, created = await lookup
-            submitted = await outbound.submit(
-                checked,
-                origin,
-                idempotency_key=key,
-                reply=context.reply,
-                contact=contact,
-                contact_created=created,
-            )
-        except NotInChannelError:
-            return  # checked above; the channel changed since — nothing was sent
-        except ComposeRejected as exc:
-            title = f"Couldn't send to {draft.recipient or 'the contact'}"
-            text, blocks = error_notice(title, exc.message)
-            await outbound.notify(context.channel_id, user, text, blocks)
+        # Accepted: saved before the ack that closes the modal, so a stop or a crash after it
+        # cannot lose the send (the next start finishes it and tells the person).
+        intent = ComposerIntent(
+            key=_idempotency_key(view, draft), origin=origin, draft=draft, reply=context.reply
+        )
+        recording = await deps.intents.record(intent, wait=INTENT_SAVE_WAIT_SECONDS)
+        if recording.refused:
+            lookup.cancel()
+            errors = FieldErrors({ComposeField.MESSAGE: NOT_SAVED})
+            await ack(response_action="errors", errors=field_errors(errors, present))
             return
-        if submitted.contact_created:
-            text, blocks = queued_notice(
-                contact_label(submitted.contact), checked.channel, created_contact=True
-            )
-            await outbound.notify(context.channel_id, user, text, blocks)
-        log.debug("composer %s queued as outbox %d", view.get("id"), submitted.entry.id)
+        await ack()
+        notice = await deps.intents.finish(
+            intent, recording=recording, lookup=lookup, announce_queued=False
+        )
+        if notice is not None:
+            await outbound.notify(context.channel_id, user, notice.text, notice.blocks)
+        log.debug("composer %s finished", view.get("id"))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
+from collections.abc import Callable
 
 from aiohttp import web
 
 from bot.inbound import InboundService
+from bot.tenancy import ServedLocations
 from bot.webhook_auth import WebhookRejected, WebhookVerifier
 from storage import StoreError
 
@@ -15,14 +19,80 @@ log = logging.getLogger(__name__)
 # HighLevel retries only on 429 (NOTES.md §4): when we cannot store an event, 429 asks for it
 # again instead of losing it.
 RETRY_AFTER_SECONDS = "5"
+# A Marketplace app may send us every other location's traffic: count it, log it now and then.
+NOT_SERVED_LOG_INTERVAL_SECONDS = 60.0
+_LOCATIONS_NAMED = 5
+_LOCATION_ID_SHOWN = 40
+
+
+class NotServedTally:
+    """Counts webhooks for locations this bridge does not serve; logs one INFO line with the
+    count (and a few of the location ids, never a body) when the first arrives and then at most
+    once per `interval`."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = NOT_SERVED_LOG_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._locations: Counter[str] = Counter()
+        self._next_line: float | None = None
+        self.total = 0
+
+    def add(self, location_id: object) -> None:
+        self.total += 1
+        self._locations[_shown_location(location_id)] += 1
+        now = self._clock()
+        if self._next_line is None or now >= self._next_line:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Log what was counted since the last line (if anything)."""
+        count = sum(self._locations.values())
+        if count:
+            named = ", ".join(
+                f"{location} ({n})" for location, n in self._locations.most_common(_LOCATIONS_NAMED)
+            )
+            more = len(self._locations) - _LOCATIONS_NAMED
+            log.info(
+                "ignored %d webhook(s) for locations this bridge does not serve: %s%s",
+                count,
+                named,
+                f" and {more} more" if more > 0 else "",
+            )
+            self._locations.clear()
+        self._next_line = (self._clock() if now is None else now) + self._interval
+
+
+def _shown_location(location_id: object) -> str:
+    if location_id is None:
+        return "no locationId"
+    if not isinstance(location_id, str):
+        return f"a {type(location_id).__name__} locationId"
+    shown = location_id if location_id.isprintable() else ascii(location_id)
+    if len(shown) > _LOCATION_ID_SHOWN:
+        shown = shown[:_LOCATION_ID_SHOWN] + "…"
+    return shown
 
 
 class WebhookEndpoint:
     """The aiohttp handler for HighLevel webhooks."""
 
-    def __init__(self, verifier: WebhookVerifier, inbound: InboundService) -> None:
+    def __init__(
+        self,
+        verifier: WebhookVerifier,
+        inbound: InboundService,
+        served: ServedLocations,
+        *,
+        not_served: NotServedTally | None = None,
+    ) -> None:
         self._verifier = verifier
         self._inbound = inbound
+        self._served = served
+        self.not_served = not_served or NotServedTally()
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()  # the exact bytes that were signed; never re-serialised
@@ -31,6 +101,11 @@ class WebhookEndpoint:
         except WebhookRejected as exc:
             log.info("rejected a HighLevel webhook: %s", exc.reason)
             return web.json_response({"error": exc.reason}, status=401)
+        if not self._served.serves(webhook.payload):
+            # Genuine, but another sub-account's (or nobody's): never stored, never shown. 200,
+            # because anything else makes HighLevel retry (429) or give up noisily.
+            self.not_served.add(webhook.payload.get("locationId"))
+            return web.json_response({"ok": True, "stored": False, "ignored": "not_served"})
         try:
             stored = await self._inbound.accept_webhook(
                 webhook.webhook_id, webhook.event_type, webhook.payload

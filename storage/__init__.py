@@ -8,9 +8,12 @@ from storage._errors import ConflictError, NotFoundError, OutboxStateError, Stor
 from storage._migrations import LATEST_VERSION, MIGRATIONS, Migration
 from storage._protocol import Store
 from storage._records import (
+    INTENT_QUEUED,
     UNSET,
+    ComposeIntent,
     InboundEvent,
     InboundState,
+    IntentState,
     MessageDirection,
     MessageRecord,
     OutboxEntry,
@@ -22,12 +25,15 @@ from storage._sqlite import SqliteStore, open_store
 from storage._url import parse_sqlite_url
 
 __all__ = [
+    "INTENT_QUEUED",
     "LATEST_VERSION",
     "MIGRATIONS",
     "UNSET",
+    "ComposeIntent",
     "ConflictError",
     "InboundEvent",
     "InboundState",
+    "IntentState",
     "MessageDirection",
     "MessageRecord",
     "Migration",

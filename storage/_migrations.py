@@ -163,7 +163,87 @@ _INBOUND_EVENTS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_INITIAL, _INBOUND_EVENTS)
+_SEND_ORDER_AND_SEEKS = Migration(
+    version=3,
+    description="inbound events ordered by when they were sent; index seeks for hot queries",
+    statements=(
+        # sort_at is when the message was sent (HighLevel's dateAdded, else when it arrived):
+        # a conversation's events are shown in that order, whatever order they arrived in.
+        # The table is rebuilt rather than given the column by ALTER TABLE, which would need
+        # a DEFAULT that a forgetful INSERT would silently sort by.
+        """
+        CREATE TABLE inbound_events_v3 (
+            id               INTEGER PRIMARY KEY,
+            source           TEXT NOT NULL,
+            event_type       TEXT NOT NULL,
+            conversation_key TEXT NOT NULL,
+            payload          TEXT NOT NULL,
+            state            TEXT NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'processing', 'done', 'failed')),
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            last_error       TEXT,
+            next_attempt_at  REAL NOT NULL,
+            received_at      REAL NOT NULL,
+            updated_at       REAL NOT NULL,
+            sort_at          REAL NOT NULL
+        )
+        """,
+        """
+        INSERT INTO inbound_events_v3 (id, source, event_type, conversation_key, payload,
+            state, attempts, last_error, next_attempt_at, received_at, updated_at, sort_at)
+        SELECT id, source, event_type, conversation_key, payload, state, attempts,
+            last_error, next_attempt_at, received_at, updated_at, received_at
+        FROM inbound_events
+        """,
+        "DROP TABLE inbound_events",
+        "ALTER TABLE inbound_events_v3 RENAME TO inbound_events",
+        "CREATE INDEX inbound_events_due ON inbound_events (state, next_attempt_at, id)",
+        # A conversation's first pending event (state = 'pending', ordered by sort_at then
+        # rowid) and whether one is processing are each one seek here, however long its
+        # history; it replaces inbound_events_conversation (conversation_key, state).
+        "CREATE INDEX inbound_events_order ON inbound_events (conversation_key, state, sort_at)",
+        "CREATE INDEX inbound_events_source ON inbound_events (source, received_at)",
+        # claim_next walks the pending sends in this order (due longest first, then oldest:
+        # rowid ends every index) and stops at the first it may take, without sorting them.
+        "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+    ),
+)
+
+_COMPOSE_INTENTS = Migration(
+    version=4,
+    description="compose intents: a send a person asked for, saved before Slack is answered",
+    statements=(
+        # A compose is written here before the ack that tells Slack (and so the person) "ok",
+        # and closed in the transaction that writes its outbox entry (same idempotency key), or
+        # once the person has been told why it cannot be sent. One still open at start-up was
+        # cut off by a stop or a crash: it is finished then, or the person is told.
+        """
+        CREATE TABLE compose_intents (
+            id              INTEGER PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            kind            TEXT NOT NULL,
+            team_id         TEXT NOT NULL,
+            channel_id      TEXT NOT NULL,
+            slack_user_id   TEXT NOT NULL,
+            payload         TEXT NOT NULL,
+            response_url    TEXT,
+            state           TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'done')),
+            outcome         TEXT,
+            created_at      REAL NOT NULL,
+            closed_at       REAL
+        )
+        """,
+        # Only open intents are ever looked for, oldest first; closed ones stay out of the index.
+        "CREATE INDEX compose_intents_open ON compose_intents (created_at) WHERE state = 'open'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _INITIAL,
+    _INBOUND_EVENTS,
+    _SEND_ORDER_AND_SEEKS,
+    _COMPOSE_INTENTS,
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol, Self
 
 from storage._records import (
     UNSET,
+    ComposeIntent,
     InboundEvent,
     InboundState,
     MessageDirection,
@@ -38,6 +39,7 @@ class Store(Protocol):
     ) -> None: ...
     async def schema_version(self) -> int: ...
     async def ping(self) -> None: ...
+    async def check_writable(self) -> None: ...
 
     # threads
     async def upsert_thread(
@@ -132,6 +134,7 @@ class Store(Protocol):
         slack_ts: str | None = None,
         scheduled_at: float | None = None,
         next_attempt_at: float | None = None,
+        close_intent: str | None = None,
     ) -> tuple[OutboxEntry, bool]: ...
     async def claim_next(self, now: float | None = None) -> OutboxEntry | None: ...
     async def mark_sent(
@@ -161,6 +164,8 @@ class Store(Protocol):
         payload: Mapping[str, Any],
         dedupe_keys: Sequence[str],
         ttl_seconds: float,
+        sort_at: float | None = None,
+        not_before: float | None = None,
     ) -> InboundEvent | None: ...
     async def claim_inbound(self, now: float | None = None) -> InboundEvent | None: ...
     async def finish_inbound(self, event_id: int) -> None: ...
@@ -177,6 +182,24 @@ class Store(Protocol):
     ) -> list[OutboxEntry]: ...
     async def next_outbox_due_at(self) -> float | None: ...
     async def recover_after_crash(self) -> int: ...
+
+    # compose intents
+    async def open_intent(
+        self,
+        *,
+        idempotency_key: str,
+        kind: str,
+        team_id: str,
+        channel_id: str,
+        slack_user_id: str,
+        payload: Mapping[str, Any],
+        response_url: str | None = None,
+    ) -> bool: ...
+    async def close_intent(self, idempotency_key: str, outcome: str) -> bool: ...
+    async def get_intent(self, idempotency_key: str) -> ComposeIntent | None: ...
+    async def list_open_intents(
+        self, *, created_before: float, limit: int = 100
+    ) -> list[ComposeIntent]: ...
 
     # dedupe
     async def mark_processed(self, source: str, key: str, *, ttl_seconds: float) -> bool: ...

@@ -149,3 +149,38 @@ class InboundEvent:
     def payload(self) -> dict[str, Any]:
         decoded: dict[str, Any] = json.loads(self.payload_json)
         return decoded
+
+
+class IntentState(enum.StrEnum):
+    """open (saved before the ack; not yet queued or refused) -> done."""
+
+    OPEN = "open"
+    DONE = "done"
+
+
+INTENT_QUEUED: Final = "queued"
+"""The outcome of an intent closed because its outbox entry exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeIntent:
+    """A send a person asked for, saved before Slack was answered, until it is queued or refused."""
+
+    id: int
+    idempotency_key: str
+    """The key its outbox entry gets: the intent is closed in the same transaction."""
+    kind: str
+    team_id: str
+    channel_id: str
+    slack_user_id: str
+    payload_json: str
+    response_url: str | None
+    state: IntentState
+    outcome: str | None
+    created_at: float
+    closed_at: float | None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.payload_json)
+        return decoded

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -24,9 +26,12 @@ from storage._migrations import (
     check_migrations,
 )
 from storage._records import (
+    INTENT_QUEUED,
     UNSET,
+    ComposeIntent,
     InboundEvent,
     InboundState,
+    IntentState,
     MessageDirection,
     MessageRecord,
     OutboxEntry,
@@ -62,6 +67,48 @@ _FROM_STATES: dict[str, frozenset[OutboxState]] = {
 }
 
 _RECOVERY_ERROR = "process stopped while sending; the request may have reached HighLevel"
+# The kv_store row `check_writable` rewrites.
+_WRITE_PROBE_KEY = "health:last_write"
+
+# None of the contact's sends is in flight and the pending entry `candidate` is the first
+# pending one of its contact (tested in this order: the first rejects a backlog held behind a
+# send in flight soonest). Each half is one seek in outbox_contact (location_id,
+# contact_id, state, id), whatever the contact's history. (An OR of both states in one
+# NOT EXISTS made SQLite walk every row the contact ever had: 12 ms at 100,000 rows.)
+_OUTBOX_FREE_HEAD = """
+    NOT EXISTS (
+        SELECT 1 FROM outbox AS busy
+        WHERE busy.location_id = candidate.location_id
+          AND busy.contact_id = candidate.contact_id
+          AND busy.state = 'sending'
+    )
+    AND candidate.id = (
+        SELECT head.id FROM outbox AS head
+        WHERE head.location_id = candidate.location_id
+          AND head.contact_id = candidate.contact_id
+          AND head.state = 'pending'
+        ORDER BY head.id
+        LIMIT 1
+    )
+"""
+
+# None of the conversation is processing and the pending event `candidate` is its first
+# pending one in the order the messages were sent (sort_at, then id). Each half is one seek
+# in inbound_events_order (conversation_key, state, sort_at), whatever the history.
+_INBOUND_FREE_HEAD = """
+    NOT EXISTS (
+        SELECT 1 FROM inbound_events AS busy
+        WHERE busy.conversation_key = candidate.conversation_key
+          AND busy.state = 'processing'
+    )
+    AND candidate.id = (
+        SELECT head.id FROM inbound_events AS head
+        WHERE head.conversation_key = candidate.conversation_key
+          AND head.state = 'pending'
+        ORDER BY head.sort_at, head.id
+        LIMIT 1
+    )
+"""
 
 
 async def open_store(database_url: str, *, clock: Callable[[], float] = time.time) -> SqliteStore:
@@ -89,13 +136,17 @@ class SqliteStore:
         clock: Callable[[], float] = time.time,
         busy_timeout_ms: int = 5000,
         migrations: Sequence[Migration] = MIGRATIONS,
+        on_statement: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_statement` is given each SQL statement as it runs (with its values filled in),
+        on aiosqlite's thread; for tests and diagnosis only, since values include bodies."""
         self._path = os.fspath(path)
+        self._on_statement = on_statement
         self._clock = clock
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._migrations = tuple(migrations)
         check_migrations(self._migrations)
-        self._lock = asyncio.Lock()
+        self._lock = _StoreLock()
         self._db: aiosqlite.Connection | None = None
 
     @property
@@ -123,6 +174,8 @@ class SqliteStore:
             raise StoreError(f"cannot open database {self._path!r}: {exc}") from exc
         try:
             db.row_factory = sqlite3.Row
+            if self._on_statement is not None:
+                await db.set_trace_callback(self._on_statement)
             await self._configure(db)
             await self._migrate(db)
         except BaseException as exc:
@@ -229,6 +282,24 @@ class SqliteStore:
             row = await _one(db, "SELECT 1 FROM schema_migrations LIMIT 1")
         if row is None:
             raise StoreError("the database has no schema")
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a small write reaches the database file now.
+
+        The health check's probe: one kv_store row upserted and committed, like any real write
+        (it waits out a lock held elsewhere up to busy_timeout). The commit appends a frame to
+        the WAL, so a read-only file, a folder where the WAL cannot be created and a full disk
+        all fail it; a write rolled back instead never leaves SQLite's page cache and would
+        miss the last two.
+        """
+        async with self._write() as db:
+            now = self._clock()
+            await db.execute(
+                "INSERT INTO kv_store (key, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                (_WRITE_PROBE_KEY, repr(now), now),
+            )
 
     # ---------------------------------------------------------------- threads
 
@@ -621,17 +692,22 @@ class SqliteStore:
         slack_ts: str | None = None,
         scheduled_at: float | None = None,
         next_attempt_at: float | None = None,
+        close_intent: str | None = None,
     ) -> tuple[OutboxEntry, bool]:
         """Durably queue a send; the same idempotency key always yields the same one entry.
 
         A repeated key returns the existing entry (whatever its payload) and created=False,
-        so a double-click or a Slack retry can never queue a second send.
+        so a double-click or a Slack retry can never queue a second send. `close_intent`
+        names a compose intent closed ('queued') in the same transaction, whether the entry
+        is new or not: the entry and the intent's end are durable together or not at all.
         """
         if not idempotency_key:
             raise ValueError("idempotency_key must not be empty")
         payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         now = self._clock()
         async with self._write() as db:
+            if close_intent is not None:
+                await _close_intent(db, close_intent, INTENT_QUEUED, now)
             existing = await _one(
                 db, "SELECT * FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
             )
@@ -668,7 +744,8 @@ class SqliteStore:
         return _outbox(_required(row)), True
 
     async def claim_next(self, now: float | None = None) -> OutboxEntry | None:
-        """Move the oldest due pending entry to 'sending' (attempts + 1) and return it.
+        """Move the pending entry due longest (ties: oldest) to 'sending' (attempts + 1) and
+        return it.
 
         Sends to one contact go strictly in order, one at a time: an entry is skipped while
         its contact has an entry 'sending' or an older one still pending (even if that one
@@ -678,25 +755,21 @@ class SqliteStore:
         async with self._write() as db:
             row = await _one(
                 db,
-                """
+                f"""
                 UPDATE outbox
                 SET state = 'sending', attempts = attempts + 1, updated_at = :now
                 WHERE id = (
+                    -- In the order of outbox_due (state, next_attempt_at, then rowid), so
+                    -- SQLite walks that index and stops at the first claimable entry.
                     SELECT candidate.id FROM outbox AS candidate
                     WHERE candidate.state = 'pending'
                       AND candidate.next_attempt_at <= :now
-                      AND NOT EXISTS (
-                          SELECT 1 FROM outbox AS other
-                          WHERE other.location_id = candidate.location_id
-                            AND other.contact_id = candidate.contact_id
-                            AND (other.state = 'sending'
-                                 OR (other.state = 'pending' AND other.id < candidate.id))
-                      )
-                    ORDER BY candidate.id
+                      AND {_OUTBOX_FREE_HEAD}
+                    ORDER BY candidate.next_attempt_at, candidate.id
                     LIMIT 1
                 )
                 RETURNING *
-                """,
+                """,  # noqa: S608 - only a constant of this module is formatted in
                 {"now": when},
             )
         return None if row is None else _outbox(row)
@@ -951,10 +1024,23 @@ class SqliteStore:
         return row is not None
 
     async def next_outbox_due_at(self) -> float | None:
-        """When the earliest pending entry becomes due (None if nothing is pending)."""
+        """When claim_next can next take an entry unless a send ends first: the earliest
+        due time of a pending entry nothing holds back (None if there is none).
+
+        An entry waiting behind its contact's send in flight is not counted: it becomes
+        claimable when that send ends, not at any time this could name.
+        """
         async with self._read() as db:
-            row = await _one(db, "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
-        return None if row is None or row[0] is None else float(row[0])
+            row = await _one(
+                db,
+                f"""
+                SELECT candidate.next_attempt_at FROM outbox AS candidate
+                WHERE candidate.state = 'pending' AND {_OUTBOX_FREE_HEAD}
+                ORDER BY candidate.next_attempt_at, candidate.id
+                LIMIT 1
+                """,  # noqa: S608 - only a constant of this module is formatted in
+            )
+        return None if row is None else float(row[0])
 
     # ------------------------------------------------------------------ inbound events
 
@@ -967,13 +1053,21 @@ class SqliteStore:
         payload: Mapping[str, Any],
         dedupe_keys: Sequence[str],
         ttl_seconds: float,
+        sort_at: float | None = None,
+        not_before: float | None = None,
     ) -> InboundEvent | None:
         """Store an event unless any of its keys (webhookId, messageId…) was seen; None if so.
 
         The keys and the event are written in one transaction, so an event is either stored
         with all its keys or not at all: a crash cannot leave a key that hides a lost event.
+        `sort_at` is when the message was sent (default: now): a conversation's events are
+        processed in that order. `not_before` is when the event may first be processed
+        (default: now); until then its conversation's later events wait behind it too.
         """
         now = self._clock()
+        for name, value in (("sort_at", sort_at), ("not_before", not_before)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite time, got {value!r}")
         keys = list(dict.fromkeys(dedupe_keys))
         placeholders = ", ".join("?" * len(keys))
         async with self._write() as db:
@@ -997,48 +1091,51 @@ class SqliteStore:
                 db,
                 """
                 INSERT INTO inbound_events (source, event_type, conversation_key, payload,
-                    next_attempt_at, received_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                    next_attempt_at, received_at, updated_at, sort_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 RETURNING *
                 """,
-                (source, event_type, conversation_key, json.dumps(payload), now, now, now),
+                (
+                    source,
+                    event_type,
+                    conversation_key,
+                    json.dumps(payload),
+                    now if not_before is None else not_before,
+                    now,
+                    now,
+                    now if sort_at is None else sort_at,
+                ),
             )
         return _inbound(_required(row))
 
     async def claim_inbound(self, now: float | None = None) -> InboundEvent | None:
-        """Move the event due longest (ties: oldest) to 'processing'; one at a time per
-        conversation, in order."""
+        """Move one due event to 'processing': per conversation, the pending event sent
+        first (smallest sort_at, then id), and only while none of it is processing.
+
+        An event is never taken while an earlier-sent one of its conversation is pending
+        (even one waiting for a retry). Across conversations, the one due longest goes first.
+        """
         when = self._clock() if now is None else now
         async with self._write() as db:
             row = await _one(
                 db,
-                """
+                f"""
                 UPDATE inbound_events
                 SET state = 'processing', attempts = attempts + 1, updated_at = :now
                 WHERE id = (
                     -- In the order of inbound_events_due, so SQLite walks that index and stops
-                    -- at the first claimable event; each NOT EXISTS is one index seek. (Ordered
+                    -- at the first claimable event; each test on it is one index seek. (Ordered
                     -- by id, it had to test and sort every pending event on each claim: with a
                     -- few thousand pending that took over 100 ms, under the store's lock.)
                     SELECT candidate.id FROM inbound_events AS candidate
                     WHERE candidate.state = 'pending'
                       AND candidate.next_attempt_at <= :now
-                      AND NOT EXISTS (
-                          SELECT 1 FROM inbound_events AS busy
-                          WHERE busy.conversation_key = candidate.conversation_key
-                            AND busy.state = 'processing'
-                      )
-                      AND NOT EXISTS (
-                          SELECT 1 FROM inbound_events AS older
-                          WHERE older.conversation_key = candidate.conversation_key
-                            AND older.state = 'pending'
-                            AND older.id < candidate.id
-                      )
+                      AND {_INBOUND_FREE_HEAD}
                     ORDER BY candidate.next_attempt_at, candidate.id
                     LIMIT 1
                 )
                 RETURNING *
-                """,
+                """,  # noqa: S608 - only a constant of this module is formatted in
                 {"now": when},
             )
         return None if row is None else _inbound(row)
@@ -1078,11 +1175,19 @@ class SqliteStore:
         return len(rows)
 
     async def next_inbound_due_at(self) -> float | None:
+        """When claim_inbound can next take an event unless one in process ends first: the
+        earliest due time of a pending event nothing holds back (None if there is none)."""
         async with self._read() as db:
             row = await _one(
-                db, "SELECT MIN(next_attempt_at) FROM inbound_events WHERE state = 'pending'"
+                db,
+                f"""
+                SELECT candidate.next_attempt_at FROM inbound_events AS candidate
+                WHERE candidate.state = 'pending' AND {_INBOUND_FREE_HEAD}
+                ORDER BY candidate.next_attempt_at, candidate.id
+                LIMIT 1
+                """,  # noqa: S608 - only a constant of this module is formatted in
             )
-        return None if row is None or row[0] is None else float(row[0])
+        return None if row is None else float(row[0])
 
     async def count_inbound(self, state: InboundState | None = None) -> int:
         async with self._read() as db:
@@ -1122,6 +1227,82 @@ class SqliteStore:
                 sorted(row["id"] for row in rows),
             )
         return len(rows)
+
+    # ---------------------------------------------------------------- compose intents
+
+    async def open_intent(
+        self,
+        *,
+        idempotency_key: str,
+        kind: str,
+        team_id: str,
+        channel_id: str,
+        slack_user_id: str,
+        payload: Mapping[str, Any],
+        response_url: str | None = None,
+    ) -> bool:
+        """Save what a person asked for before Slack is answered; False if the key exists.
+
+        One small insert. A key seen before (a replayed request) keeps its row as it is,
+        open or done, so a replay never reopens a finished compose.
+        """
+        if not idempotency_key:
+            raise ValueError("idempotency_key must not be empty")
+        payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        # A Slack ack waits for this insert, so it goes before every store operation queued
+        # (only the one running is waited for), and it is one statement in autocommit (atomic
+        # on its own) rather than BEGIN ... COMMIT, three hand-offs to aiosqlite's thread.
+        async with self._lock.urgent():
+            db = self._connection()
+            try:
+                rows = await _all(
+                    db,
+                    """
+                    INSERT INTO compose_intents (idempotency_key, kind, team_id, channel_id,
+                        slack_user_id, payload, response_url, state, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)
+                    ON CONFLICT (idempotency_key) DO NOTHING
+                    RETURNING id
+                    """,
+                    (
+                        idempotency_key,
+                        kind,
+                        team_id,
+                        channel_id,
+                        slack_user_id,
+                        payload_json,
+                        response_url,
+                        self._clock(),
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(str(exc)) from exc
+        return bool(rows)
+
+    async def close_intent(self, idempotency_key: str, outcome: str) -> bool:
+        """Mark an open intent done with `outcome`; False if none was open under that key."""
+        async with self._write() as db:
+            return await _close_intent(db, idempotency_key, outcome, self._clock())
+
+    async def get_intent(self, idempotency_key: str) -> ComposeIntent | None:
+        async with self._read() as db:
+            row = await _one(
+                db, "SELECT * FROM compose_intents WHERE idempotency_key = ?", (idempotency_key,)
+            )
+        return None if row is None else _intent(row)
+
+    async def list_open_intents(
+        self, *, created_before: float, limit: int = 100
+    ) -> list[ComposeIntent]:
+        """Open intents saved before `created_before`, oldest first."""
+        async with self._read() as db:
+            rows = await _all(
+                db,
+                "SELECT * FROM compose_intents WHERE state = 'open' AND created_at < ?"
+                " ORDER BY created_at, id LIMIT ?",
+                (created_before, limit),
+            )
+        return [_intent(row) for row in rows]
 
     # ---------------------------------------------------------------- dedupe
 
@@ -1181,6 +1362,88 @@ class SqliteStore:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+async def _close_intent(
+    db: aiosqlite.Connection, idempotency_key: str, outcome: str, now: float
+) -> bool:
+    rows = await _all(
+        db,
+        "UPDATE compose_intents SET state = 'done', outcome = ?, closed_at = ?"
+        " WHERE idempotency_key = ? AND state = 'open' RETURNING id",
+        (outcome, now, idempotency_key),
+    )
+    return bool(rows)
+
+
+class _StoreLock:
+    """An asyncio lock (FIFO) whose `urgent()` holders go before every ordinary waiter.
+
+    Background work (workers, webhooks, polling) may queue tens of operations on the one
+    connection; the insert a Slack ack waits for must wait only for the one running.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._ordinary: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        await self._acquire(self._ordinary)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    @asynccontextmanager
+    async def urgent(self) -> AsyncIterator[None]:
+        await self._acquire(self._urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, queue: deque[asyncio.Future[None]]) -> None:
+        if not self._held and not self._urgent and not self._ordinary:
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed over just as the wait was cancelled: pass it on
+            else:
+                with suppress(ValueError):  # a release may have dropped it already
+                    queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        """Hand the lock to the next live waiter, urgent ones first; else free it."""
+        for queue in (self._urgent, self._ordinary):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False
+
+
+def _intent(row: sqlite3.Row) -> ComposeIntent:
+    return ComposeIntent(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        kind=row["kind"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        slack_user_id=row["slack_user_id"],
+        payload_json=row["payload"],
+        response_url=row["response_url"],
+        state=IntentState(row["state"]),
+        outcome=row["outcome"],
+        created_at=row["created_at"],
+        closed_at=row["closed_at"],
+    )
 
 
 def _prepare_file_location(path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -13,11 +14,14 @@ import pytest
 
 from bot import doctor
 from bot.doctor import Check, ManifestError, describe_age, diagnose, read_bot_scopes, render
-from bot.polling import LAST_SUCCESS_KEY
+from bot.inbound.polling import LAST_SUCCESS_KEY
 from bot.sandbox.highlevel import HighLevelSimulator
 from bot.sandbox.slack import SlackSimulator
+from bot.server import serve
 from bot.settings import Settings, load_settings
 from storage import open_store
+from tests._real_failures import unwritable
+from tests.e2e.conftest import eventually
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yml"
 INBOX = "C0INBOX"
@@ -31,6 +35,7 @@ ALL_CHECKS = [
     doctor.WEBHOOK_KEY,
     doctor.DATABASE,
     doctor.INBOUND,
+    doctor.RUNNING_BRIDGE,
 ]
 
 
@@ -63,6 +68,7 @@ def good(tmp_path: Path, slack: SlackSimulator, highlevel: HighLevelSimulator) -
         "ghl_webhook_public_key": highlevel.public_key_pem,
         "database_url": f"sqlite:///{tmp_path / 'bridge.sqlite3'}",
         "ghl_poll_seconds": 30,
+        "port": closed_port(),  # no bridge running there
     }
 
 
@@ -197,6 +203,34 @@ async def test_no_inbox_channel_passes_with_a_note(good: dict[str, Any]) -> None
     assert doctor.exit_code(checks) == 0
 
 
+async def test_socket_mode_app_token_is_checked(
+    good: dict[str, Any], slack: SlackSimulator
+) -> None:
+    checks = await check_with(good, slack_app_token=slack.app_token)
+    names = [c.name for c in checks]
+    assert names.index(doctor.SOCKET_MODE) == names.index(doctor.SLACK_INBOX) + 1
+    assert failed(checks) == [], checks
+    assert "SLACK_APP_TOKEN works" in by_name(checks)[doctor.SOCKET_MODE].detail
+    assert len(slack.calls_to("apps.connections.open")) == 1
+
+
+async def test_wrong_app_token(good: dict[str, Any]) -> None:
+    checks = await check_with(good, slack_app_token="xapp-1-A0SANDBOX-1-not-the-token")
+    found = by_name(checks)
+    assert failed(checks) == [doctor.SOCKET_MODE]
+    assert found[doctor.SOCKET_MODE].detail == "Slack refused SLACK_APP_TOKEN (invalid_auth)"
+    assert "connections:write" in (found[doctor.SOCKET_MODE].fix or "")
+    assert doctor.exit_code(checks) == 1
+
+
+async def test_app_token_with_slack_unreachable(good: dict[str, Any]) -> None:
+    unreachable = f"http://127.0.0.1:{closed_port()}/api/"
+    checks = await check_with(good, slack_app_token="xapp-1-x", slack_api_url=unreachable)
+    found = by_name(checks)
+    assert failed(checks) == [doctor.SLACK_AUTH, doctor.SOCKET_MODE]
+    assert "cannot reach SLACK_API_URL" in found[doctor.SOCKET_MODE].detail
+
+
 # ----------------------------------------------------------------------------- HighLevel
 
 
@@ -257,6 +291,78 @@ async def test_new_database_is_said_to_be_new(good: dict[str, Any], tmp_path: Pa
     second = by_name(await check_with(good))[doctor.DATABASE]
     assert "created just now" in first.detail
     assert "created" not in second.detail
+
+
+async def test_read_only_database(good: dict[str, Any], tmp_path: Path) -> None:
+    database = tmp_path / "bridge.sqlite3"
+    store = await open_store(good["database_url"])
+    await store.close()
+    with unwritable(database):
+        checks = await check_with(good)
+    found = by_name(checks)
+    assert failed(checks) == [doctor.DATABASE]
+    assert found[doctor.DATABASE].detail == (
+        f"cannot write to {database} (attempt to write a readonly database)"
+    )
+    assert "writable" in (found[doctor.DATABASE].fix or "")
+
+
+# ----------------------------------------------------------------------------- running bridge
+
+
+async def test_running_bridge_reports_what_its_healthz_says(
+    good: dict[str, Any], slack: SlackSimulator
+) -> None:
+    """A bridge in Socket Mode that Slack has not said hello to yet is not working."""
+    slack.socket_hello = False
+    bridge_values = {**good, "host": "127.0.0.1", "port": 0, "slack_app_token": slack.app_token}
+    settings = load_settings(_env_file=None, **bridge_values)
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(serve(settings, stop=stop, on_ready=ready.set_result))
+    try:
+        port = int((await asyncio.wait_for(ready, 15)).rsplit(":", 1)[1])
+        await eventually(lambda: slack.sockets_awaiting_hello == 1, within=15)
+        found = by_name(await check_with(good, port=port, host="0.0.0.0"))  # noqa: S104 - the default
+        bridge = found[doctor.RUNNING_BRIDGE]
+        assert not bridge.ok
+        assert bridge.detail == (
+            f"http://127.0.0.1:{port}/healthz says: Socket Mode: not connected to Slack yet"
+        )
+        assert "SLACK_APP_TOKEN" in (bridge.fix or "")
+        await slack.send_hello()
+
+        async def says_ok() -> bool:
+            found = by_name(await check_with(good, port=port))
+            return found[doctor.RUNNING_BRIDGE].ok
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while not await says_ok():
+            assert asyncio.get_running_loop().time() < deadline, "the bridge never said ok"
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 20)
+
+
+async def test_something_else_on_the_bridge_port(
+    good: dict[str, Any], slack: SlackSimulator
+) -> None:
+    port = int(slack.base_url.rstrip("/").rsplit(":", 1)[1])
+    checks = await check_with(good, port=port)
+    bridge = by_name(checks)[doctor.RUNNING_BRIDGE]
+    assert failed(checks) == [doctor.RUNNING_BRIDGE]
+    assert bridge.detail.startswith("something other than ghl-bridge answers")
+    assert bridge.fix == "stop it, or set PORT to a free port"
+
+
+async def test_no_bridge_running_is_fine(good: dict[str, Any]) -> None:
+    bridge = by_name(await check_with(good))[doctor.RUNNING_BRIDGE]
+    assert bridge.ok
+    assert (
+        bridge.detail
+        == f"none answers on http://127.0.0.1:{good['port']}/healthz (not running here)"
+    )
 
 
 # ----------------------------------------------------------------------------- inbound
@@ -336,7 +442,7 @@ async def test_run_prints_each_check(
     failing = lines.index("✗ Slack inbox channel — the bot is not in #no-bot (C0NOBOT)")
     assert lines[failing + 1] == "    invite the bot: /invite @ghl-bridge in that channel"
     marks = [line.split(" ", 1)[0] for line in lines if not line.startswith("    ")]
-    assert marks == ["✓", "✓", "✓", "✗", "✓", "✓", "✓", "✓"]
+    assert marks == ["✓", "✓", "✓", "✗", "✓", "✓", "✓", "✓", "✓"]
 
 
 async def test_run_with_broken_settings_exits_2(

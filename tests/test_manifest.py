@@ -19,6 +19,7 @@ from bot.contacts import ContactDirectory
 from bot.deps import Deps
 from bot.doctor import read_bot_scopes
 from bot.outbound import OutboundService
+from bot.outbound.intents import ComposeIntents
 from bot.server import build_web_app
 from bot.settings import Settings
 from bot.ui.thread_builder import CANCEL_ACTION, REPLY_ACTION, RESEND_ACTION, RETRY_ACTION
@@ -34,13 +35,20 @@ NOT_THE_APP = REPO / "bot" / "sandbox"
 # reference/methods/<method>). A conversations.* method needs the scope of each conversation type
 # the bridge works in — public and private channels, DMs and group DMs — hence all four.
 CONVERSATION_READ = frozenset({"channels:read", "groups:read", "im:read", "mpim:read"})
+CONVERSATION_HISTORY = frozenset(
+    {"channels:history", "groups:history", "im:history", "mpim:history"}
+)
 SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
+    # Called with the app-level token (connections:write), not the bot token: no bot scope.
+    "apps.connections.open": frozenset(),
     "auth.test": frozenset(),
     "chat.postMessage": frozenset({"chat:write"}),
     "chat.postEphemeral": frozenset({"chat:write"}),
     "chat.update": frozenset({"chat:write"}),
     "chat.delete": frozenset({"chat:write"}),
     "conversations.info": CONVERSATION_READ,
+    "conversations.history": CONVERSATION_HISTORY,
+    "conversations.replies": CONVERSATION_HISTORY,
     "reactions.add": frozenset({"reactions:write"}),
     "reactions.remove": frozenset({"reactions:write"}),
     "users.info": frozenset({"users:read"}),
@@ -130,6 +138,7 @@ def recorder(tmp_path: Path) -> ListenerRecorder:
         settings=settings_for(tmp_path),
         outbound=cast(OutboundService, object()),  # only stored while registering
         contacts=cast(ContactDirectory, object()),
+        intents=cast(ComposeIntents, object()),
     )
     handlers.register_all(cast(AsyncApp, recording), deps)
     return recording
@@ -222,7 +231,14 @@ async def test_the_recorder_saw_every_listener_the_real_app_has(
 def test_bot_scopes_are_exactly_what_the_code_calls_need() -> None:
     called = web_api_methods_called()
     # The scan sees the calls it must (else it proves nothing).
-    assert {"chat.postMessage", "chat.update", "conversations.info", "views.open"} <= called.keys()
+    assert {
+        "chat.postMessage",
+        "chat.update",
+        "conversations.info",
+        "conversations.history",
+        "conversations.replies",
+        "views.open",
+    } <= called.keys()
     unknown = {m: sorted(files) for m, files in called.items() if m not in SCOPES_BY_METHOD}
     assert not unknown, f"add these methods' scopes (docs.slack.dev) to SCOPES_BY_METHOD: {unknown}"
     needed = {scope for method in called for scope in SCOPES_BY_METHOD[method]}

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.slack_response import SlackResponse
 
-from bot.pacing import ChannelPacer, slack_retry_after
+from bot.posting.pacing import ChannelPacer, slack_retry_after
 from bot.sandbox.slack import SlackSimulator
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -92,6 +93,81 @@ async def test_wrongly_signed_command_is_401_and_does_nothing(running: Running) 
     result = await forged.slash_command("/sendsms", "help", user_id="U1", channel_id="C1")
     assert result.status == 401
     assert "/sendemail" not in result.text
+
+
+MALFORMED_SLACK_BODIES = [
+    ("application/x-www-form-urlencoded", "payload=%7Bbad"),
+    ("application/x-www-form-urlencoded", "payload=%5B1%2C2%5D"),  # JSON, but not an object
+    ("application/json", "this is not json"),
+    ("application/json", '{"type": '),
+]
+
+
+async def test_malformed_slack_requests_get_4xx_and_one_warning_line(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unsigned: 401. Signed but unparseable: 400. Either way one WARNING line, no traceback."""
+    caplog.set_level(logging.DEBUG)
+    url = f"{running.url}/slack/events"
+    unsigned_headers = {
+        "unsigned": {},
+        "timestamp not a number": {
+            "x-slack-request-timestamp": "soon",
+            "x-slack-signature": "v0=" + "0" * 64,
+        },
+    }
+
+    def assert_one_warning(name: str, body: str) -> None:
+        loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [(r.levelname, r.exc_info) for r in loud] == [("WARNING", None)], (
+            name,
+            body,
+            [r.getMessage() for r in loud],
+        )
+        assert body not in loud[0].getMessage()
+        caplog.clear()
+
+    async with httpx.AsyncClient() as http:
+        for content_type, body in MALFORMED_SLACK_BODIES:
+            for name, headers in unsigned_headers.items():
+                caplog.clear()
+                response = await http.post(
+                    url, content=body, headers={"content-type": content_type, **headers}
+                )
+                assert response.status_code == 401, (name, body, response.status_code)
+                assert_one_warning(name, body)
+            signed = await running.driver.post_raw(body, content_type=content_type)
+            assert signed.status == 400, (body, signed.status, signed.text)
+            assert_one_warning("signed", body)
+    # The bridge still answers a well-formed signed command after all that.
+    help_result = await running.driver.slash_command(
+        "/sendsms", "help", user_id="U1", channel_id="C1"
+    )
+    assert help_result.status == 200
+
+
+async def test_malformed_http_requests_get_400_and_no_traceback(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logs each request it cannot parse at ERROR with a traceback: here one WARNING
+    line stands for them all."""
+    caplog.set_level(logging.DEBUG)
+    port = int(running.url.rsplit(":", 1)[1])
+    malformed = [
+        b"POST /ghl/webhooks HTTP/1.1\r\nHost: bridge\r\nNo colon here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: bridge\r\nX-Long: " + b"a" * 10_000 + b"\r\n\r\n",
+        b"POST /slack/events HTTP/1.1\r\nHost: bridge\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    for raw in malformed:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        answer = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert answer.split()[1] == b"400", (raw[:40], answer)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.exc_info) for r in loud] == [("WARNING", None)], [
+        r.getMessage() for r in loud
+    ]
 
 
 async def test_unsigned_webhook_is_401(running: Running) -> None:

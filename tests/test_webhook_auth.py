@@ -256,6 +256,52 @@ def test_missing_or_malformed_webhook_id_is_rejected(
     assert rejection(verifier, body, headers) == "missing_webhook_id"
 
 
+def _encodable(value: Any) -> bool:
+    """Every string in a parsed JSON value (keys too) can be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_lone_surrogates_anywhere_become_replacement_characters(
+    verifier: WebhookVerifier, ed_key: ed25519.Ed25519PrivateKey
+) -> None:
+    # What JSON.stringify writes for half an emoji: a lone surrogate, escaped.
+    body = (
+        b'{"type":"InboundMessage","webhookId":"wh-\\ud800","messageId":"\\udfffm",'
+        b'"contactId":"c\\uD83D","body":"ok \\ud83d\\ude00 half \\ud83d",'
+        b'"attachments":["a\\udc00",{"k\\ud800":["\\ud801"]}],'
+        b'"timestamp":"2025-02-17T09:28:14.869Z"}'
+    )
+    assert not _encodable(json.loads(body))  # what json.loads alone lets through
+
+    webhook = verifier.verify(body, {"x-ghl-signature": ed25519_signature(ed_key, body)})
+
+    assert webhook.webhook_id == "wh-\ufffd"
+    assert webhook.payload["messageId"] == "\ufffdm"
+    assert webhook.payload["contactId"] == "c\ufffd"
+    assert webhook.payload["body"] == "ok 😀 half \ufffd"  # a whole pair is kept
+    assert webhook.payload["attachments"] == ["a\ufffd", {"k\ufffd": ["\ufffd"]}]
+    assert _encodable(webhook.payload)
+
+
+def test_deeply_nested_body_with_a_lone_surrogate_is_repaired(
+    verifier: WebhookVerifier, ed_key: ed25519.Ed25519PrivateKey
+) -> None:
+    depth = 500  # as deep as json.loads goes comfortably
+    nested = b"[" * depth + b'"\\ud800"' + b"]" * depth
+    body = b'{"webhookId":"wh-1","timestamp":"2025-02-17T09:28:14.869Z","extra":' + nested + b"}"
+
+    webhook = verifier.verify(body, {"x-ghl-signature": ed25519_signature(ed_key, body)})
+
+    innermost: Any = webhook.payload["extra"]
+    for _ in range(depth):
+        innermost = innermost[0]
+    assert innermost == "\ufffd"
+
+
 # ---------------------------------------------------------------------- freshness
 
 

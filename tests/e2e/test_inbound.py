@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.contacts import ContactDirectory
+from bot.highlevel import HighLevelClient
+from bot.inbound import InboundWorker, IncomingMessage, from_webhook
+from bot.outbound.presenter import SendPresenter
+from bot.posting.pacing import ChannelPacer
+from bot.posting.poster import SlackPoster
 from bot.sandbox.highlevel import (
     ADA_LOVELACE_ID,
     GRACE_HOPPER_ID,
@@ -20,6 +30,7 @@ from bot.sandbox.highlevel import (
 )
 from bot.sandbox.slack import SlackMessage, SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
+from storage import InboundState, open_store
 from tests.e2e.conftest import eventually
 from tests.e2e.test_outbound import (
     action_ids,
@@ -313,3 +324,156 @@ async def test_a_burst_of_200_across_5_channels_arrives_in_order_once(tmp_path: 
             numbers = [int(b.split("msg ")[1][:2]) for b in bodies]
             assert numbers == list(range(40)), channel
         assert sum(len(slack.orphaned_replies()) for _ in [0]) == 0
+
+
+def _inbound_settled(stack: SandboxStack) -> bool:
+    with contextlib.closing(sqlite3.connect(stack.database_path)) as db:
+        busy: int = db.execute(
+            "SELECT COUNT(*) FROM inbound_events WHERE state IN ('pending', 'processing')"
+        ).fetchone()[0]
+    return busy == 0
+
+
+async def test_status_webhooks_for_one_message_arriving_together_post_it_once(
+    tmp_path: Path,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    highlevel = HighLevelSimulator(signing_key=key)
+    async with SandboxStack(tmp_path / "b.sqlite3", highlevel=highlevel) as stack:
+        message_id = f"twice-{uuid.uuid4().hex[:12]}"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+        def webhook(status: str, **extra: str) -> bytes:
+            payload = {
+                "type": "OutboundMessage",
+                "locationId": highlevel.location_id,
+                "contactId": ADA_LOVELACE_ID,
+                "messageId": message_id,
+                "messageType": "SMS",
+                "direction": "outbound",
+                "source": "app",
+                "body": "Sent by Dana, reported twice",
+                "status": status,
+                "dateAdded": stamp,
+                "webhookId": str(uuid.uuid4()),
+                "timestamp": stamp,
+                **extra,
+            }
+            return json.dumps(payload, separators=(",", ":")).encode()
+
+        # HighLevel reports one message twice, as it changes status; the first report carries
+        # the conversation, the second does not. Whichever is posted first takes a while.
+        bodies = [
+            webhook("sent", conversationId=f"conv-{message_id}"),
+            webhook("delivered"),
+        ]
+        stack.slack.faults.delay_next("chat.postMessage", 0.5)
+        async with httpx.AsyncClient() as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        f"{stack.bridge_url}/ghl/webhooks",
+                        content=body,
+                        headers={
+                            "content-type": "application/json",
+                            "x-ghl-signature": _sign(key, body),
+                        },
+                    )
+                    for body in bodies
+                )
+            )
+        assert [a.json()["stored"] for a in answers] == [True, True]
+        await eventually(lambda: roots(stack, INBOX_CHANNEL) and _inbound_settled(stack))
+
+        posts = [
+            m
+            for root in roots(stack, INBOX_CHANNEL)
+            for m in stack.slack.thread(INBOX_CHANNEL, root.ts)
+            if "reported twice" in text_of(m)
+        ]
+        assert len(posts) == 1, [text_of(m)[:80] for m in posts]
+        # It shows the later status, whichever report was posted.
+        assert "Delivered" in text_of(posts[0]) or "white_check_mark" in posts[0].reactions
+        with contextlib.closing(sqlite3.connect(stack.database_path)) as db:
+            rows = db.execute(
+                "SELECT status, slack_ts FROM messages WHERE ghl_message_id = ?", (message_id,)
+            ).fetchall()
+        assert rows == [("delivered", posts[0].ts)]
+
+
+async def test_the_worker_shows_a_message_once_when_two_of_its_events_run_together(
+    tmp_path: Path,
+) -> None:
+    """The inbound worker on its own: two events of one message in different queues (claimed
+    at the same time) post it once, in either order, however the service keys them."""
+    message_id = f"together-{uuid.uuid4().hex[:12]}"
+
+    def event(status: str, conversation_id: str | None) -> IncomingMessage:
+        payload = {
+            "type": "OutboundMessage",
+            "contactId": ADA_LOVELACE_ID,
+            "messageId": message_id,
+            "messageType": "SMS",
+            "direction": "outbound",
+            "source": "app",
+            "body": "Sent by Dana, processed together",
+            "status": status,
+        } | ({"conversationId": conversation_id} if conversation_id else {})
+        message = from_webhook(payload)
+        assert message is not None
+        return message
+
+    async with (
+        HighLevelSimulator() as highlevel,
+        SlackSimulator(post_rate_per_second=1000.0, post_burst=1000) as slack,
+        await open_store(f"sqlite:///{tmp_path / 'worker.sqlite3'}") as store,
+    ):
+        slack.add_channel(INBOX_CHANNEL, "inbox")
+        client = HighLevelClient(
+            token=SecretStr(highlevel.token),
+            location_id=highlevel.location_id,
+            base_url=highlevel.base_url,
+        )
+        poster = SlackPoster(
+            AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
+            ChannelPacer(rate_per_second=100.0, burst=100),
+        )
+        worker = InboundWorker(
+            store=store,
+            poster=poster,
+            presenter=SendPresenter(store=store, poster=poster),
+            contacts=ContactDirectory(client),
+            location_id=highlevel.location_id,
+            inbox_channel=INBOX_CHANNEL,
+        )
+        for index, (message, queue) in enumerate(
+            [(event("sent", "conversation-1"), "conversation-1"), (event("delivered", None), "x")]
+        ):
+            await store.enqueue_inbound(
+                source="webhook",
+                event_type="outbound_message",
+                conversation_key=queue,
+                payload=message.to_payload(),
+                dedupe_keys=[f"test:{index}"],
+                ttl_seconds=60,
+            )
+        slack.faults.delay_next("chat.postMessage", 0.5)  # the first post takes a while
+        stopping = asyncio.Event()
+        running = asyncio.create_task(worker.run(stopping))
+        try:
+            while await store.count_inbound(InboundState.DONE) < 2:
+                assert not running.done()
+                await asyncio.sleep(0.02)
+        finally:
+            stopping.set()
+            await running
+            await client.aclose()
+
+        posts = [m for m in slack.channel_messages(INBOX_CHANNEL) if "together" in text_of(m)]
+        replies = [
+            m for root in posts for m in slack.thread(INBOX_CHANNEL, root.ts) if m.ts != root.ts
+        ]
+        assert (len(posts), replies) == (1, [])
+        record = await store.get_message_by_ghl_id(message_id)
+        assert record is not None
+        assert (record.status, record.slack_ts) == ("delivered", posts[0].ts)

@@ -291,6 +291,55 @@ async def test_webhook_payloads(
     assert fuzzed.logs.failures() == []
 
 
+# Ids as JSON lets HighLevel sign them: lone UTF-16 surrogates (`"\ud800"`, which json.loads
+# accepts but UTF-8 cannot encode), control characters, very long strings, and non-strings.
+ID_CHARACTERS = st.one_of(
+    st.characters(codec="utf-8"),
+    st.characters(categories=["Cs"]),  # lone surrogates
+    st.characters(categories=["Cc"]),  # control characters, NUL included
+)
+ID_TEXT = st.text(ID_CHARACTERS, max_size=40)
+IDS = st.one_of(
+    ID_TEXT,
+    st.tuples(ID_TEXT, st.characters(categories=["Cs"]), ID_TEXT).map("".join),
+    st.tuples(st.text(ID_CHARACTERS, min_size=1, max_size=3), st.integers(1_000, 20_000)).map(
+        lambda repeated: repeated[0] * repeated[1]
+    ),
+    JSON_VALUES,
+)
+ID_FIELDS = [
+    "webhookId",
+    "messageId",
+    "contactId",
+    "conversationId",
+    "emailMessageId",
+    "threadId",
+    "userId",
+]
+
+
+@given(
+    ids=st.dictionaries(st.sampled_from(ID_FIELDS), IDS, min_size=1, max_size=4),
+    text=st.one_of(TEXT, st.tuples(TEXT, st.characters(categories=["Cs"])).map("".join)),
+)
+@FUZZ
+async def test_webhook_ids(fuzzed: Fuzzed, ids: dict[str, Any], text: str) -> None:
+    stack = fuzzed.stack
+    payload = inbound_payload(
+        location_id=stack.highlevel.location_id,
+        contact_id=ADA_LOVELACE_ID,
+        conversation_id=f"fuzz-ids-{ADA_LOVELACE_ID}",
+        text=text,
+    )
+    payload.update(ids)
+    webhook = signed_body(fuzzed.key, payload)  # json.dumps escapes a lone surrogate as \ud800
+    response = await fuzzed.http.post(
+        f"{stack.bridge_url}/ghl/webhooks", content=webhook.body, headers=webhook.headers
+    )
+    assert response.status_code in (200, 401, 413), response.text
+    assert fuzzed.logs.failures() == []
+
+
 @given(body=st.one_of(JSON_VALUES.map(json.dumps), st.binary(max_size=200)))
 @FUZZ
 async def test_webhook_bodies_that_are_not_objects(fuzzed: Fuzzed, body: str | bytes) -> None:

@@ -1,10 +1,12 @@
-"""`kill -9` of a real `ghl-bridge serve` in the middle of 50 sends, then a restart on the same
-SQLite file: nothing lost, nothing doubled, interrupted sends looked up in the conversation."""
+"""`kill -9` of a real `ghl-bridge serve` in the middle of 50 sends, and in the middle of posting
+200 HighLevel messages, then a restart on the same SQLite file: nothing lost, nothing doubled,
+interrupted sends looked up in the conversation, interrupted posts found in Slack."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -13,12 +15,15 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bot.sandbox.highlevel import HighLevelSimulator
-from bot.sandbox.slack import SlackDriver, SlackSimulator
+from bot.sandbox.slack import SlackDriver, SlackMessage, SlackSimulator
 from bot.sandbox.stack import (
     AGENT_USER,
     INBOX_CHANNEL,
@@ -28,12 +33,16 @@ from bot.sandbox.stack import (
 from bot.settings import HINTS
 from tests.reliability._helpers import (
     PostState,
+    SignedWebhook,
     action_ids,
     all_posts,
     eventually,
+    inbound_payload,
     outbound_bodies,
     post_state,
     posts_containing,
+    signed_body,
+    text_of,
 )
 
 SENDS = 50
@@ -98,6 +107,15 @@ class BridgeProcess:
         self.process.send_signal(signal.SIGKILL)
         await self._wait()
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def reap(self) -> int:
+        """Wait for a process killed from elsewhere (see `KillOnPost`)."""
+        return await self._wait()
+
     async def stop(self) -> int:
         assert self.process is not None
         if self.process.returncode is None:
@@ -144,12 +162,14 @@ def _outbox_states(database: Path) -> dict[int, str]:
 
 
 @contextlib.asynccontextmanager
-async def _simulators() -> AsyncIterator[tuple[SlackSimulator, HighLevelSimulator]]:
+async def _simulators(
+    highlevel: HighLevelSimulator | None = None,
+) -> AsyncIterator[tuple[SlackSimulator, HighLevelSimulator]]:
     slack = SlackSimulator(post_rate_per_second=1000.0, post_burst=1000)
     slack.add_channel(SALES_CHANNEL, "sales")
     slack.add_channel(INBOX_CHANNEL, "inbox")
     slack.add_user(AGENT_USER, "agent", "Avery Agent")
-    highlevel = HighLevelSimulator()
+    highlevel = highlevel or HighLevelSimulator()
     highlevel.app.middlewares.append(_slow_send_answers)
     await slack.start()
     await highlevel.start()
@@ -251,3 +271,274 @@ async def test_kill_9_mid_sends_then_restart_loses_and_doubles_nothing(tmp_path:
         f"(in-flight ones now {[states[i] for i in interrupted]}); "
         f"{time.monotonic() - started:.0f} s"
     )
+
+
+# ---------------------------------------------------------------- kill -9 while posting inbound
+
+INBOUND_MESSAGES = 200
+INBOUND_CONTACTS = 20
+DELIVERY_SLOTS = 16
+
+
+@dataclass
+class Killed:
+    """The post Slack had just stored when the bridge was killed (it never heard back)."""
+
+    text: str
+    is_root: bool
+
+
+class KillOnPost:
+    """Kills the bridge with SIGKILL from inside the Slack simulator, right after a post is
+    stored and before Slack answers: exactly the window between chat.postMessage and the
+    commit of its ts, hit every time rather than by luck of timing."""
+
+    def __init__(self, slack: SlackSimulator, bridge_up: asyncio.Event) -> None:
+        self._slack = slack
+        self._bridge_up = bridge_up
+        self.killed = asyncio.Event()
+        self.post: Killed | None = None
+
+    def arm(self, bridge: BridgeProcess, *, after_posts: int, roots: bool) -> None:
+        """Kill `bridge` at its first root post (`roots`) or thread reply once it has made
+        `after_posts` posts."""
+        self.killed.clear()
+        self.post = None
+        made = 0
+
+        def after_post(message: SlackMessage) -> None:
+            nonlocal made
+            made += 1
+            if self.post is not None or made <= after_posts or (message.thread_ts is None) != roots:
+                return
+            os.kill(bridge.pid, signal.SIGKILL)
+            self._slack.after_post = None
+            self._bridge_up.clear()
+            self.post = Killed(text_of(message), is_root=message.thread_ts is None)
+            self.killed.set()
+
+        self._slack.after_post = after_post
+
+
+def _message_state(database: Path, message_id: str) -> tuple[list[str], list[str | None]]:
+    """The states of the inbound events about `message_id`, and the Slack ts of its rows."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        events = [
+            state
+            for state, payload in db.execute("SELECT state, payload FROM inbound_events")
+            if message_id in {json.loads(payload).get(k) for k in ("key_id", "message_id")}
+        ]
+        rows = [
+            row[0]
+            for row in db.execute(
+                "SELECT slack_ts FROM messages WHERE ghl_message_id = ?", (message_id,)
+            )
+        ]
+    return events, rows
+
+
+def _inbound_settled(database: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        busy: int = db.execute(
+            "SELECT COUNT(*) FROM inbound_events WHERE state IN ('pending', 'processing')"
+        ).fetchone()[0]
+    return busy == 0
+
+
+async def test_kill_9_mid_inbound_posting_shows_each_message_once_in_one_thread(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    database = tmp_path / "bridge.sqlite3"
+    key = Ed25519PrivateKey.generate()
+    async with _simulators(HighLevelSimulator(signing_key=key)) as (slack, highlevel):
+        contacts = [
+            highlevel.add_contact(first_name=f"Crash{i}", phone=f"+1415555{6000 + i}").id
+            for i in range(INBOUND_CONTACTS)
+        ]
+        run = uuid.uuid4().hex[:6]
+        webhooks = [
+            signed_body(
+                key,
+                inbound_payload(
+                    location_id=highlevel.location_id,
+                    contact_id=contacts[i % INBOUND_CONTACTS],
+                    conversation_id=f"crash-{run}-{i % INBOUND_CONTACTS}",
+                    text=f"crash {run} {i:03d}",
+                ),
+            )
+            for i in range(INBOUND_MESSAGES)
+        ]
+        by_text = {w.text: w for w in webhooks}
+        env = _bridge_env(slack, highlevel, database)
+        bridge_up = asyncio.Event()
+        current = {"url": ""}
+        killer = KillOnPost(slack, bridge_up)
+
+        async def start_bridge() -> BridgeProcess:
+            bridge = BridgeProcess(env, tmp_path)
+            current["url"] = await bridge.start()
+            bridge_up.set()
+            return bridge
+
+        async def deliver(http: httpx.AsyncClient, webhook: SignedWebhook) -> None:
+            """Until the bridge answers 200 (stored): whichever bridge is up at the time."""
+            while True:
+                await bridge_up.wait()
+                try:
+                    answer = await http.post(
+                        f"{current['url']}/ghl/webhooks",
+                        content=webhook.body,
+                        headers=webhook.headers,
+                    )
+                    if answer.status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass  # killed meanwhile: sent again once the next bridge is up
+                await asyncio.sleep(0.05)
+
+        async def deliver_all() -> None:
+            slots = asyncio.Semaphore(DELIVERY_SLOTS)
+
+            async def one(http: httpx.AsyncClient, webhook: SignedWebhook) -> None:
+                async with slots:
+                    await deliver(http, webhook)
+
+            async with httpx.AsyncClient(timeout=30) as http:
+                await asyncio.gather(*(one(http, w) for w in webhooks))
+
+        kills: list[tuple[Killed, list[str], list[str | None]]] = []
+
+        async def kill_while_posting(bridge: BridgeProcess, *, roots: bool) -> None:
+            killer.arm(bridge, after_posts=5, roots=roots)
+            await asyncio.wait_for(killer.killed.wait(), 60)
+            await bridge.reap()
+            killed = killer.post
+            assert killed is not None
+            message_id = next(w.message_id for t, w in by_text.items() if t in killed.text)
+            events, rows = _message_state(database, message_id)
+            # The post exists in Slack, and the database was killed before it heard of it.
+            assert "processing" in events, events
+            assert rows == [None], rows
+            kills.append((killed, events, rows))
+
+        first = await start_bridge()
+        delivering = asyncio.create_task(deliver_all())
+        # First: while the bridge posts a conversation's first message, its thread root.
+        await kill_while_posting(first, roots=True)
+        assert kills[0][0].is_root
+        # A fresh event is posted directly: nothing was looked up before the first kill.
+        looked_before = [c for c in slack.calls if c.method.startswith("conversations.")]
+        assert [c.method for c in looked_before if c.method != "conversations.info"] == []
+
+        # Second: after the restart, while it posts a reply into a thread.
+        second = await start_bridge()
+        await kill_while_posting(second, roots=False)
+        assert not kills[1][0].is_root
+
+        third = await start_bridge()
+        try:
+            await asyncio.wait_for(delivering, 120)
+            texts = list(by_text)
+
+            def all_shown() -> bool:
+                found = posts_containing(all_posts(slack, [INBOX_CHANNEL]), texts)
+                return all(found[text] for text in texts) and _inbound_settled(database)
+
+            await eventually(all_shown, within=90, interval=0.2)
+        finally:
+            assert await third.stop() == 0
+
+    posts = all_posts(slack, [INBOX_CHANNEL])
+    found = posts_containing(posts, list(by_text))
+    doubled = {text: len(shown) for text, shown in found.items() if len(shown) != 1}
+    assert doubled == {}, doubled
+    roots = [m for m in slack.channel_messages(INBOX_CHANNEL) if m.bot_id]
+    assert len(roots) == INBOUND_CONTACTS, [text_of(m)[:50] for m in roots]
+    # Each contact's messages are all in its one thread.
+    for index in range(INBOUND_CONTACTS):
+        mine = [t for t in by_text if int(t.rsplit(" ", 1)[1]) % INBOUND_CONTACTS == index]
+        threads = {found[t][0].thread_ts or found[t][0].ts for t in mine}
+        assert len(threads) == 1, (index, threads)
+    assert slack.orphaned_replies() == []
+    lookups = [
+        c.method
+        for c in slack.calls
+        if c.method in ("conversations.history", "conversations.replies")
+    ]
+    cut_short = ", ".join("root" if k.is_root else "reply" for k, _, _ in kills)
+    print(
+        f"\nkill -9 twice mid-post ({cut_short}"
+        f" just posted, not recorded): {INBOUND_MESSAGES} messages over {INBOUND_CONTACTS} contacts"
+        f" each shown once, {len(roots)} thread roots, {len(lookups)} Slack look-ups on restart"
+        f" ({len(slack.calls_to('chat.postMessage'))} posts); {time.monotonic() - started:.0f} s"
+    )
+
+
+def _outbox_posts(database: Path) -> dict[int, tuple[str, str | None]]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return {
+            row[0]: (row[1], row[2]) for row in db.execute("SELECT id, state, slack_ts FROM outbox")
+        }
+
+
+async def test_kill_9_right_after_a_sends_first_post_keeps_one_post_and_one_thread(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "bridge.sqlite3"
+    async with _simulators() as (slack, highlevel):
+        contact = highlevel.add_contact(first_name="Cut", phone="+14155557000").id
+        env = _bridge_env(slack, highlevel, database)
+        killer = KillOnPost(slack, asyncio.Event())
+        first = BridgeProcess(env, tmp_path)
+        url = await first.start()
+        # The send's post, the root of the contact's new thread, is made; the bridge dies
+        # before it records it (and before HighLevel hears of the send).
+        killer.arm(first, after_posts=0, roots=True)
+        async with SlackDriver(f"{url}/slack/events", SANDBOX_SIGNING_SECRET, slack) as driver:
+            result = await driver.slash_command(
+                "/sendsms", "+14155557000 cut short", user_id=AGENT_USER, channel_id=SALES_CHANNEL
+            )
+            assert result.status == 200
+        await asyncio.wait_for(killer.killed.wait(), 30)
+        await first.reap()
+        assert killer.post is not None and killer.post.is_root
+        assert "cut short" in killer.post.text
+        assert list(_outbox_posts(database).values()) == [("sending", None)]
+
+        second = BridgeProcess(env, tmp_path)
+        url = await second.start()
+        highlevel.webhook_url = f"{url}/ghl/webhooks"
+        needles = ["cut short", "answer after the cut"]
+        try:
+            # The customer writes while the restarted bridge is still settling the send: the
+            # reply must find the thread's root the killed bridge posted, not start another.
+            await highlevel.customer_reply(contact, "SMS", "answer after the cut")
+            await highlevel.drain_webhooks()
+
+            def settled() -> bool:
+                if any(s in ("pending", "sending") for s, _ in _outbox_posts(database).values()):
+                    return False
+                found = posts_containing(all_posts(slack, [SALES_CHANNEL]), needles)
+                return (
+                    all(found[n] for n in needles)
+                    and _inbound_settled(database)
+                    and any(post_state(p) != PostState.SENDING for p in found["cut short"])
+                )
+
+            await eventually(settled, within=30, interval=0.1)
+        finally:
+            assert await second.stop() == 0
+
+    adopted = sum("its root was posted before a stop" in line for line in second.lines)
+    reused = sum("its post was made before a stop" in line for line in second.lines)
+    print(f"\nkill -9 after a send's first post: root adopted {adopted}x, post reused {reused}x")
+    found = posts_containing(all_posts(slack, [SALES_CHANNEL]), needles)
+    assert [len(found[n]) for n in needles] == [1, 1]
+    roots = [m for m in slack.channel_messages(SALES_CHANNEL) if m.bot_id]
+    assert [m.ts for m in roots] == [found["cut short"][0].ts]
+    assert found["answer after the cut"][0].thread_ts == roots[0].ts
+    # Never sent, so the person is told it may not have been, on the one post.
+    assert highlevel.sent_count() == 0
+    assert post_state(found["cut short"][0]) == PostState.UNKNOWN
+    assert list(_outbox_posts(database).values()) == [("unknown", roots[0].ts)]

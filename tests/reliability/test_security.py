@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
+import re
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import httpx
 import pytest
@@ -20,7 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app import build_bolt_app
 from bot.compose import ComposeContext
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
 from bot.sandbox.slack import SlackDriver
@@ -34,7 +40,7 @@ from bot.sandbox.stack import (
 )
 from bot.ui.compose_builder import COMPOSE_CALLBACK_ID, encode_context
 from bot.webhook_auth import WebhookRejected, WebhookVerifier
-from storage import SqliteStore
+from storage import OutboxState, SqliteStore
 from tests.e2e.test_outbound import open_composer, quick_send, roots, sends, submit
 from tests.reliability._helpers import (
     action_ids,
@@ -293,6 +299,20 @@ async def test_oversized_bodies_are_413_and_store_nothing(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- allowlists
 
 
+async def _answered_sends(stack: SandboxStack, count: int, within: float = 15.0) -> None:
+    """Wait until `count` sends are in the outbox and HighLevel has answered each of them."""
+    answered = {OutboxState.SENT, OutboxState.FAILED, OutboxState.UNKNOWN}
+    deadline = time.monotonic() + within
+    while True:
+        async with SqliteStore(stack.database_path) as store:
+            entries = await store.list_outbox(limit=1000)
+        if len(entries) >= count and all(entry.state in answered for entry in entries):
+            return
+        states = [entry.state.value for entry in entries]
+        assert time.monotonic() < deadline, f"sends not answered within {within} s: {states}"
+        await asyncio.sleep(0.05)
+
+
 async def test_allowlists_hold_on_every_entry_point(tmp_path: Path) -> None:
     """ALLOWED_SLACK_USERS / ALLOWED_SLACK_CHANNELS: commands, buttons, the shortcut, the
     composer's live updates and its submission all refuse a person or channel not listed."""
@@ -300,15 +320,19 @@ async def test_allowlists_hold_on_every_entry_point(tmp_path: Path) -> None:
     async with SandboxStack(tmp_path / "b.sqlite3", settings_overrides=overrides) as stack:
         slack, highlevel, driver = stack.slack, stack.highlevel, stack.driver
         slack.add_channel("C0OTHERS", "others")
-        # As the allowed person: one send of each kind whose post carries a button.
+        # As the allowed person: one send of each kind whose post carries a button. Each fault
+        # is set only once the previous send has its answer from HighLevel, or it would hit it.
         await quick_send(stack, "+1 415 555 0100 sent one")
+        await _answered_sends(stack, 1)
         root = await eventually(lambda: (r := roots(stack)) and "reply" in action_ids(r[0]) and r)
         highlevel.faults.scope = "sends"
         highlevel.faults.error_next = 1
         await quick_send(stack, "+1 415 555 0100 unknown one")
+        await _answered_sends(stack, 2)
         highlevel.faults.error_status = 422
         highlevel.faults.error_next = 1
         await quick_send(stack, "+1 415 555 0100 refused one")
+        await _answered_sends(stack, 3)
         view_id = await open_composer(stack, "+1 415 555 0100")
         await submit(stack, view_id, {"message": "later one", "schedule": int(time.time()) + 3600})
 
@@ -397,31 +421,101 @@ async def test_allowlists_hold_on_every_entry_point(tmp_path: Path) -> None:
 async def test_logs_hold_no_tokens_and_no_customer_data_at_info(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    async with SandboxStack(tmp_path / "b.sqlite3") as stack:
-        body = f"private words {uuid.uuid4().hex[:8]}"
-        reply = f"customer secret {uuid.uuid4().hex[:8]}"
-        await quick_send(stack, f"+1 415 555 0100 {body}")
-        await eventually(lambda: len(sends(stack)) == 1)
-        await stack.highlevel.drain_webhooks()
-        await stack.highlevel.customer_reply(ADA_LOVELACE_ID, "SMS", reply)
-        await eventually(
-            lambda: posts_containing(all_posts(stack.slack, [SALES_CHANNEL]), [reply])[reply]
-        )
-        secrets = [
-            stack.slack.bot_token,
-            stack.highlevel.token,
-            SANDBOX_SIGNING_SECRET,
-        ]
+    """Every logger, ours and the libraries', captured from DEBUG up around a text, an email, a
+    customer's reply, and a forged Slack request carrying a phone number and an email address,
+    both at the bridge's door and inside the Bolt app the bridge builds."""
+    run = uuid.uuid4().hex[:8]
+    body = f"private words {run}"
+    reply = f"customer secret {run}"
+    forged_words = f"forged words {run}"
+    subject = f"private subject {run}"
+    email_body = f"private email {run}"
+    with _every_logger_captured(caplog):
+        async with SandboxStack(tmp_path / "b.sqlite3") as stack:
+            forged = await stack.driver.slash_command(
+                "/sendsms",
+                f"+1 415 555 0199 {forged_words} grace@example.com",
+                user_id=AGENT_USER,
+                channel_id=SALES_CHANNEL,
+                signature="v0=" + "0" * 64,
+            )
+            assert forged.status == 401
+            # Bolt's own signature check, where Bolt logs a refused request's whole body at INFO.
+            assert stack.settings is not None
+            bolt_app = build_bolt_app(
+                stack.settings,
+                AsyncWebClient(token=stack.slack.bot_token, base_url=stack.slack.api_url),
+            )
+            refused = await bolt_app.async_dispatch(
+                AsyncBoltRequest(
+                    body=forged.body,
+                    headers={
+                        "content-type": forged.content_type,
+                        "x-slack-request-timestamp": str(int(time.time())),
+                        "x-slack-signature": "v0=" + "0" * 64,
+                    },
+                )
+            )
+            assert refused.status == 401
+            await quick_send(stack, f"+1 415 555 0100 {body}")
+            await eventually(lambda: len(sends(stack)) == 1)
+            view_id = await open_composer(stack, "ada@example.com", command="/sendemail")
+            answer = await submit(
+                stack,
+                view_id,
+                {"channel": "Email", "subject": subject, "message": email_body},
+            )
+            assert answer.get("response_action") != "errors", answer
+            await eventually(lambda: len(sends(stack)) == 2)
+            await stack.highlevel.drain_webhooks()
+            await stack.highlevel.customer_reply(ADA_LOVELACE_ID, "SMS", reply)
+            await eventually(
+                lambda: posts_containing(all_posts(stack.slack, [SALES_CHANNEL]), [reply])[reply]
+            )
+            secrets = [
+                stack.slack.bot_token,
+                stack.highlevel.token,
+                SANDBOX_SIGNING_SECRET,
+            ]
     records = caplog.records
     assert any(r.levelno <= logging.DEBUG for r in records)  # DEBUG was captured
+    libraries = {r.name.split(".")[0] for r in records} - {"bot", "handlers", "storage"}
+    assert libraries, "no library logger was captured"
+    private = [body, reply, forged_words, subject, email_body]
+    private += ["example.com", "5550100", "5550199"]
     for record in records:
         line = _rendered(record)
         for secret in secrets:
             assert secret not in line, (record.name, record.levelname, line[:300])
         if record.levelno >= logging.INFO:
-            for private in (body, reply, "4155550100", "415) 555", "415 555 0100"):
-                assert private not in line, (record.name, record.levelname, line[:300])
+            # As written, URL-encoded, and with a phone number's spaces and punctuation gone.
+            unquoted = unquote_plus(line)
+            shown = [line, unquoted, re.sub(r"[\s()+.-]", "", unquoted)]
+            for needle in private:
+                assert not any(needle in text for text in shown), (
+                    record.name,
+                    record.levelname,
+                    line[:300],
+                )
+
+
+@contextlib.contextmanager
+def _every_logger_captured(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """caplog's handler sits on the root logger, at DEBUG; a logger that does not propagate to
+    the root gets the handler too."""
+    caplog.set_level(logging.DEBUG)
+    detached = [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    ]
+    for logger in detached:
+        logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        for logger in detached:
+            logger.removeHandler(caplog.handler)
 
 
 def _rendered(record: logging.LogRecord) -> str:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import codecs
+import contextlib
+import json
 import os
+import pty
+import shlex
 import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -15,6 +24,24 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from bot.sandbox.highlevel import ADA_LOVELACE_ID
 from bot.sandbox.highlevel.cli import add_arguments, run
+from tests.sandbox_highlevel.conftest import Receiver
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE_SECONDS = 60.0  # generous: a loaded machine starts Python slowly
+# The start-up lines a person (and these tests) read, in the order they are printed.
+STARTUP_LINES = (
+    "HighLevel sandbox listening on http://127.0.0.1:",
+    "Seeded contacts:",
+    "  Ada Lovelace ",
+    "Webhooks go to ",
+    "Point ghl-bridge at it",
+    "GHL_API_URL=",
+    "GHL_API_TOKEN=",
+    "GHL_LOCATION_ID=",
+    "GHL_WEBHOOK_PUBLIC_KEY=",
+    "Make a customer reply",
+    "  curl -X POST ",
+)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -110,3 +137,158 @@ def test_flags_map_to_settings() -> None:
     add_arguments(defaults)
     parsed = defaults.parse_args([])
     assert (parsed.host, parsed.port, parsed.rate_limit_max) == ("127.0.0.1", 8765, 100)
+
+
+def settings_of(output: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in output.splitlines() if line.startswith("GHL_"))
+
+
+def public_key(settings: dict[str, str]) -> Ed25519PublicKey:
+    pem = settings["GHL_WEBHOOK_PUBLIC_KEY"].strip('"').replace("\\n", "\n")
+    key = load_pem_public_key(pem.encode())
+    assert isinstance(key, Ed25519PublicKey)
+    return key
+
+
+async def test_the_printed_curl_example_makes_a_customer_reply(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task = asyncio.create_task(run(parse()))
+    output, settings = await printed_settings(capsys, task)
+    output += capsys.readouterr().out  # printed with the settings, before run() next awaits
+    [example] = [line for line in output.splitlines() if line.startswith("  curl ")]
+    words = shlex.split(example)
+    url = words[words.index("POST") + 1]
+    data = words[words.index("-d") + 1]
+    assert url.startswith(settings["GHL_API_URL"] + "/_sandbox/customers/")
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        made = await client.post(url, content=data, headers={"Content-Type": "application/json"})
+        assert made.status_code == 200, made.text
+        conversation = made.json()["conversationId"]
+        listed = await client.get(
+            f"{settings['GHL_API_URL']}/conversations/{conversation}/messages",
+            headers={
+                "Authorization": f"Bearer {settings['GHL_API_TOKEN']}",
+                "Version": "2021-04-15",
+            },
+        )
+    [message] = listed.json()["messages"]["messages"]
+    assert (message["direction"], message["body"]) == ("inbound", json.loads(data)["body"])
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+class SandboxProcess:
+    """``python -m bot sandbox`` in a real process; its stdout read as it comes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.output = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    async def wait_for(self, text: str) -> str:
+        stdout = self.process.stdout
+        assert stdout is not None
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            while text not in self.output:
+                chunk = await stdout.read(4096)
+                if not chunk:
+                    raise AssertionError(f"sandbox ended before printing {text!r}:\n{self.output}")
+                self.output += self._decoder.decode(chunk)
+        return self.output
+
+    async def rest(self) -> str:
+        """Everything it printed, once it has exited."""
+        stdout = self.process.stdout
+        assert stdout is not None and self.process.returncode is not None
+        self.output += self._decoder.decode(await stdout.read(), final=True)
+        return self.output
+
+
+@contextlib.asynccontextmanager
+async def sandbox_process(
+    args: Sequence[str], stdin: int | IO[Any], stderr: IO[Any]
+) -> AsyncIterator[SandboxProcess]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "sandbox",
+        "--port",
+        "0",
+        *args,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+        cwd=REPO,
+    )
+    try:
+        yield SandboxProcess(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_without_a_terminal_it_prints_the_same_lines_and_serves_on(
+    tmp_path: Path,
+) -> None:
+    with (tmp_path / "stderr.txt").open("w+") as stderr:
+        async with sandbox_process([], asyncio.subprocess.DEVNULL, stderr) as sandbox:
+            output = await sandbox.wait_for("curl -X POST")
+            # stdin is at its end already; with no prompt that must not stop the sandbox.
+            settings = settings_of(output)
+            async with httpx.AsyncClient(base_url=settings["GHL_API_URL"]) as client:
+                contact = await client.get(
+                    f"/contacts/{ADA_LOVELACE_ID}",
+                    headers={
+                        "Authorization": f"Bearer {settings['GHL_API_TOKEN']}",
+                        "Version": "2021-07-28",
+                    },
+                )
+            assert contact.status_code == 200
+            sandbox.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(DEADLINE_SECONDS):
+                assert await sandbox.process.wait() == 0
+            output = await sandbox.rest()
+    positions = [output.find(line) for line in STARTUP_LINES]
+    assert -1 not in positions and positions == sorted(positions), output
+    assert "sandbox> " not in output and "`help`" not in output
+
+
+async def test_the_terminal_prompt_makes_a_customer_reply(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        with (tmp_path / "stderr.txt").open("w+") as stderr:
+            async with sandbox_process(
+                ["--webhook-url", receiver.url], terminal, stderr
+            ) as sandbox:
+                os.close(terminal)
+                terminal = -1
+                output = await sandbox.wait_for("sandbox> ")
+                assert "type `reply ada Is my order ready?` below" in output
+                os.write(controller, "reply Ada Ça va ? 👋\n".encode())
+                output = await sandbox.wait_for("✓ Ada Lovelace replied by SMS")
+                await sandbox.wait_for("(HTTP 200).")
+                [body] = receiver.bodies
+                [signature] = receiver.signatures
+                assert signature is not None
+                public_key(settings_of(output)).verify(base64.b64decode(signature), body)
+                event = json.loads(body)
+                assert (event["type"], event["contactId"]) == ("InboundMessage", ADA_LOVELACE_ID)
+                assert event["body"] == "Ça va ? 👋"
+                assert f"message {event['messageId']}" in sandbox.output
+
+                os.write(controller, b"reply nobody hello\n")
+                await sandbox.wait_for("No contact 'nobody'")
+                os.write(controller, b"quit\n")
+                async with asyncio.timeout(DEADLINE_SECONDS):
+                    assert await sandbox.process.wait() == 0
+                assert len(receiver.bodies) == 1
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)

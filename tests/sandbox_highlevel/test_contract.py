@@ -370,6 +370,60 @@ async def test_contact_endpoints_match_contacts_spec(
     assert bad.json()["message"] == ["dnd must be a boolean value"]
 
 
+# Keys of a contact in the search answer that ContactsSearchSchema does not declare (the contact
+# is GetContectByIdSchema's shape, checked on its own), and the answer's real-world "total".
+SEARCH_CONTACT_EXTRAS = frozenset(
+    {
+        "firstName",
+        "lastName",
+        "name",
+        "firstNameLowerCase",
+        "lastNameLowerCase",
+        "fullNameLowerCase",
+        "emailLowerCase",
+        "phone",
+        "dnd",
+        "dndSettings",
+        "type",
+        "dateUpdated",
+    }
+)
+
+
+async def test_contact_search_matches_contacts_spec(
+    api: httpx.AsyncClient, sim: HighLevelSimulator
+) -> None:
+    headers = {"Version": "2021-07-28"}
+    body = {
+        "locationId": sim.location_id,
+        "page": 1,
+        "pageLimit": 10,
+        "query": "example.com",
+        "filters": [{"field": "phone", "operator": "exists"}],
+        "sort": [{"field": "firstNameLowerCase", "direction": "asc"}],
+    }
+    # The spec's SearchBodyV2DTO is an empty object: any object is a valid body.
+    assert request_errors(CONTACTS, "SearchBodyV2DTO", {}) == []
+    found = await api.post("/contacts/search", json=body, headers=headers)
+    assert found.status_code == 200, found.text
+    answer = found.json()
+    assert set(answer) == {"contacts", "total", "traceId"}
+    assert [c["id"] for c in answer["contacts"]] == [ADA_LOVELACE_ID, KATHERINE_JOHNSON_ID]
+    assert answer["total"] == 2
+    extras = SEARCH_CONTACT_EXTRAS | {"total", "traceId"}
+    envelope = schema_errors(CONTACTS, "ContactsSearchSuccessfulResponseDto", answer, extras=extras)
+    assert envelope == []
+    for contact in answer["contacts"]:
+        assert schema_errors(CONTACTS, "GetContectByIdSchema", contact) == []
+
+    bad = await api.post(
+        "/contacts/search", json={"locationId": sim.location_id, "pageLimit": 0}, headers=headers
+    )
+    assert bad.status_code == 422
+    assert schema_errors(COMMON, "UnprocessableDTO", bad.json(), extras=ERROR_EXTRAS) == []
+    assert bad.json()["message"] == ["pageLimit must not be less than 1"]
+
+
 async def test_unauthorised_answer_matches_declared_401(sim: HighLevelSimulator) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as client:
         response = await client.get(

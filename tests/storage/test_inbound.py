@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from storage import InboundState, SqliteStore
 from tests.storage._support import FakeClock
 
@@ -105,3 +107,127 @@ async def test_an_event_waiting_for_a_retry_does_not_hold_up_other_conversations
     await store.finish_inbound(retried)
     last = await store.claim_inbound()
     assert last is not None and last.id == waiting
+
+
+# ---------------------------------------------------------------- order of sending (sort_at)
+
+
+async def _sent_at(
+    store: SqliteStore,
+    name: str,
+    conversation: str,
+    sort_at: float | None,
+    not_before: float | None = None,
+) -> int:
+    event = await store.enqueue_inbound(
+        source="poll",
+        event_type="InboundMessage",
+        conversation_key=conversation,
+        payload={"name": name},
+        dedupe_keys=[f"message:{name}"],
+        ttl_seconds=TTL,
+        sort_at=sort_at,
+        not_before=not_before,
+    )
+    assert event is not None
+    return event.id
+
+
+async def _drain_names(store: SqliteStore) -> list[str]:
+    """Claim and finish one event at a time until none is left; their names in that order."""
+    names = []
+    while (event := await store.claim_inbound()) is not None:
+        names.append(event.payload["name"])
+        await store.finish_inbound(event.id)
+    return names
+
+
+async def test_events_stored_out_of_order_come_out_in_the_order_they_were_sent(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    # A poll lists newest first; a webhook for the oldest message arrives last.
+    sent = clock.now - 100
+    await _sent_at(store, "three", "conv-a", sent + 3)
+    await _sent_at(store, "two", "conv-a", sent + 2)
+    clock.advance(1)
+    await _sent_at(store, "four", "conv-a", sent + 4)
+    await _sent_at(store, "one", "conv-a", sent + 1)
+    assert await _drain_names(store) == ["one", "two", "three", "four"]
+
+
+async def test_equal_send_times_keep_the_order_they_were_stored_in(store: SqliteStore) -> None:
+    for name in ("first", "second", "third"):
+        await _sent_at(store, name, "conv-a", 1_600_000_000.0)
+    assert await _drain_names(store) == ["first", "second", "third"]
+
+
+async def test_sort_at_defaults_to_when_the_event_is_stored(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    await _sent_at(store, "sent later", "conv-a", clock.now + 5)
+    await _sent_at(store, "received now", "conv-a", None)
+    assert await _drain_names(store) == ["received now", "sent later"]
+
+
+async def test_a_conversation_out_of_order_does_not_hold_up_others(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    await _sent_at(store, "a-late", "conv-a", clock.now - 10)
+    await _sent_at(store, "b-only", "conv-b", clock.now - 15)
+    await _sent_at(store, "a-early", "conv-a", clock.now - 20)
+    first = await store.claim_inbound()
+    second = await store.claim_inbound()
+    assert first is not None and second is not None
+    assert {first.payload["name"], second.payload["name"]} == {"b-only", "a-early"}
+    # a-late waits while a-early is processing, even though a-late is older in the queue.
+    assert await store.claim_inbound() is None
+    assert await store.next_inbound_due_at() is None
+    for event in (first, second):
+        await store.finish_inbound(event.id)
+    assert await _drain_names(store) == ["a-late"]
+
+
+async def test_an_earlier_message_stored_while_a_later_one_is_processing_waits_for_it(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    await _sent_at(store, "later", "conv-a", clock.now - 5)
+    processing = await store.claim_inbound()
+    assert processing is not None
+    await _sent_at(store, "earlier", "conv-a", clock.now - 10)
+    assert await store.claim_inbound() is None  # never two of one conversation at once
+    await store.finish_inbound(processing.id)
+    assert await _drain_names(store) == ["earlier"]
+
+
+async def test_not_before_holds_the_event_and_what_was_sent_after_it(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    await _sent_at(store, "held", "conv-a", clock.now - 30, not_before=clock.now + 20)
+    await _sent_at(store, "after held", "conv-a", clock.now - 10)
+    await _sent_at(store, "other", "conv-b", clock.now - 10)
+    assert await _drain_names(store) == ["other"]
+    assert await store.next_inbound_due_at() == clock.now + 20
+    clock.advance(20)
+    assert await _drain_names(store) == ["held", "after held"]
+
+
+async def test_next_due_leaves_out_events_held_behind_one_processing(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    await _sent_at(store, "one", "conv-a", None)
+    await _sent_at(store, "two", "conv-a", None)
+    await _sent_at(store, "other", "conv-b", None, not_before=clock.now + 40)
+    one = await store.claim_inbound()
+    assert one is not None and one.payload["name"] == "one"
+    # "two" is due but cannot be taken before "one" ends; "other" can be, in 40 s.
+    assert await store.next_inbound_due_at() == clock.now + 40
+    await store.finish_inbound(one.id)
+    assert await store.next_inbound_due_at() == clock.now
+
+
+async def test_a_send_time_that_is_not_a_number_is_refused(store: SqliteStore) -> None:
+    with pytest.raises(ValueError, match="sort_at"):
+        await _sent_at(store, "nan", "conv-a", float("nan"))
+    with pytest.raises(ValueError, match="not_before"):
+        await _sent_at(store, "inf", "conv-a", None, not_before=float("inf"))
+    assert await store.count_inbound() == 0

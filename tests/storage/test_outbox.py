@@ -428,3 +428,17 @@ async def test_set_outbox_thread_links_the_entry(store: SqliteStore) -> None:
     assert (await store.get_outbox(entry.id)).thread_id == thread.id  # type: ignore[union-attr]
     with pytest.raises(NotFoundError):
         await store.set_outbox_thread(999_999, thread.id)
+
+
+async def test_next_due_leaves_out_sends_held_behind_one_in_flight(store: SqliteStore) -> None:
+    first = await enqueue(store, "a1", contact_id="contact-a")
+    await enqueue(store, "a2", contact_id="contact-a")
+    await enqueue(store, "b1", contact_id="contact-b", next_attempt_at=START + 40)
+    assert (await claim(store)).id == first.id
+    # a2 is due but cannot go before a1 ends; b1 can, at START + 40.
+    assert await store.next_outbox_due_at() == START + 40
+    await store.retry_later(first.id, next_attempt_at=START + 30, error="HTTP 503")
+    assert await store.next_outbox_due_at() == START + 30  # a1 again, a2 still behind it
+    assert (await claim(store, START + 30)).id == first.id
+    await store.mark_sent(first.id, conversation_id="conv-a", ghl_message_id="m-a1")
+    assert await store.next_outbox_due_at() == START

@@ -17,7 +17,14 @@ from ._models import (
     SimMessage,
 )
 from ._routes import ACCEPTED_VERSIONS
-from ._simulator import DEFAULT_LOCATION_ID, DEFAULT_TOKEN, HighLevelSimulator, RequestRecord
+from ._simulator import (
+    DEFAULT_LOCATION_ID,
+    DEFAULT_TOKEN,
+    AmbiguousCustomer,
+    CustomerReply,
+    HighLevelSimulator,
+    RequestRecord,
+)
 from ._webhooks import WebhookDelivery
 
 __all__ = [
@@ -28,6 +35,8 @@ __all__ = [
     "DEFAULT_TOKEN",
     "GRACE_HOPPER_ID",
     "KATHERINE_JOHNSON_ID",
+    "AmbiguousCustomer",
+    "CustomerReply",
     "Faults",
     "HighLevelSimulator",
     "RequestRecord",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from aiohttp import web
 from . import _spec
 from ._faults import FaultDecision, decide
 from ._models import CHANNELS, new_id
-from ._simulator import ApiError, RequestRecord, Upload, trace_id
+from ._simulator import AmbiguousCustomer, ApiError, RequestRecord, Upload, trace_id
 
 if TYPE_CHECKING:
     from ._simulator import HighLevelSimulator
@@ -47,6 +48,28 @@ UPLOAD_EXTENSIONS = frozenset(
     }
 )
 FILES_PREFIX = "/sandbox-files/"
+# The sandbox's own routes, for a person driving a dry run: not part of HighLevel's API.
+CONTROL_PREFIX = "/_sandbox/"
+CUSTOMER_REPLY_PATH = CONTROL_PREFIX + "customers/{customer}/reply"
+_REPLY_FIELDS = ("body", "channel", "subject")
+# Fields a /contacts/search filter or sort may name: the contact's answer keys.
+SEARCH_FIELDS = (
+    "id",
+    "firstName",
+    "lastName",
+    "name",
+    "firstNameLowerCase",
+    "lastNameLowerCase",
+    "fullNameLowerCase",
+    "email",
+    "phone",
+    "companyName",
+    "tags",
+    "dnd",
+    "type",
+    "dateAdded",
+    "dateUpdated",
+)
 SEND_PATH = "/conversations/messages"
 CONV = _spec.CONVERSATIONS
 CONT = _spec.CONTACTS
@@ -81,10 +104,13 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router.add_get("/conversations/messages/{id}", api.get_message)
     router.add_get("/conversations/{conversationId}/messages", api.list_messages)
     router.add_get("/conversations/{conversationId}", api.get_conversation)
+    router.add_post("/contacts/search", api.search_contacts)
     router.add_get("/contacts/search/duplicate", api.duplicate_contact)
     router.add_post("/contacts/upsert", api.upsert_contact)
     router.add_get("/contacts/{contactId}", api.get_contact)
     router.add_get(FILES_PREFIX + "{uploadId}/{filename}", api.download)
+    router.add_get(CONTROL_PREFIX + "customers", api.list_customers)
+    router.add_post(CUSTOMER_REPLY_PATH, api.make_customer_reply)
     return app
 
 
@@ -104,6 +130,8 @@ class _Api:
     async def gateway(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(FILES_PREFIX):
             return await handler(request)  # stands in for public storage URLs: no API rules
+        if request.path.startswith(CONTROL_PREFIX):
+            return await self._control(request, handler)
         record = RequestRecord(
             method=request.method,
             path=request.path,
@@ -119,6 +147,23 @@ class _Api:
             raise
         record.status = response.status
         return response
+
+    async def _control(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The sandbox's own routes: no Version, token, rate limit, faults or request record."""
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _json(exc.status, exc.body)
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"{request.method} {request.path}: use {allowed}"
+            return _json(405, {"statusCode": 405, "message": message})
+        except web.HTTPNotFound:
+            message = (
+                f"No sandbox route {request.method} {request.path}. There are "
+                f"GET {CONTROL_PREFIX}customers and POST {CUSTOMER_REPLY_PATH}."
+            )
+            return _json(404, {"statusCode": 404, "message": message})
 
     async def _through_gateway(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         sim = self.sim
@@ -259,8 +304,8 @@ class _Api:
             found.append(entry)
         descending = query.get("sort", "desc") == "desc"
         found.sort(key=lambda e: e["lastMessageDate"], reverse=descending)
-        start_after = query.get("startAfterDate")
-        if isinstance(start_after, int | float):  # the sort value of the previous page's last
+        start_after = _number(query.get("startAfterDate"))
+        if start_after is not None:  # the sort value of the previous page's last
             found = [
                 e
                 for e in found
@@ -472,12 +517,182 @@ class _Api:
             },
         )
 
+    async def search_contacts(self, request: web.Request) -> web.Response:
+        self._query(request, CONT, "/contacts/search")
+        body = await self._body(request, "SearchBodyV2DTO", CONT)
+        self._check_location(body["locationId"])
+        filters: list[dict[str, Any]] = body.get("filters") or []
+        sort: list[dict[str, str]] = body.get("sort") or []
+        errors = _filter_errors(filters, "filters") + [
+            f"sort.{i}.field must be one of the following values: {', '.join(SEARCH_FIELDS)}"
+            for i, rule in enumerate(sort)
+            if rule["field"] not in SEARCH_FIELDS
+        ]
+        if "searchAfter" in body:
+            errors.append("searchAfter is not supported by the sandbox: page with page")
+        if errors:
+            raise ApiError.unprocessable(errors)
+        location_id = self.sim.location_id
+        found = [contact.to_api(location_id) for contact in self.sim.contacts.values()]
+        text = str(body.get("query") or "").strip().lower()
+        if text:
+            found = [entry for entry in found if _query_matches(entry, text)]
+        found = [entry for entry in found if _group_holds(entry, "AND", filters)]
+        for rule in reversed(sort):  # stable sorts, last key first
+            found.sort(
+                key=functools.partial(_sort_key, rule["field"]),
+                reverse=rule["direction"] == "desc",
+            )
+        limit = int(body["pageLimit"])
+        start = (int(body.get("page", 1)) - 1) * limit
+        page = found[start : start + limit]
+        return _json(200, {"contacts": page, "total": len(found), "traceId": trace_id()})
+
     async def get_contact(self, request: web.Request) -> web.Response:
         self._query(request, CONT, "/contacts/{contactId}")
         contact = self.sim.contacts.get(request.match_info["contactId"])
         if contact is None:
             raise ApiError.bad_request("Contact not found")
         return _json(200, {"contact": contact.to_api(self.sim.location_id)})
+
+    # ------------------------------------------------------------------ sandbox control
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        customers = [
+            {"id": c.id, "name": c.name, "phone": c.phone, "email": c.email}
+            for c in self.sim.contacts.values()
+        ]
+        return _json(200, {"customers": customers})
+
+    async def make_customer_reply(self, request: web.Request) -> web.Response:
+        """A customer answers: stored as HighLevel stores it, webhook sent as HighLevel sends it.
+
+        Waits for the webhook's first answer (bounded) so the caller learns what became of it.
+        """
+        payload = _reply_payload(await request.read())
+        sim = self.sim
+        try:
+            reply = await sim.reply_as(
+                request.match_info["customer"],
+                payload["body"],
+                channel=payload.get("channel"),
+                subject=payload.get("subject"),
+            )
+        except AmbiguousCustomer as exc:
+            raise ApiError(409, {"statusCode": 409, "message": exc.args[0]}) from exc
+        except LookupError as exc:
+            raise ApiError(404, {"statusCode": 404, "message": exc.args[0]}) from exc
+        except ValueError as exc:
+            raise ApiError(422, {"statusCode": 422, "message": str(exc)}) from exc
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(sim.webhooks.timeout, 10.0) + 1.0):
+                await reply.first_attempts()
+        return _json(200, reply.to_json())
+
+
+def _reply_payload(raw: bytes) -> dict[str, str]:
+    example = 'Send JSON like {"body": "Is my order ready?", "channel": "SMS"}.'
+    if not raw.strip():
+        raise ApiError.bad_request(f"The request has no body. {example}")
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError.bad_request(f"The body is not valid JSON. {example}") from exc
+    if not isinstance(payload, dict):
+        raise ApiError.bad_request(f"The body must be a JSON object. {example}")
+    unknown = sorted(set(payload) - set(_REPLY_FIELDS))
+    if unknown:
+        raise ApiError.bad_request(
+            f"Unknown field(s) {', '.join(unknown)}: use {', '.join(_REPLY_FIELDS)}."
+        )
+    text = payload.get("body")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError.bad_request(f'"body" must be the text the customer writes. {example}')
+    for name in ("channel", "subject"):
+        if name in payload and not isinstance(payload[name], str):
+            raise ApiError.bad_request(f'"{name}" must be a string.')
+    return payload
+
+
+def _filter_errors(filters: list[dict[str, Any]], where: str) -> list[str]:
+    errors: list[str] = []
+    for index, rule in enumerate(filters):
+        here = f"{where}.{index}"
+        if "group" in rule or "filters" in rule:
+            if "group" not in rule or "filters" not in rule or {"field", "operator"} & set(rule):
+                errors.append(f"{here} must have group and filters, and nothing else")
+            else:
+                errors.extend(_filter_errors(rule["filters"], f"{here}.filters"))
+            continue
+        if "field" not in rule or "operator" not in rule:
+            errors.append(f"{here} must have field and operator (or group and filters)")
+            continue
+        if rule["field"] not in SEARCH_FIELDS:
+            values = ", ".join(SEARCH_FIELDS)
+            errors.append(f"{here}.field must be one of the following values: {values}")
+        if rule["operator"] == "range":
+            errors.append(f"{here}.operator range is not supported by the sandbox")
+        elif rule["operator"] not in {"exists", "not_exists"} and "value" not in rule:
+            errors.append(f"{here}.value should not be empty")
+    return errors
+
+
+def _group_holds(entry: dict[str, Any], group: str, filters: list[dict[str, Any]]) -> bool:
+    results = (
+        _group_holds(entry, rule["group"], rule["filters"])
+        if "group" in rule
+        else _filter_holds(entry, rule)
+        for rule in filters
+    )
+    return any(results) if group == "OR" else all(results)
+
+
+def _filter_holds(entry: dict[str, Any], rule: dict[str, Any]) -> bool:
+    field: str = rule["field"]
+    operator: str = rule["operator"]
+    wanted: object = rule.get("value")
+    actual: object = entry.get(field)
+    present = actual not in (None, "", [])
+    if operator in {"exists", "not_exists"}:
+        return present == (operator == "exists")
+    values = actual if isinstance(actual, list) else [actual]  # tags match any one
+    if operator in {"eq", "not_eq"}:
+        equal = any(_same(field, value, wanted) for value in values)
+        return equal == (operator == "eq")
+    needle = str(wanted).lower()
+    contained = any(value is not None and needle in str(value).lower() for value in values)
+    return contained == (operator == "contains")
+
+
+def _same(field: str, actual: object, wanted: object) -> bool:
+    if isinstance(actual, str) and isinstance(wanted, str):
+        if field == "phone":
+            return _digits(actual) == _digits(wanted)
+        return actual.lower() == wanted.lower()
+    return actual == wanted
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _query_matches(entry: dict[str, Any], text: str) -> bool:
+    """HighLevel's free-text query: name, email, phone or company, case-insensitive."""
+    haystack = " ".join(
+        str(entry.get(key) or "") for key in ("name", "email", "phone", "companyName")
+    ).lower()
+    if text in haystack:
+        return True
+    digits = _digits(text)
+    phone_like = len(digits) >= 3 and all(ch.isdigit() or ch in "+ -()." for ch in text)
+    return phone_like and digits in _digits(str(entry.get("phone") or ""))
+
+
+def _sort_key(field: str, entry: dict[str, Any]) -> str:
+    value = entry.get(field)
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value).lower()
+    return "" if value is None else str(value).lower()
 
 
 def _cancel_answer(cancelled: bool) -> web.Response:
@@ -510,3 +725,17 @@ def _matches(entry: dict[str, Any], query: dict[str, Any]) -> bool:
         if text not in haystack:
             return False
     return True
+
+
+def _number(value: object) -> float | None:
+    """A query value that should be a number (query strings arrive as text); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,7 +30,14 @@ from ._models import (
 )
 from ._webhooks import WebhookDelivery, WebhookSender
 
-__all__ = ["DEFAULT_LOCATION_ID", "DEFAULT_TOKEN", "HighLevelSimulator", "RequestRecord"]
+__all__ = [
+    "DEFAULT_LOCATION_ID",
+    "DEFAULT_TOKEN",
+    "AmbiguousCustomer",
+    "CustomerReply",
+    "HighLevelSimulator",
+    "RequestRecord",
+]
 
 DEFAULT_LOCATION_ID = "sbxLocation000000001"
 # A published, sandbox-only credential: it opens nothing but this simulator.
@@ -81,6 +88,71 @@ class RequestRecord:
     headers: dict[str, str]
     body: Any = None
     status: int = 0  # 0 while in flight, 499 if the client gave up first
+
+
+class AmbiguousCustomer(LookupError):
+    """More than one contact answers to the name a person gave."""
+
+
+@dataclass
+class CustomerReply:
+    """What ``reply_as`` did: the stored message (or email) and the webhook events it queued."""
+
+    contact: SimContact
+    channel: str
+    item: SimMessage | SimEmail
+    deliveries: list[WebhookDelivery]
+
+    def to_json(self) -> dict[str, Any]:
+        """The sandbox route's answer: ids to look the reply up by, and the webhook's fate."""
+        item = self.item
+        answer: dict[str, Any] = {
+            "contactId": self.contact.id,
+            "contactName": self.contact.name,
+            "channel": self.channel,
+            "conversationId": item.conversation_id,
+            "messageId": item.thread_id if isinstance(item, SimEmail) else item.id,
+        }
+        if isinstance(item, SimEmail):
+            answer["emailMessageId"] = item.id
+        answer["webhooks"] = [
+            {
+                "url": d.url,
+                "webhookId": d.webhook_id,
+                "outcome": d.outcome,
+                "attempts": list(d.attempts),
+            }
+            for d in self.deliveries
+        ]
+        answer["note"] = self.webhook_note()
+        return answer
+
+    def webhook_note(self) -> str:
+        """One sentence on what became of the InboundMessage webhook."""
+        if not self.deliveries or self.deliveries[0].url is None:
+            return (
+                "No webhook sent (the sandbox has no --webhook-url): the bridge finds the reply "
+                "when it next polls HighLevel."
+            )
+        delivery = self.deliveries[0]
+        last = delivery.attempts[-1] if delivery.attempts else None
+        if delivery.outcome == "delivered":
+            return f"Webhook delivered to {delivery.url} (HTTP {last})."
+        if delivery.outcome == "dropped":
+            return (
+                f"Webhook to {delivery.url} failed ({last}). HighLevel retries only a 429, so "
+                "the bridge will find this reply only by polling."
+            )
+        if last == 429:
+            return (
+                f"Webhook to {delivery.url} answered 429; it is retried later, as HighLevel does."
+            )
+        return f"Webhook to {delivery.url} queued; no answer yet."
+
+    async def first_attempts(self) -> None:
+        """Wait until each of its webhooks has had a first answer (bound it with a timeout)."""
+        for delivery in self.deliveries:
+            await delivery.tried.wait()
 
 
 @dataclass
@@ -413,6 +485,87 @@ class HighLevelSimulator:
         )
         self._emit_message(message)
         return message
+
+    def find_customer(self, ref: str) -> SimContact:
+        """The contact that ``ref`` names: its id, phone (any formatting), email, or name.
+
+        A name is the full name or the first name, in any case. Raises ``LookupError`` with a
+        message for a person when nothing or more than one contact matches.
+        """
+        wanted = ref.strip()
+        if not wanted:
+            raise LookupError("Name the customer: a contact id, phone number, email or name.")
+        if wanted in self.contacts:
+            return self.contacts[wanted]
+        lowered = wanted.lower()
+        digits = re.sub(r"\D", "", wanted)
+        phone_like = len(digits) >= 7 and re.fullmatch(r"[+\d\s\-().]+", wanted) is not None
+        matches = [
+            contact
+            for contact in self.contacts.values()
+            if (contact.email is not None and contact.email.lower() == lowered)
+            or (
+                phone_like
+                and contact.phone is not None
+                and re.sub(r"\D", "", contact.phone) == digits
+            )
+        ]
+        if not matches:
+            matches = [
+                contact
+                for contact in self.contacts.values()
+                if lowered in {contact.name.lower(), contact.first_name.lower()}
+            ]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            names = ", ".join(f"{c.name} ({c.id})" for c in matches)
+            raise AmbiguousCustomer(f"{wanted!r} matches several contacts: {names}. Use the id.")
+        raise LookupError(
+            f"No contact {wanted!r} in the sandbox: use a contact id, phone number, email or "
+            "name (the sandbox lists them at start-up)."
+        )
+
+    async def reply_as(
+        self,
+        ref: str,
+        text: str,
+        *,
+        channel: str | None = None,
+        subject: str | None = None,
+    ) -> CustomerReply:
+        """A person's way to make a customer answer: ``customer_reply`` with lenient input.
+
+        ``ref`` as in ``find_customer``; ``channel`` in any case, by default SMS when the
+        contact has a phone and Email otherwise. Raises ``LookupError`` for an unknown contact
+        and ``ValueError`` for anything else a person can get wrong, each with a message.
+        """
+        contact = self.find_customer(ref)
+        if not text.strip():
+            raise ValueError("The reply is empty: give the text the customer writes.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no webhook could carry it
+            raise ValueError("The reply is not valid Unicode text.") from exc
+        if channel is None:
+            if not contact.phone and not contact.email:
+                raise ValueError(f"{contact.name} has neither a phone number nor an email address.")
+            name = "SMS" if contact.phone else "Email"
+        else:
+            by_lower = {known.lower(): known for known in CHANNELS}
+            found = by_lower.get(channel.strip().lower())
+            if found is None:
+                raise ValueError(f"Unknown channel {channel!r}: use one of {', '.join(CHANNELS)}.")
+            name = found
+        if subject is not None and name != "Email":
+            raise ValueError("A subject is for Email replies only.")
+        already = len(self.webhooks.deliveries)
+        item: SimMessage | SimEmail
+        if name == "Email":
+            item = await self.customer_reply(contact.id, "Email", text, subject=subject)
+        else:
+            item = await self.customer_reply(contact.id, cast(MessageChannel, name), text)
+        return CustomerReply(contact, name, item, self.webhooks.deliveries[already:])
 
     @overload
     async def send_from_highlevel_app(

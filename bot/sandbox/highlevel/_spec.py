@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,7 @@ from referencing.jsonschema import DRAFT7
 __all__ = [
     "CONTACTS",
     "CONVERSATIONS",
+    "SEARCH_OPERATORS",
     "SPEC_FILES",
     "coerce_query",
     "enum_of",
@@ -82,6 +84,49 @@ def _patch_known_spec_errors(documents: dict[str, dict[str, Any]]) -> None:
     upload = schemas["UploadFilesDto"]
     # Public clients upload files under fileAttachment with only conversationId and locationId.
     upload["required"] = ["conversationId", "locationId"]
+    contacts = documents[CONTACTS]["components"]["schemas"]
+    # POST /contacts/search: SearchBodyV2DTO is an empty object whose description links to an
+    # external document; these are the fields that document (and HLD#289's requests) use.
+    contacts["SearchBodyV2DTO"] = copy.deepcopy(SEARCH_BODY)  # strict mode edits its copy
+    contacts[SEARCH_FILTER] = copy.deepcopy(_SEARCH_FILTER_SCHEMA)
+
+
+SEARCH_FILTER = "SandboxSearchFilterDto"
+SEARCH_OPERATORS = ("eq", "not_eq", "contains", "not_contains", "exists", "not_exists", "range")
+SEARCH_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "locationId": {"type": "string"},
+        "page": {"type": "number", "minimum": 1},
+        "pageLimit": {"type": "number", "minimum": 1, "maximum": 500},
+        "searchAfter": {"type": "array"},
+        "filters": {"type": "array", "items": {"$ref": f"#/components/schemas/{SEARCH_FILTER}"}},
+        "sort": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "direction": {"type": "string", "enum": ["asc", "desc"]},
+                },
+                "required": ["field", "direction"],
+            },
+        },
+        "query": {"type": "string", "maxLength": 75},
+    },
+    "required": ["locationId", "pageLimit"],
+}
+# One filter ({field, operator, value}) or a group of them ({group: AND|OR, filters}).
+_SEARCH_FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "field": {"type": "string"},
+        "operator": {"type": "string", "enum": list(SEARCH_OPERATORS)},
+        "value": {},
+        "group": {"type": "string", "enum": ["AND", "OR"]},
+        "filters": {"type": "array", "items": {"$ref": f"#/components/schemas/{SEARCH_FILTER}"}},
+    },
+}
 
 
 @functools.cache
@@ -233,4 +278,11 @@ def _wording(error: Any) -> list[str]:
     if error.validator == "enum":
         values = ", ".join(str(value) for value in error.validator_value)
         return [f"{subject} must be one of the following values: {values}"]
+    # class-validator's words for @Min, @Max and @MaxLength.
+    if error.validator == "minimum":
+        return [f"{subject} must not be less than {error.validator_value}"]
+    if error.validator == "maximum":
+        return [f"{subject} must not be greater than {error.validator_value}"]
+    if error.validator == "maxLength":
+        return [f"{subject} must be shorter than or equal to {error.validator_value} characters"]
     return [f"{subject}: {error.message}"]

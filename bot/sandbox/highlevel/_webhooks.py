@@ -36,6 +36,8 @@ class WebhookDelivery:
     url: str | None
     attempts: list[int | str] = field(default_factory=list)
     outcome: Outcome = "pending"
+    # Set once the first attempt has an answer (or the event has nowhere to go).
+    tried: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 
 
 class WebhookSender:
@@ -112,6 +114,7 @@ class WebhookSender:
         self.deliveries.append(delivery)
         if delivery.url is None:
             delivery.outcome = "no_url"
+            delivery.tried.set()
         elif self._queue is None:
             raise RuntimeError("the simulator is not running: start it before emitting webhooks")
         else:
@@ -136,6 +139,12 @@ class WebhookSender:
                 queue.task_done()
 
     async def _attempt(self, delivery: WebhookDelivery) -> None:
+        try:
+            await self._attempt_once(delivery)
+        finally:
+            delivery.tried.set()
+
+    async def _attempt_once(self, delivery: WebhookDelivery) -> None:
         if self._session is None or delivery.url is None:  # stopped meanwhile
             delivery.outcome = "dropped"
             return

@@ -13,15 +13,26 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._faults import Faults
+from ._prompt import contact_line, run_prompt, stdin_prompt_fd
+from ._routes import CONTROL_PREFIX
 from ._simulator import DEFAULT_LOCATION_ID, DEFAULT_TOKEN, HighLevelSimulator
 
-__all__ = ["add_arguments", "env_lines", "run"]
+__all__ = ["add_arguments", "env_lines", "reply_example", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
-    parser.add_argument("--webhook-url", help="where to POST InboundMessage/OutboundMessage events")
+    parser.add_argument(
+        "--webhook-url",
+        help="where to POST signed InboundMessage/OutboundMessage events, e.g. "
+        "http://127.0.0.1:3000/ghl/webhooks (without it the bridge must poll)",
+    )
+    parser.add_argument(
+        "--no-prompt",
+        action="store_true",
+        help="no `sandbox>` prompt on the terminal (there is none when stdin is not a terminal)",
+    )
     parser.add_argument("--location-id", default=DEFAULT_LOCATION_ID, help="sub-account id")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token the API accepts")
     parser.add_argument(
@@ -73,6 +84,15 @@ def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
     return key
 
 
+def reply_example(sim: HighLevelSimulator) -> str:
+    """A curl command that makes a seeded customer reply through the sandbox's own route."""
+    who = next((c.id for c in sim.contacts.values() if c.phone), "{contactId}")
+    return (
+        f"curl -X POST {sim.base_url}{CONTROL_PREFIX}customers/{who}/reply "
+        """-H 'Content-Type: application/json' -d '{"body": "Is my order ready?"}'"""
+    )
+
+
 def env_lines(sim: HighLevelSimulator) -> list[str]:
     """``NAME=value`` lines for a shell ``export`` or a ``.env`` file.
 
@@ -110,6 +130,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed: list[signal.Signals] = []
+    prompt: asyncio.Task[None] | None = None
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off-main/Windows
             loop.add_signal_handler(signum, stop.set)
@@ -120,11 +141,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"HighLevel sandbox listening on {base_url}", file=out)
         print("Seeded contacts:", file=out)
         for contact in sim.contacts.values():
-            print(
-                f"  {contact.name:<18} phone={contact.phone or '-':<14} "
-                f"email={contact.email or '-':<22} id={contact.id}",
-                file=out,
-            )
+            print(contact_line(contact), file=out)
         target = args.webhook_url or "nowhere (pass --webhook-url to receive them)"
         print(f"Webhooks go to {target}", file=out)
         print(
@@ -133,9 +150,24 @@ async def run(args: argparse.Namespace) -> int:
         )
         for line in env_lines(sim):
             print(line, file=out)
+        print(
+            "Make a customer reply (stored in the conversation for polling, and sent as a "
+            "signed webhook when --webhook-url is set; the contact is an id, phone, email or "
+            "name):",
+            file=out,
+        )
+        print(f"  {reply_example(sim)}", file=out)
+        fd = None if args.no_prompt else stdin_prompt_fd(sys.stdin)
+        if fd is not None:
+            print("or type `reply ada Is my order ready?` below (`help` lists commands).", file=out)
+            prompt = asyncio.create_task(run_prompt(sim, fd, out, stop), name="sandbox-prompt")
         out.flush()
         await stop.wait()
     finally:
+        if prompt is not None:
+            prompt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prompt
         for signum in installed:
             loop.remove_signal_handler(signum)
         await sim.stop()

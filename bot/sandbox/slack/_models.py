@@ -124,7 +124,11 @@ class SlackMessage:
     def reply_count(self) -> int:
         return len(self.reply_ts)
 
-    def to_api(self, *, reply_users: list[str] | None = None) -> JsonDict:
+    def to_api(
+        self, *, reply_users: list[str] | None = None, with_metadata: bool = True
+    ) -> JsonDict:
+        """The message as the Web API returns it; `with_metadata` False leaves out its message
+        metadata (conversations.history/replies without ``include_all_metadata``)."""
         data: JsonDict = {"type": "message", "ts": self.ts, "text": self.text, "user": self.user}
         if self.bot_id is not None:
             data["bot_id"] = self.bot_id
@@ -132,7 +136,7 @@ class SlackMessage:
             data["app_id"] = self.app_id
         if self.blocks is not None:
             data["blocks"] = copy.deepcopy(self.blocks)
-        if self.metadata is not None:
+        if self.metadata is not None and with_metadata:
             data["metadata"] = copy.deepcopy(self.metadata)
         if self.thread_ts is not None:
             data["thread_ts"] = self.thread_ts

@@ -125,6 +125,39 @@ def _missing(name: str) -> ApiFailure:
     return ApiFailure("invalid_arguments", messages=[f"[ERROR] missing required field: {name}"])
 
 
+def _ts_window(args: Mapping[str, Any]) -> Callable[[SlackMessage], bool]:
+    """conversations.history/replies: `oldest` and `latest`, exclusive unless `inclusive`."""
+    try:
+        oldest = float(_str_arg(args, "oldest") or 0)
+        latest = float(_str_arg(args, "latest") or "inf")
+    except ValueError as exc:
+        raise ApiFailure("invalid_ts_oldest") from exc
+    inclusive = _truthy(args.get("inclusive"))
+
+    def in_window(message: SlackMessage) -> bool:
+        ts = float(message.ts)
+        if inclusive:
+            return oldest <= ts <= latest
+        return oldest < ts < latest
+
+    return in_window
+
+
+def _message_metadata(metadata: Any) -> JsonDict | None:
+    """chat.postMessage `metadata`: an object with a string `event_type` and an object
+    `event_payload` (docs.slack.dev, chat.postMessage: invalid_metadata_format,
+    invalid_metadata_schema)."""
+    if metadata is None or metadata == "":
+        return None
+    if not isinstance(metadata, dict):
+        raise ApiFailure("invalid_metadata_format")
+    event_type = metadata.get("event_type")
+    payload = metadata.get("event_payload")
+    if not isinstance(event_type, str) or not event_type or not isinstance(payload, dict):
+        raise ApiFailure("invalid_metadata_schema")
+    return copy.deepcopy(metadata)
+
+
 class SlackWorkspace:
     """State of the sandbox workspace plus the Web API methods; see ``SlackSimulator``."""
 
@@ -164,6 +197,9 @@ class SlackWorkspace:
         self._buckets: dict[str, TokenBucket] = {}
         self._ts = _TsClock()
         self._serial = itertools.count(1)
+        # Called with each message chat.postMessage stores, before Slack answers: a test can act
+        # in the window where a post exists but the app has not heard of it (kill the app).
+        self.after_post: Callable[[SlackMessage], None] | None = None
         self._methods: dict[str, Callable[[JsonDict], JsonDict]] = {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
@@ -400,8 +436,11 @@ class SlackWorkspace:
                 users.append(reply.user)
         return users
 
-    def _api_message(self, message: SlackMessage) -> JsonDict:
-        return message.to_api(reply_users=self._reply_users(message) if message.reply_ts else None)
+    def _api_message(self, message: SlackMessage, *, with_metadata: bool = True) -> JsonDict:
+        return message.to_api(
+            reply_users=self._reply_users(message) if message.reply_ts else None,
+            with_metadata=with_metadata,
+        )
 
     def _resolve_channel(self, args: Mapping[str, Any], *, allow_names: bool) -> SlackChannel:
         raw = _str_arg(args, "channel")
@@ -535,8 +574,11 @@ class SlackWorkspace:
             start = _int_arg({"cursor": cursor[5:]}, "cursor", 0)
         page = messages[start : start + limit]
         has_more = start + limit < len(messages)
+        # Message metadata comes back only when asked for (docs.slack.dev, conversations.history
+        # and conversations.replies: include_all_metadata, default false).
+        with_metadata = _truthy(args.get("include_all_metadata"))
         return {
-            "messages": [self._api_message(m) for m in page],
+            "messages": [self._api_message(m, with_metadata=with_metadata) for m in page],
             "has_more": has_more,
             "response_metadata": {"next_cursor": f"next:{start + limit}" if has_more else ""},
         }
@@ -586,19 +628,7 @@ class SlackWorkspace:
     def _conversations_history(self, args: JsonDict) -> JsonDict:
         channel = self._resolve_channel(args, allow_names=False)
         self._require_member(channel)
-        try:
-            oldest = float(_str_arg(args, "oldest") or 0)
-            latest = float(_str_arg(args, "latest") or "inf")
-        except ValueError as exc:
-            raise ApiFailure("invalid_ts_oldest") from exc
-        inclusive = _truthy(args.get("inclusive"))
-
-        def in_window(message: SlackMessage) -> bool:
-            ts = float(message.ts)
-            if inclusive:
-                return oldest <= ts <= latest
-            return oldest < ts < latest
-
+        in_window = _ts_window(args)
         newest_first = reversed(self.channel_messages(channel.id))
         selected = [m for m in newest_first if in_window(m)]
         return {"pin_count": 0, **self._page(selected, args, 100)}
@@ -609,11 +639,15 @@ class SlackWorkspace:
         ts = _str_arg(args, "ts")
         if ts is None:
             raise _missing("ts")
+        in_window = _ts_window(args)
         message = self.message(channel.id, ts)
         if message is None or message.deleted or message.orphaned:
             raise ApiFailure("thread_not_found")
         root_ts = message.thread_ts if message.is_reply and message.thread_ts else message.ts
-        return self._page(self.thread(channel.id, root_ts), args, 1000)
+        # oldest/latest bound the root too (undocumented whether Slack always includes it; the
+        # stricter reading).
+        selected = [m for m in self.thread(channel.id, root_ts) if in_window(m)]
+        return self._page(selected, args, 1000)
 
     # ------------------------------------------------------------------ methods: chat
 
@@ -624,14 +658,15 @@ class SlackWorkspace:
             raise ApiFailure("is_archived")
         self._take_post_token(channel.id)
         text, blocks = self._message_content(args, require_content=True)
-        metadata = args.get("metadata")
         message = self._bot_message(
             channel,
             text,
             blocks,
             thread_ts=_str_arg(args, "thread_ts"),
-            metadata=metadata if isinstance(metadata, dict) else None,
+            metadata=_message_metadata(args.get("metadata")),
         )
+        if self.after_post is not None:
+            self.after_post(message)
         return {"channel": channel.id, "ts": message.ts, "message": self._api_message(message)}
 
     def _chat_post_ephemeral(self, args: JsonDict) -> JsonDict:

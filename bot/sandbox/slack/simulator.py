@@ -14,12 +14,13 @@ import asyncio
 import copy
 import json
 import logging
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.sandbox.slack._faults import Fault, SlackFaults
 from bot.sandbox.slack._models import JsonDict, RecordedCall
@@ -32,6 +33,11 @@ _JSON_ARGS = frozenset({"blocks", "attachments", "view", "metadata"})
 _JSON_ARG_ERRORS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attachments"}
 
 Transport = Literal["json", "form", "query"]
+
+SOCKET_OPEN_METHOD = "apps.connections.open"
+# A Socket Mode URL works once, and not for long: Slack does not document how long, so the
+# sandbox takes 30 s (the stricter reading).
+SOCKET_TICKET_TTL_SECONDS = 30.0
 
 # What the sandbox bot token is granted unless a test says otherwise: every bot scope
 # ghl-bridge could ask for, so a complete manifest.yml finds nothing missing.
@@ -134,6 +140,7 @@ class SlackSimulator(SlackWorkspace):
         app_id: str = "A0SANDBOX",
         bot_name: str = "ghl-bridge",
         granted_scopes: Iterable[str] = DEFAULT_GRANTED_SCOPES,
+        app_token: str = "xapp-1-A0SANDBOX-1-sandbox",  # noqa: S107  (a fake for the sandbox)
     ) -> None:
         super().__init__(
             team_id=team_id,
@@ -153,6 +160,7 @@ class SlackSimulator(SlackWorkspace):
         self.calls: list[RecordedCall] = []
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._init_socket_mode(app_token)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,6 +172,7 @@ class SlackSimulator(SlackWorkspace):
         app.router.add_route("GET", "/api/{method}", self._handle_api)
         app.router.add_route("POST", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{url_id}", self._handle_response_url)
+        app.router.add_get("/link/", self._handle_socket)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -175,6 +184,7 @@ class SlackSimulator(SlackWorkspace):
         return self.api_url
 
     async def stop(self) -> None:
+        await self.drop_sockets()  # else the server would wait for them to end
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = None
@@ -240,10 +250,14 @@ class SlackSimulator(SlackWorkspace):
             args, transport, token = await _read_arguments(request)
             if fault is not None and fault.status and not fault.take_effect:
                 return self._fault_response(method, args, transport, fault)
-            self._authenticate(token)
-            headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
+            self._authenticate(method, token)
             _decode_json_args(args)
-            status, body = 200, self.call_method(method, args)
+            if method == SOCKET_OPEN_METHOD:
+                headers["x-oauth-scopes"] = "connections:write"
+                status, body = 200, self._open_socket_url()
+            else:
+                headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
+                status, body = 200, self.call_method(method, args)
         except _BadRequest as bad:
             status, body = 200, {"ok": False, "error": bad.error}
         except ApiFailure as failure:
@@ -255,10 +269,18 @@ class SlackSimulator(SlackWorkspace):
         logger.debug("Slack simulator %s -> %s", method, body.get("error") or "ok")
         return web.json_response(body, status=status, headers=headers)
 
-    def _authenticate(self, token: str | None) -> None:
+    def _authenticate(self, method: str, token: str | None) -> None:
         if token is None:
             raise ApiFailure("not_authed")
-        if token != self._bot_token:
+        # apps.connections.open takes the app-level token only; every other method refuses it.
+        wanted, other = (
+            (self._app_token, self._bot_token)
+            if method == SOCKET_OPEN_METHOD
+            else (self._bot_token, self._app_token)
+        )
+        if token == other:
+            raise ApiFailure("not_allowed_token_type")
+        if token != wanted:
             raise ApiFailure("invalid_auth")
 
     def _fault_response(
@@ -307,3 +329,126 @@ class SlackSimulator(SlackWorkspace):
             body = raw
         status, answer = self._accept_response_url_post(request.match_info["url_id"], body)
         return web.Response(status=status, text=answer)
+
+    # ------------------------------------------------------------------ Socket Mode
+    # apps.connections.open hands out a ws:// URL to /link/ on this server, as Slack hands out
+    # wss://wss-primary.slack.com/link/?ticket=...; the websocket says hello, carries envelopes
+    # pushed with `push_envelope`, and collects what the app sends back in `socket_acks`.
+
+    def _init_socket_mode(self, app_token: str) -> None:
+        self._app_token = app_token
+        # With False, a new connection waits for `send_hello()`: a test can look at the app
+        # between "connected" and "Slack said hello".
+        self.socket_hello = True
+        self.socket_acks: list[JsonDict] = []
+        self._socket_tickets: dict[str, float] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._awaiting_hello: list[web.WebSocketResponse] = []
+
+    @property
+    def app_token(self) -> str:
+        """The app-level token (xapp-...) that `apps.connections.open` accepts."""
+        return self._app_token
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode websockets are open now."""
+        return len(self._sockets)
+
+    @property
+    def sockets_awaiting_hello(self) -> int:
+        """Open websockets still waiting for `send_hello()` (with `socket_hello` False)."""
+        return sum(1 for socket in self._awaiting_hello if not socket.closed)
+
+    def _open_socket_url(self) -> JsonDict:
+        ticket = secrets.token_hex(16)
+        self._socket_tickets[ticket] = time.time() + SOCKET_TICKET_TTL_SECONDS
+        host = self.base_url.removeprefix("http://").rstrip("/")
+        return {"ok": True, "url": f"ws://{host}/link/?ticket={ticket}&app_id={self.app_id}"}
+
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        expires = self._socket_tickets.pop(request.query.get("ticket", ""), None)
+        if expires is None or expires < time.time():
+            # What Slack answers an unknown or used ticket is undocumented; any refusal of the
+            # upgrade makes the app ask for a new URL.
+            return web.json_response({"ok": False, "error": "invalid_ticket"}, status=401)
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        try:
+            if self.socket_hello:
+                await self._say_hello(socket)
+            else:
+                self._awaiting_hello.append(socket)
+            async for message in socket:
+                if message.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    answer = json.loads(message.data)
+                except ValueError:
+                    continue
+                if isinstance(answer, dict):
+                    self.socket_acks.append(answer)
+        finally:
+            self._sockets.remove(socket)
+            if socket in self._awaiting_hello:
+                self._awaiting_hello.remove(socket)
+        return socket
+
+    async def _say_hello(self, socket: web.WebSocketResponse) -> None:
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {"host": "sandbox", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+
+    async def send_hello(self) -> int:
+        """Say hello on every connection still waiting for it; returns how many."""
+        waiting, self._awaiting_hello = self._awaiting_hello, []
+        for socket in waiting:
+            if not socket.closed:
+                await self._say_hello(socket)
+        return len(waiting)
+
+    async def push_envelope(
+        self,
+        payload: JsonDict,
+        *,
+        envelope_type: str = "events_api",
+        accepts_response_payload: bool = False,
+    ) -> str:
+        """Deliver one envelope on the newest connection; returns its envelope_id."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode connection is open")
+        envelope_id = secrets.token_hex(8)
+        await self._sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": envelope_type,
+                "payload": payload,
+                "accepts_response_payload": accepts_response_payload,
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return envelope_id
+
+    async def ask_to_reconnect(self, reason: str = "refresh_requested") -> int:
+        """Send Slack's `disconnect` message (it asks the app for a new connection, as Slack
+        does every few hours) on every open connection; returns how many."""
+        open_now = list(self._sockets)
+        for socket in open_now:
+            await socket.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "sandbox"}}
+            )
+        return len(open_now)
+
+    async def drop_sockets(self) -> int:
+        """Close every Socket Mode connection from Slack's side; returns how many."""
+        open_now = list(self._sockets)
+        for socket in open_now:
+            await socket.close(code=WSCloseCode.GOING_AWAY)
+        return len(open_now)

@@ -1,0 +1,317 @@
+"""InboundWorker: shows stored HighLevel events in Slack, in order per conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from bot.compose import contact_address, contact_label
+from bot.contacts import ContactDirectory
+from bot.highlevel import HighLevelError, MessageChannel
+from bot.inbound.messages import IncomingMessage, channel_type
+from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
+from bot.posting.poster import PostMark, SlackPoster, SlackPostError
+from bot.ui.inbound_builder import InboundPost, status_reaction
+from bot.ui.thread_builder import PostStatus
+from bot.workers import QueueSlots
+from storage import (
+    InboundEvent,
+    MessageDirection,
+    MessageRecord,
+    OutboxState,
+    Store,
+    StoreError,
+    ThreadRecord,
+)
+
+log = logging.getLogger(__name__)
+
+DEDUPE_TTL_SECONDS = 14 * 86_400
+# An echo of our own send may arrive before the send's answer is recorded; wait for it.
+ECHO_WAIT_SECONDS = 1.0
+ECHO_WAIT_ATTEMPTS = 10
+MAX_ATTEMPTS = 8
+MESSAGE_EVENTS = frozenset({"InboundMessage", "OutboundMessage"})
+_STATUS_SHOWN = {
+    "delivered": PostStatus.DELIVERED,
+    "read": PostStatus.READ,
+    "opened": PostStatus.READ,
+    "failed": PostStatus.FAILED,
+    "undelivered": PostStatus.FAILED,
+}
+# How far along a message is: a status update that would move it back (a late "sent" after
+# "delivered") is not taken.
+_STATUS_PROGRESS = {
+    "pending": 0,
+    "queued": 0,
+    "scheduled": 0,
+    "sent": 1,
+    "delivered": 2,
+    "read": 3,
+    "opened": 3,
+    "clicked": 3,
+}
+
+
+def message_mark(location_id: str, key_id: str) -> str:
+    """What the post showing a HighLevel message is marked with (`PostMark.key`)."""
+    return f"{location_id}:message:{key_id}"
+
+
+class InboundWorker:
+    """Shows stored events in Slack, in order per conversation; retries what Slack refuses."""
+
+    name = "inbound"
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        poster: SlackPoster,
+        presenter: SendPresenter,
+        contacts: ContactDirectory,
+        location_id: str,
+        inbox_channel: str | None,
+        concurrency: int = 4,
+        idle_poll_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._poster = poster
+        self._presenter = presenter
+        self._contacts = contacts
+        self._location_id = location_id
+        self._inbox = inbox_channel
+        self._clock = clock
+        # One event of a message is processed at a time: two events for one message (status
+        # updates, one without conversationId) may be claimed together, and only one may post.
+        self._showing = KeyedLocks()
+        self._slots = QueueSlots(
+            "inbound",
+            claim=self._store.claim_inbound,
+            handle=self._handle,
+            next_due=self._store.next_inbound_due_at,
+            concurrency=concurrency,
+            idle_poll=idle_poll_seconds,
+            clock=clock,
+        )
+
+    def wake(self) -> None:
+        """New work is queued: stop waiting."""
+        self._slots.wake()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        recovered = await self._store.recover_inbound()
+        if recovered:
+            log.info(
+                "%d inbound events were interrupted by a stop; processing them again", recovered
+            )
+        await self._slots.run(stopping)
+
+    async def _handle(self, event: InboundEvent) -> None:
+        try:
+            done = await self._process(IncomingMessage.from_payload(event.payload), event)
+        except (SlackPostError, HighLevelError) as exc:
+            reason = getattr(exc, "error", None) or getattr(exc, "message", None) or str(exc)
+            if event.attempts >= MAX_ATTEMPTS:
+                log.warning(
+                    "inbound event %d given up after %d attempts: %s",
+                    event.id,
+                    event.attempts,
+                    reason,
+                )
+                await self._store.fail_inbound(event.id, str(reason))
+                return
+            wait = min(60.0, 2.0**event.attempts)
+            log.info("inbound event %d: %s; retrying in %.0f s", event.id, reason, wait)
+            await self._store.retry_inbound(
+                event.id, next_attempt_at=self._clock() + wait, error=str(reason)
+            )
+            return
+        except StoreError:
+            raise  # the worker restarts, and the event is taken again from the database
+        except Exception as exc:
+            # A bug meeting one event must not stop every event after it (the worker would
+            # restart, take the same event, and crash again): keep it as failed, for a person
+            # to look at with the traceback logged here.
+            log.exception("inbound event %d could not be shown; set aside as failed", event.id)
+            await self._store.fail_inbound(event.id, f"internal error: {type(exc).__name__}")
+            return
+        if done:
+            await self._store.finish_inbound(event.id)
+
+    async def _process(self, message: IncomingMessage, event: InboundEvent) -> bool:
+        async with self._showing.hold(message.key_id):
+            known = await self._store.get_message_by_ghl_id(message.key_id)
+            if known is not None and (known.slack_ts is not None or known.outbox_id is not None):
+                await self._update_status(known, message)
+                return True
+            if (
+                message.direction == "outbound"
+                and known is None
+                and event.attempts < ECHO_WAIT_ATTEMPTS
+                and await self._own_send_pending(message)
+            ):
+                # Probably our own send, whose answer is not recorded yet: look again shortly.
+                await self._store.retry_inbound(
+                    event.id,
+                    next_attempt_at=self._clock() + ECHO_WAIT_SECONDS,
+                    error="waiting for our own send to be recorded",
+                )
+                return False
+            await self._show(message)
+            return True
+
+    async def _own_send_pending(self, message: IncomingMessage) -> bool:
+        return await self._store.has_unsettled_send(self._location_id, message.contact_id)
+
+    async def _update_status(self, known: MessageRecord, message: IncomingMessage) -> None:
+        status = (message.status or "").lower()
+        before = (known.status or "").lower()
+        if not status or status == before:
+            return
+        if _STATUS_PROGRESS.get(status, 99) < _STATUS_PROGRESS.get(before, -1):
+            return  # arrived late: the message is further along already
+        await self._store.update_message_status(message.key_id, status)
+        shown = _STATUS_SHOWN.get(status)
+        if known.outbox_id is not None and shown is not None:
+            entry = await self._store.get_outbox(known.outbox_id)
+            if entry is None or entry.state is OutboxState.CANCELLED:
+                return
+            error = None
+            if shown is PostStatus.FAILED:
+                error = message.error or f"HighLevel reports the message {status}"
+                if entry.state is not OutboxState.FAILED:
+                    entry = await self._store.mark_failed(entry.id, error)
+            await self._presenter.show(entry, shown, error=error)
+            return
+        reaction = status_reaction(status)
+        if reaction and known.slack_channel_id and known.slack_ts:
+            await self._poster.react(known.slack_channel_id, known.slack_ts, reaction)
+
+    async def _show(self, message: IncomingMessage) -> None:
+        thread = await self._thread_for(message)
+        if thread is None:
+            log.warning(
+                "a HighLevel message for contact %s has no Slack thread and SLACK_INBOX_CHANNEL is"
+                " not set; it is not shown in Slack",
+                message.contact_id,
+            )
+            return
+        record, created = await self._store.record_message(
+            direction=MessageDirection(
+                message.direction if message.direction in ("inbound", "outbound") else "inbound"
+            ),
+            thread_id=thread.id,
+            ghl_message_id=message.key_id,
+            ghl_email_message_id=message.email_message_id,
+            email_thread_id=message.email_thread_id,
+            message_type=channel_type(message.channel) or message.channel,
+            status=message.status,
+            slack_channel_id=None,
+            slack_ts=None,
+            slack_user_id=None,
+            outbox_id=None,
+        )
+        if record.slack_ts is not None or record.outbox_id is not None:
+            # Shown already (or it is one of our sends): this event only updates its status.
+            await self._update_status(record, message)
+            return
+        post = InboundPost(
+            contact_label=thread.contact_label or message.contact_id,
+            contact_address=None,
+            channel=message.channel,
+            body=message.body,
+            direction=message.direction,
+            attachments=message.attachments,
+            subject=message.subject,
+            email_from=message.email_from,
+            email_to=message.email_to,
+            cc=message.cc,
+            source=message.source,
+            sent_at=message.date_added,
+            status=message.status,
+            thread_id=thread.id,
+        )
+        key = message_mark(self._location_id, message.key_id)
+        async with self._presenter.thread_root(thread.id):
+            # A send may have started this thread since it was looked up.
+            thread = await self._store.get_thread(thread.id) or thread
+            ts: str | None = None
+            if not created:
+                # An earlier attempt (this event's or another's for the same message) got as
+                # far as posting, and may have posted before it was cut short: look first.
+                thread, ts = await self._presenter.find_earlier(
+                    thread, key, since=record.created_at
+                )
+                if ts is not None:
+                    log.info("a message's post was made before a stop; using it")
+            if ts is None:
+                as_root = thread.thread_ts is None
+                if as_root:
+                    thread = await self._presenter.prepare_root(thread, looked=not created)
+                    as_root = thread.thread_ts is None
+                if as_root:
+                    post = await self._with_contact(post, message)
+                ts = await self._poster.show_inbound(
+                    thread.channel_id,
+                    post,
+                    thread_ts=thread.thread_ts,
+                    mark=PostMark(key, root_of=thread_mark(thread) if as_root else None),
+                )
+                if as_root:
+                    thread = await self._presenter.root_posted(thread, ts)
+        await self._store.attach_slack_ts(
+            record.id, slack_channel_id=thread.channel_id, slack_ts=ts
+        )
+        await self._remember(thread, message)
+
+    async def _with_contact(self, post: InboundPost, message: IncomingMessage) -> InboundPost:
+        try:
+            contact = await self._contacts.get(message.contact_id)
+        except (LookupError, HighLevelError):
+            return post
+        channel = channel_type(message.channel)
+        address = contact_address(contact, MessageChannel(channel)) if channel else contact.phone
+        return replace(post, contact_label=contact_label(contact), contact_address=address)
+
+    async def _remember(self, thread: ThreadRecord, message: IncomingMessage) -> None:
+        """The thread now knows the conversation, the customer's last channel and email thread."""
+        channel = channel_type(message.channel)
+        await self._store.update_thread(
+            thread.id,
+            **({"conversation_id": message.conversation_id} if message.conversation_id else {}),
+            **({"channel_type": channel} if channel and message.direction == "inbound" else {}),
+            **({"email_thread_id": message.email_thread_id} if message.email_thread_id else {}),
+            **({"subject": message.subject} if message.is_email and message.subject else {}),
+        )
+
+    async def _thread_for(self, message: IncomingMessage) -> ThreadRecord | None:
+        """The conversation's most recently active thread, else a new one in the inbox channel."""
+        if message.conversation_id:
+            threads = await self._store.find_threads_for_conversation(
+                self._location_id, message.conversation_id
+            )
+            if threads:
+                return threads[0]
+        threads = await self._store.find_threads_for_contact(self._location_id, message.contact_id)
+        if threads:
+            return threads[0]
+        if not self._inbox:
+            return None
+        label = message.contact_id
+        with contextlib.suppress(LookupError, HighLevelError):
+            label = contact_label(await self._contacts.get(message.contact_id))
+        return await self._store.upsert_thread(
+            team_id=await self._poster.team_id(),
+            channel_id=self._inbox,
+            location_id=self._location_id,
+            contact_id=message.contact_id,
+            conversation_id=message.conversation_id,
+            channel_type=channel_type(message.channel),
+            contact_label=label,
+        )

@@ -1,0 +1,72 @@
+"""What an outbox entry holds: the HighLevel request and what its Slack post shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.compose import CheckedDraft, ReplyContext
+from bot.highlevel import Contact, EmailReplyMode, MessageChannel, SendMessageRequest
+from storage import OutboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """What the Slack post shows about the recipient, kept beside the request in the outbox."""
+
+    contact_label: str
+    contact_address: str | None
+    created_contact: bool = False
+
+
+def entry_payload(request: SendMessageRequest, display: Display) -> dict[str, Any]:
+    return {
+        "request": request.to_wire(),
+        "display": {
+            "contact_label": display.contact_label,
+            "contact_address": display.contact_address,
+            "created_contact": display.created_contact,
+        },
+    }
+
+
+def unpack_entry(entry: OutboxEntry) -> tuple[SendMessageRequest, Display]:
+    payload = entry.payload
+    display = payload.get("display") or {}
+    return SendMessageRequest.model_validate(payload["request"]), Display(
+        contact_label=str(display.get("contact_label") or entry.contact_id),
+        contact_address=display.get("contact_address"),
+        created_contact=bool(display.get("created_contact")),
+    )
+
+
+def build_request(
+    checked: CheckedDraft, contact: Contact, reply: ReplyContext | None
+) -> SendMessageRequest:
+    """The HighLevel send for a checked draft."""
+    is_email = checked.channel is MessageChannel.EMAIL
+    fields: dict[str, Any] = {
+        "type": checked.channel,
+        "contact_id": contact.id,
+        "message": checked.message or None,
+        "scheduled_timestamp": checked.schedule_at,
+    }
+    if is_email:
+        fields |= {
+            "subject": checked.subject,
+            "html": checked.html,
+            "email_cc": list(checked.cc) or None,
+            "email_bcc": list(checked.bcc) or None,
+        }
+        if reply is not None and reply.email_thread_id:
+            # The seed: threadId is "the message ID that contains multiple email messages in
+            # the thread" and replyMessageId the "ID of message being replied to"; with both,
+            # HighLevel files the reply in the customer's existing mailbox thread.
+            fields |= {
+                "thread_id": reply.email_thread_id,
+                "reply_message_id": reply.reply_message_id,
+                "email_reply_mode": reply.email_reply_mode or EmailReplyMode.REPLY,
+            }
+    elif checked.from_number:
+        fields["from_number"] = checked.from_number
+    return SendMessageRequest(**fields)

@@ -1,0 +1,371 @@
+"""OutboundService: a send from Slack becomes one durable outbox entry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from slack_sdk.models.blocks import Block
+
+from bot.compose import (
+    CheckedDraft,
+    Draft,
+    ReplyContext,
+    contact_address,
+    unreachable_reason,
+)
+from bot.compose import contact_label as label_of
+from bot.contacts import ContactDirectory, ContactNotFoundError
+from bot.highlevel import (
+    Contact,
+    EmailReplyMode,
+    HighLevelClient,
+    HighLevelError,
+    MessageChannel,
+    NotFoundError,
+)
+from bot.outbound.entry import Display, build_request, entry_payload, unpack_entry
+from bot.outbound.presenter import SendPresenter
+from bot.posting.poster import SlackPoster
+from bot.ui.thread_builder import PostStatus
+from storage import (
+    INTENT_QUEUED,
+    MessageDirection,
+    OutboxEntry,
+    OutboxState,
+    OutboxStateError,
+    Store,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+_BEING_SENT = "It is being handed to HighLevel right now; try again in a moment."
+
+# A send the store could not save (its database busy, locked or full) is not in the outbox, so
+# nothing will be sent, and the person must know.
+NOT_SAVED = (
+    "The bridge could not save it (its database is busy or unavailable), so nothing was sent. "
+    "Try again in a moment."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SlackOrigin:
+    """Who asked for a send, and where."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    entry: OutboxEntry
+    created: bool  # False: this request was seen before (double click, replay) — nothing new
+    contact: Contact
+    contact_created: bool
+
+
+class ComposeRejected(Exception):
+    """The send cannot be accepted; `message` is for the person, `field` the input it concerns."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotInChannelError(ComposeRejected):
+    """The bot cannot post in the channel, so nothing is sent (no send behind anyone's back)."""
+
+
+class NotSavedError(ComposeRejected):
+    """The store could not save the send (busy, locked, full): nothing was queued."""
+
+
+class OutboundService:
+    """Accepts sends from Slack: resolves the contact, checks it, writes the outbox entry."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        highlevel: HighLevelClient,
+        contacts: ContactDirectory,
+        poster: SlackPoster,
+        presenter: SendPresenter,
+        location_id: str,
+        wake_worker: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._highlevel = highlevel
+        self._contacts = contacts
+        self._poster = poster
+        self._presenter = presenter
+        self._location_id = location_id
+        self._wake_worker = wake_worker
+        # Sends a Cancel click is being carried out for: a second click must not ask again.
+        self._cancelling: set[int] = set()
+
+    async def can_post(self, channel_id: str) -> bool:
+        """The bot can post in the channel (so a send there will have its thread)."""
+        return await self._poster.can_post(channel_id)
+
+    async def notify(
+        self, channel_id: str, user_id: str, text: str, blocks: Sequence[Block] = ()
+    ) -> None:
+        """A notice only `user_id` sees, in the channel they are working in."""
+        await self._poster.ephemeral(channel_id, user_id, text, blocks)
+
+    async def find_contact(
+        self, checked: CheckedDraft, reply: ReplyContext | None
+    ) -> tuple[Contact, bool]:
+        """The contact a draft is for (created if new), or ComposeRejected saying why not."""
+        try:
+            if reply is not None:
+                return await self._contacts.get(reply.contact_id), False
+            assert checked.recipient is not None  # noqa: S101 - check_draft guarantees it
+            resolved = await self._contacts.resolve(checked.recipient)
+        except ContactNotFoundError as exc:
+            raise ComposeRejected(str(exc), field="recipient") from None
+        except HighLevelError as exc:
+            raise ComposeRejected(
+                f"HighLevel did not answer the contact lookup: {exc.message}"
+            ) from None
+        return resolved.contact, resolved.created
+
+    async def submit(
+        self,
+        checked: CheckedDraft,
+        origin: SlackOrigin,
+        *,
+        idempotency_key: str,
+        reply: ReplyContext | None = None,
+        contact: Contact | None = None,
+        contact_created: bool = False,
+    ) -> Submitted:
+        """Write the send to the outbox (once per idempotency key) and wake the worker."""
+        try:
+            return await self._submit(
+                checked,
+                origin,
+                idempotency_key=idempotency_key,
+                reply=reply,
+                contact=contact,
+                contact_created=contact_created,
+            )
+        except StoreError as exc:
+            # Every write of a submit is the one enqueue (with its intent's end), rolled back
+            # whole when it fails.
+            log.warning("could not queue a send from %s: %s", origin.user_id, exc)
+            raise NotSavedError(NOT_SAVED) from None
+
+    async def _submit(
+        self,
+        checked: CheckedDraft,
+        origin: SlackOrigin,
+        *,
+        idempotency_key: str,
+        reply: ReplyContext | None,
+        contact: Contact | None,
+        contact_created: bool,
+    ) -> Submitted:
+        existing = await self._store.get_outbox_by_key(idempotency_key)
+        if existing is not None:
+            # A replay, or an intent finished again after a restart: its entry is there.
+            await self._store.close_intent(idempotency_key, INTENT_QUEUED)
+            known = contact or await self._contacts.get(existing.contact_id)
+            return Submitted(existing, created=False, contact=known, contact_created=False)
+        if not await self._poster.can_post(origin.channel_id):
+            raise NotInChannelError("The bot is not in this channel.")
+        if contact is None:
+            contact, contact_created = await self.find_contact(checked, reply)
+        reason = unreachable_reason(contact, checked.channel)
+        if reason is not None:
+            raise ComposeRejected(reason, field="channel")
+        thread_id = reply.thread_id if reply is not None else None
+        if thread_id is None:
+            thread = await self._store.find_thread_for_contact(
+                origin.team_id, origin.channel_id, self._location_id, contact.id
+            )
+            thread_id = thread.id if thread is not None else None
+        request = build_request(checked, contact, reply)
+        display = Display(
+            contact_label=label_of(contact),
+            contact_address=contact_address(contact, checked.channel),
+            created_contact=contact_created,
+        )
+        entry, created = await self._store.enqueue(
+            idempotency_key=idempotency_key,
+            team_id=origin.team_id,
+            channel_id=origin.channel_id,
+            slack_user_id=origin.user_id,
+            location_id=self._location_id,
+            contact_id=contact.id,
+            message_type=checked.channel.value,
+            payload=entry_payload(request, display),
+            thread_id=thread_id,
+            scheduled_at=checked.schedule_at,
+            close_intent=idempotency_key,
+        )
+        if created:
+            log.info("outbox %d: %s queued by %s", entry.id, entry.message_type, origin.user_id)
+            self._wake_worker()
+        return Submitted(entry, created, contact, contact_created)
+
+    async def thread_for_slack_message(
+        self, team_id: str, channel_id: str, ts: str, thread_ts: str | None
+    ) -> int | None:
+        """The mapped thread a Slack message belongs to (its root or any reply), if any."""
+        thread = await self._store.get_thread_by_slack(team_id, channel_id, thread_ts or ts)
+        return thread.id if thread is not None else None
+
+    async def reply_context(
+        self, thread_id: int, *, channel_id: str | None = None, message_ts: str | None = None
+    ) -> tuple[ReplyContext, Draft]:
+        """What a reply into a mapped thread needs, and how the composer starts.
+
+        The channel defaults to the one the customer last used. For email, the reply joins the
+        customer's mailbox thread: `threadId` is the thread's id and `replyMessageId` the email
+        answered (the one the shortcut was used on, else the latest from the customer); it is
+        `reply_all`, with the CC prefilled, when that email had other recipients.
+        """
+        thread = await self._store.get_thread(thread_id)
+        if thread is None:
+            raise ComposeRejected("This thread is no longer linked to a HighLevel conversation.")
+        try:
+            channel = MessageChannel(thread.channel_type or MessageChannel.SMS.value)
+        except ValueError:
+            channel = MessageChannel.SMS
+        label = thread.contact_label or thread.contact_id
+        answered = None
+        if channel_id is not None and message_ts is not None:
+            answered = await self._store.get_message_by_slack(channel_id, message_ts)
+            if answered is not None and answered.message_type != MessageChannel.EMAIL.value:
+                answered = None
+        if answered is None:
+            answered = await self._store.latest_message(
+                thread.id,
+                direction=MessageDirection.INBOUND,
+                message_type=MessageChannel.EMAIL.value,
+            )
+        email_thread_id = (answered.email_thread_id if answered else None) or thread.email_thread_id
+        if email_thread_id is None:
+            reply = ReplyContext(
+                thread_id=thread.id, contact_id=thread.contact_id, contact_label=label
+            )
+            return reply, Draft(channel=channel)
+        reply_message_id = (
+            (answered.ghl_email_message_id or answered.ghl_message_id) if answered else None
+        )
+        subject = thread.subject or ""
+        cc: list[str] = []
+        if reply_message_id is not None:
+            try:
+                email = await asyncio.wait_for(self._highlevel.get_email(reply_message_id), 1.0)
+            except (HighLevelError, TimeoutError):
+                email = None
+            if email is not None:
+                subject = email.subject or subject
+                cc = list(email.cc)
+        if subject and not subject.lower().startswith("re:"):
+            subject = f"Re: {subject}"
+        reply = ReplyContext(
+            thread_id=thread.id,
+            contact_id=thread.contact_id,
+            contact_label=label,
+            email_thread_id=email_thread_id,
+            reply_message_id=reply_message_id,
+            email_reply_mode=EmailReplyMode.REPLY_ALL if cc else EmailReplyMode.REPLY,
+        )
+        return reply, Draft(channel=channel, subject=subject, cc=", ".join(cc))
+
+    async def send_again(self, outbox_id: int, origin: SlackOrigin) -> Submitted:
+        """A person pressed Resend/Retry: a new entry, once per original (double clicks too)."""
+        try:
+            return await self._send_again(outbox_id, origin)
+        except StoreError as exc:
+            log.warning("could not queue a resend of outbox %d: %s", outbox_id, exc)
+            raise ComposeRejected(NOT_SAVED) from None
+
+    async def _send_again(self, outbox_id: int, origin: SlackOrigin) -> Submitted:
+        original = await self._store.get_outbox(outbox_id)
+        if original is None:
+            raise ComposeRejected("That message is no longer in the outbox.")
+        if original.state not in (OutboxState.FAILED, OutboxState.UNKNOWN):
+            raise ComposeRejected("That message was sent; there is nothing to resend.")
+        request, display = unpack_entry(original)
+        if request.scheduled_timestamp is not None and request.scheduled_timestamp <= time.time():
+            request = request.model_copy(update={"scheduled_timestamp": None})
+        entry, created = await self._store.enqueue(
+            idempotency_key=f"again:{original.id}",
+            team_id=original.team_id,
+            channel_id=original.channel_id,
+            slack_user_id=origin.user_id,
+            location_id=original.location_id,
+            contact_id=original.contact_id,
+            message_type=original.message_type,
+            payload=entry_payload(request, replace(display, created_contact=False)),
+            thread_id=original.thread_id,
+            scheduled_at=request.scheduled_timestamp,
+        )
+        if created:
+            self._wake_worker()
+        try:
+            contact = await self._contacts.get(original.contact_id)
+        except (ContactNotFoundError, HighLevelError):
+            # The resend is queued whatever the look-up says; the contact is only for display.
+            contact = Contact(id=original.contact_id)
+        return Submitted(entry, created, contact, contact_created=False)
+
+    async def cancel_scheduled(self, outbox_id: int) -> OutboxEntry | None:
+        """Cancel a scheduled send at HighLevel (or before it left); ComposeRejected if too late.
+
+        None when another click is cancelling the same send right now: HighLevel is asked once,
+        and that click's outcome (the post saying Cancelled, or its notice) is the answer.
+        """
+        if outbox_id in self._cancelling:
+            return None
+        self._cancelling.add(outbox_id)
+        try:
+            return await self._cancel_scheduled(outbox_id)
+        except StoreError as exc:
+            log.warning("could not cancel outbox %d: %s", outbox_id, exc)
+            raise ComposeRejected(
+                "The bridge could not record it (its database is busy or unavailable). "
+                "Try again in a moment."
+            ) from None
+        finally:
+            self._cancelling.discard(outbox_id)
+
+    async def _cancel_scheduled(self, outbox_id: int) -> OutboxEntry:
+        entry = await self._store.get_outbox(outbox_id)
+        if entry is None or entry.scheduled_at is None:
+            raise ComposeRejected("That message is not a scheduled one.")
+        if entry.state is OutboxState.CANCELLED:
+            return entry  # an earlier click did it; the post says so already
+        if entry.state is OutboxState.SENT:
+            try:
+                if entry.message_type == MessageChannel.EMAIL.value and entry.ghl_email_message_id:
+                    await self._highlevel.cancel_scheduled_email(entry.ghl_email_message_id)
+                elif entry.ghl_message_id:
+                    await self._highlevel.cancel_scheduled_message(entry.ghl_message_id)
+            except NotFoundError:
+                raise ComposeRejected(
+                    "HighLevel could not cancel it: it was probably sent already."
+                ) from None
+            except HighLevelError as exc:
+                raise ComposeRejected(f"HighLevel could not cancel it: {exc.message}") from None
+        elif entry.state is OutboxState.SENDING:
+            raise ComposeRejected(_BEING_SENT)
+        try:
+            entry = await self._store.mark_cancelled(entry.id)
+        except OutboxStateError:
+            # The outbox worker took it between our read and now.
+            raise ComposeRejected(_BEING_SENT) from None
+        await self._presenter.show(entry, PostStatus.CANCELLED)
+        return entry

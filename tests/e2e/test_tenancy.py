@@ -1,0 +1,148 @@
+"""A bridge serves its own HighLevel location only: genuine webhooks of other sub-accounts (a
+Marketplace app sends every installed location's to one URL, under one key) are never stored or
+shown, answered 200 so HighLevel does not retry them, and counted in the log without a body."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
+from bot.sandbox.stack import INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
+from bot.tenancy import ServedLocations
+from handlers.webhooks import NotServedTally
+from storage import SqliteStore
+from tests.reliability._helpers import (
+    all_posts,
+    eventually,
+    inbound_payload,
+    signed_body,
+    text_of,
+)
+
+OTHER_LOCATION = "OtherClientLocation01"
+NOT_SERVED_LINE = "for locations this bridge does not serve"
+
+
+async def _inbound_count(stack: SandboxStack) -> int:
+    async with SqliteStore(stack.database_path) as store:
+        return await store.count_inbound()
+
+
+async def test_webhooks_of_other_locations_are_answered_200_and_never_stored_or_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    key = Ed25519PrivateKey.generate()
+    highlevel = HighLevelSimulator(signing_key=key)
+    async with SandboxStack(tmp_path / "b.sqlite3", highlevel=highlevel) as stack:
+
+        def payload(text: str, location: Any, conversation: str) -> dict[str, Any]:
+            body = inbound_payload(
+                location_id="placeholder",
+                contact_id=ADA_LOVELACE_ID,
+                conversation_id=conversation,
+                text=text,
+            )
+            if location is None:
+                del body["locationId"]
+            else:
+                body["locationId"] = location
+            return body
+
+        foreign = {
+            "another sub-account": payload(
+                "foreign secret +14155550177 a@b.example", OTHER_LOCATION, "conversation-other"
+            ),
+            # The conversation of our own message below: only the location keeps it out.
+            "another sub-account, our conversation": payload(
+                "foreign words two", OTHER_LOCATION, "conversation-ours"
+            ),
+            "no locationId": payload("unattributed words", None, "conversation-ours"),
+            "empty locationId": payload("empty location words", "", "conversation-ours"),
+            "locationId not a string": payload("numbered location words", 42, "conversation-ours"),
+            "our id, other case": payload(
+                "case words", highlevel.location_id.upper(), "conversation-ours"
+            ),
+        }
+        url = f"{stack.bridge_url}/ghl/webhooks"
+        async with httpx.AsyncClient() as http:
+            for name, body in foreign.items():
+                webhook = signed_body(key, body)
+                response = await http.post(url, content=webhook.body, headers=webhook.headers)
+                assert response.status_code == 200, (name, response.text)
+                assert response.json()["stored"] is False, name
+            assert await _inbound_count(stack) == 0
+            ours = signed_body(
+                key, payload("our own customer", highlevel.location_id, "conversation-ours")
+            )
+            response = await http.post(url, content=ours.body, headers=ours.headers)
+            assert response.json() == {"ok": True, "stored": True}
+        # The simulator's own webhooks (a customer replying) name the location and are shown.
+        await highlevel.customer_reply(ADA_LOVELACE_ID, "SMS", "a reply through the simulator")
+        await eventually(
+            lambda: (
+                "a reply through the simulator"
+                in "\n".join(text_of(p) for p in all_posts(stack.slack, [INBOX_CHANNEL]))
+            )
+        )
+        shown = "\n".join(
+            text_of(p) for p in all_posts(stack.slack, [INBOX_CHANNEL, SALES_CHANNEL])
+        )
+        assert "our own customer" in shown
+        for body in foreign.values():
+            assert body["body"] not in shown
+        assert await _inbound_count(stack) == 2
+
+    lines = [r for r in caplog.records if NOT_SERVED_LINE in r.getMessage()]
+    assert lines and all(r.levelno == logging.INFO for r in lines)
+    assert OTHER_LOCATION in lines[0].getMessage()
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            message = record.getMessage()
+            for body in foreign.values():
+                assert body["body"] not in message
+            assert "4155550177" not in message
+            assert "a@b.example" not in message
+
+
+def test_the_log_counts_ignored_webhooks_at_most_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="handlers.webhooks")
+    now = [1000.0]
+    tally = NotServedTally(interval=60.0, clock=lambda: now[0])
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if NOT_SERVED_LINE in r.getMessage()]
+
+    tally.add("loc-a")
+    assert lines() == ["ignored 1 webhook(s) for locations this bridge does not serve: loc-a (1)"]
+    for location in ("loc-a", "loc-b", None):
+        now[0] += 10
+        tally.add(location)
+    assert len(lines()) == 1  # counted, not logged yet
+    now[0] += 31
+    tally.add("x" * 500)
+    assert lines()[-1] == (
+        "ignored 4 webhook(s) for locations this bridge does not serve: "
+        f"loc-a (1), loc-b (1), no locationId (1), {'x' * 40}… (1)"
+    )
+    assert tally.total == 5
+
+
+def test_served_locations_match_exact_string_ids_only() -> None:
+    served = ServedLocations(["loc-1"])
+    assert served.serves({"locationId": "loc-1"})
+    for other in ({"locationId": "loc-2"}, {"locationId": "LOC-1"}, {}, {"locationId": None}):
+        assert not served.serves(other)
+    assert not served.serves({"locationId": ["loc-1"]})
+    with pytest.raises(ValueError, match="at least one location"):
+        ServedLocations([])
+    with pytest.raises(ValueError, match="at least one location"):
+        ServedLocations([""])
