@@ -14,7 +14,7 @@ from storage import (
     IntentState,
     SqliteStore,
 )
-from storage._sqlite import _StoreLock
+from storage._sqlite_base import _StoreLock
 from tests.storage._support import START, FakeClock, count_rows, query
 
 

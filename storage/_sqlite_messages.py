@@ -1,0 +1,186 @@
+"""Messages of the SQLite store: each HighLevel message and the Slack post showing it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from storage._errors import NotFoundError
+from storage._records import MessageDirection, MessageRecord
+from storage._sqlite_base import StoreBase, _one, _required
+
+
+class MessagesMixin(StoreBase):
+    """Messages, idempotent on their HighLevel id or their Slack post."""
+
+    async def record_message(
+        self,
+        *,
+        direction: MessageDirection,
+        thread_id: int | None = None,
+        ghl_message_id: str | None = None,
+        ghl_email_message_id: str | None = None,
+        email_thread_id: str | None = None,
+        message_type: str | None = None,
+        status: str | None = None,
+        slack_channel_id: str | None = None,
+        slack_ts: str | None = None,
+        slack_user_id: str | None = None,
+        outbox_id: int | None = None,
+    ) -> tuple[MessageRecord, bool]:
+        """Insert a message, or return the one already recorded and created=False.
+
+        Idempotent on ghl_message_id; without one, on (slack_channel_id, slack_ts). An
+        existing row is returned unchanged, so check its slack_ts: a process that crashed
+        between recording and posting to Slack leaves a row without one.
+        ConflictError if the Slack message is already recorded under another HighLevel id.
+        """
+        if (slack_channel_id is None) != (slack_ts is None):
+            raise ValueError("slack_channel_id and slack_ts go together")
+        async with self._write() as db:
+            if ghl_message_id is not None:
+                existing = await _one(
+                    db, "SELECT * FROM messages WHERE ghl_message_id = ?", (ghl_message_id,)
+                )
+            elif slack_ts is not None:
+                existing = await _one(
+                    db,
+                    "SELECT * FROM messages WHERE slack_channel_id = ? AND slack_ts = ?",
+                    (slack_channel_id, slack_ts),
+                )
+            else:
+                existing = None
+            if existing is not None:
+                return _message(existing), False
+            now = self._clock()
+            row = await _one(
+                db,
+                """
+                INSERT INTO messages (thread_id, slack_channel_id, slack_ts, ghl_message_id,
+                    ghl_email_message_id, email_thread_id, direction, message_type, status,
+                    slack_user_id, outbox_id, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                RETURNING *
+                """,
+                (
+                    thread_id,
+                    slack_channel_id,
+                    slack_ts,
+                    ghl_message_id,
+                    ghl_email_message_id,
+                    email_thread_id,
+                    MessageDirection(direction).value,
+                    message_type,
+                    status,
+                    slack_user_id,
+                    outbox_id,
+                    now,
+                    now,
+                ),
+            )
+        return _message(_required(row)), True
+
+    async def get_message(self, message_id: int) -> MessageRecord | None:
+        async with self._read() as db:
+            row = await _one(db, "SELECT * FROM messages WHERE id = ?", (message_id,))
+        return None if row is None else _message(row)
+
+    async def get_message_by_ghl_id(self, ghl_message_id: str) -> MessageRecord | None:
+        async with self._read() as db:
+            row = await _one(
+                db, "SELECT * FROM messages WHERE ghl_message_id = ?", (ghl_message_id,)
+            )
+        return None if row is None else _message(row)
+
+    async def get_message_by_slack(self, channel_id: str, ts: str) -> MessageRecord | None:
+        async with self._read() as db:
+            row = await _one(
+                db,
+                "SELECT * FROM messages WHERE slack_channel_id = ? AND slack_ts = ?",
+                (channel_id, ts),
+            )
+        return None if row is None else _message(row)
+
+    async def update_message_status(self, ghl_message_id: str, status: str) -> MessageRecord | None:
+        """Set the delivery status of a known HighLevel message; None if it is not recorded."""
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "UPDATE messages SET status = ?, updated_at = ? WHERE ghl_message_id = ?"
+                " RETURNING *",
+                (status, self._clock(), ghl_message_id),
+            )
+        return None if row is None else _message(row)
+
+    async def latest_message(
+        self,
+        thread_id: int,
+        *,
+        direction: MessageDirection | None = None,
+        message_type: str | None = None,
+    ) -> MessageRecord | None:
+        """The thread's newest message, optionally of one direction and/or type."""
+        async with self._read() as db:
+            row = await _one(
+                db,
+                """
+                SELECT * FROM messages
+                WHERE thread_id = :thread_id
+                  AND (:direction IS NULL OR direction = :direction)
+                  AND (:message_type IS NULL OR message_type = :message_type)
+                ORDER BY created_at DESC, id DESC
+                LIMIT 1
+                """,
+                {
+                    "thread_id": thread_id,
+                    "direction": None if direction is None else MessageDirection(direction).value,
+                    "message_type": message_type,
+                },
+            )
+        return None if row is None else _message(row)
+
+    async def attach_slack_ts(
+        self, message_id: int, *, slack_channel_id: str, slack_ts: str, replace: bool = False
+    ) -> MessageRecord:
+        """Link a recorded message to the Slack post showing it; the first post wins.
+
+        Unless `replace`, a message that already has a post keeps it (compare slack_ts).
+        ConflictError if that Slack post is already linked to another message.
+        """
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now"
+                " WHERE id = :id AND (slack_ts IS NULL OR :replace)"
+                " RETURNING *",
+                {
+                    "channel": slack_channel_id,
+                    "ts": slack_ts,
+                    "now": self._clock(),
+                    "id": message_id,
+                    "replace": replace,
+                },
+            )
+            if row is None:
+                row = await _one(db, "SELECT * FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise NotFoundError(f"no message {message_id}")
+        return _message(row)
+
+
+def _message(row: sqlite3.Row) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        thread_id=row["thread_id"],
+        slack_channel_id=row["slack_channel_id"],
+        slack_ts=row["slack_ts"],
+        ghl_message_id=row["ghl_message_id"],
+        ghl_email_message_id=row["ghl_email_message_id"],
+        email_thread_id=row["email_thread_id"],
+        direction=MessageDirection(row["direction"]),
+        message_type=row["message_type"],
+        status=row["status"],
+        slack_user_id=row["slack_user_id"],
+        outbox_id=row["outbox_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

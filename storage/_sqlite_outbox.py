@@ -1,0 +1,487 @@
+"""Send outbox of the SQLite store: durable, ordered, at-most-once sends to HighLevel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import aiosqlite
+
+from storage._errors import NotFoundError, OutboxStateError, StoreError
+from storage._records import INTENT_QUEUED, OutboxEntry, OutboxState
+from storage._sqlite_base import StoreBase, _all, _one, _required
+from storage._sqlite_intents import _close_intent
+
+log = logging.getLogger(__name__)
+
+
+# Which states each outbox transition may start from. Anything else is a bug or a race the
+# caller must see (e.g. cancelling an entry the worker has just claimed).
+_FROM_STATES: dict[str, frozenset[OutboxState]] = {
+    "mark_sent": frozenset({OutboxState.SENDING, OutboxState.UNKNOWN}),
+    # From 'sent' when HighLevel later reports the message failed or was undelivered.
+    "mark_failed": frozenset(
+        {OutboxState.PENDING, OutboxState.SENDING, OutboxState.UNKNOWN, OutboxState.SENT}
+    ),
+    "mark_unknown": frozenset({OutboxState.SENDING}),
+    # From 'unknown' only once reconciliation proved HighLevel never got the request;
+    # from 'failed' when a person asks to try again.
+    "retry_later": frozenset({OutboxState.SENDING, OutboxState.UNKNOWN, OutboxState.FAILED}),
+    # From 'sent' for a scheduled message that HighLevel has cancelled before its time.
+    "mark_cancelled": frozenset(
+        {OutboxState.PENDING, OutboxState.FAILED, OutboxState.UNKNOWN, OutboxState.SENT}
+    ),
+}
+
+_RECOVERY_ERROR = "process stopped while sending; the request may have reached HighLevel"
+
+# None of the contact's sends is in flight and the pending entry `candidate` is the first
+# pending one of its contact (tested in this order: the first rejects a backlog held behind a
+# send in flight soonest). Each half is one seek in outbox_contact (location_id,
+# contact_id, state, id), whatever the contact's history. (An OR of both states in one
+# NOT EXISTS made SQLite walk every row the contact ever had: 12 ms at 100,000 rows.)
+_OUTBOX_FREE_HEAD = """
+    NOT EXISTS (
+        SELECT 1 FROM outbox AS busy
+        WHERE busy.location_id = candidate.location_id
+          AND busy.contact_id = candidate.contact_id
+          AND busy.state = 'sending'
+    )
+    AND candidate.id = (
+        SELECT head.id FROM outbox AS head
+        WHERE head.location_id = candidate.location_id
+          AND head.contact_id = candidate.contact_id
+          AND head.state = 'pending'
+        ORDER BY head.id
+        LIMIT 1
+    )
+"""
+
+
+class OutboxMixin(StoreBase):
+    """The outbox: queued sends, their claims and state transitions."""
+
+    async def enqueue(
+        self,
+        *,
+        idempotency_key: str,
+        team_id: str,
+        channel_id: str,
+        slack_user_id: str,
+        location_id: str,
+        contact_id: str,
+        message_type: str,
+        payload: Mapping[str, Any],
+        thread_id: int | None = None,
+        conversation_id: str | None = None,
+        slack_ts: str | None = None,
+        scheduled_at: float | None = None,
+        next_attempt_at: float | None = None,
+        close_intent: str | None = None,
+    ) -> tuple[OutboxEntry, bool]:
+        """Durably queue a send; the same idempotency key always yields the same one entry.
+
+        A repeated key returns the existing entry (whatever its payload) and created=False,
+        so a double-click or a Slack retry can never queue a second send. `close_intent`
+        names a compose intent closed ('queued') in the same transaction, whether the entry
+        is new or not: the entry and the intent's end are durable together or not at all.
+        """
+        if not idempotency_key:
+            raise ValueError("idempotency_key must not be empty")
+        payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        now = self._clock()
+        async with self._write() as db:
+            if close_intent is not None:
+                await _close_intent(db, close_intent, INTENT_QUEUED, now)
+            existing = await _one(
+                db, "SELECT * FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
+            )
+            if existing is not None:
+                return _outbox(existing), False
+            row = await _one(
+                db,
+                """
+                INSERT INTO outbox (idempotency_key, team_id, channel_id, slack_user_id,
+                    thread_id, location_id, contact_id, conversation_id, message_type, payload,
+                    state, attempts, next_attempt_at, slack_ts, scheduled_at, created_at,
+                    updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)
+                RETURNING *
+                """,
+                (
+                    idempotency_key,
+                    team_id,
+                    channel_id,
+                    slack_user_id,
+                    thread_id,
+                    location_id,
+                    contact_id,
+                    conversation_id,
+                    message_type,
+                    payload_json,
+                    now if next_attempt_at is None else next_attempt_at,
+                    slack_ts,
+                    scheduled_at,
+                    now,
+                    now,
+                ),
+            )
+        return _outbox(_required(row)), True
+
+    async def claim_next(self, now: float | None = None) -> OutboxEntry | None:
+        """Move the pending entry due longest (ties: oldest) to 'sending' (attempts + 1) and
+        return it.
+
+        Sends to one contact go strictly in order, one at a time: an entry is skipped while
+        its contact has an entry 'sending' or an older one still pending (even if that one
+        waits for a retry). Other contacts are not held up.
+        """
+        when = self._clock() if now is None else now
+        async with self._write() as db:
+            row = await _one(
+                db,
+                f"""
+                UPDATE outbox
+                SET state = 'sending', attempts = attempts + 1, updated_at = :now
+                WHERE id = (
+                    -- In the order of outbox_due (state, next_attempt_at, then rowid), so
+                    -- SQLite walks that index and stops at the first claimable entry.
+                    SELECT candidate.id FROM outbox AS candidate
+                    WHERE candidate.state = 'pending'
+                      AND candidate.next_attempt_at <= :now
+                      AND {_OUTBOX_FREE_HEAD}
+                    ORDER BY candidate.next_attempt_at, candidate.id
+                    LIMIT 1
+                )
+                RETURNING *
+                """,  # noqa: S608 - only a constant of this module is formatted in
+                {"now": when},
+            )
+        return None if row is None else _outbox(row)
+
+    async def mark_sent(
+        self,
+        outbox_id: int,
+        *,
+        conversation_id: str | None,
+        ghl_message_id: str | None,
+        ghl_email_message_id: str | None = None,
+        ghl_message_ids: Sequence[str] = (),
+    ) -> OutboxEntry:
+        """Record HighLevel's answer to the send, in one transaction with its consequences.
+
+        Besides the entry, this records the outbound message row(s) (so the OutboundMessage
+        echo webhook is recognised even if the process dies right after), fills the thread's
+        conversation_id if still unknown, and sets the thread's channel_type to this send's
+        message type (the channel last used).
+        """
+        # Every id HighLevel returned, main one first, each once: each may echo back.
+        ids = list(dict.fromkeys([*([ghl_message_id] if ghl_message_id else []), *ghl_message_ids]))
+        now = self._clock()
+        async with self._write() as db:
+            await self._require_state(db, outbox_id, "mark_sent")
+            row = _required(
+                await _one(
+                    db,
+                    """
+                    UPDATE outbox SET state = 'sent',
+                        conversation_id = COALESCE(:conversation_id, conversation_id),
+                        ghl_message_id = :ghl_message_id,
+                        ghl_email_message_id = :ghl_email_message_id,
+                        ghl_message_ids = :ghl_message_ids,
+                        updated_at = :now
+                    WHERE id = :id
+                    RETURNING *
+                    """,
+                    {
+                        "id": outbox_id,
+                        "conversation_id": conversation_id,
+                        "ghl_message_id": ghl_message_id,
+                        "ghl_email_message_id": ghl_email_message_id,
+                        "ghl_message_ids": json.dumps(list(ghl_message_ids)),
+                        "now": now,
+                    },
+                )
+            )
+            entry = _outbox(row)
+            await self._record_sent_messages(db, entry, ids, now)
+            if entry.thread_id is not None:
+                await db.execute(
+                    """
+                    UPDATE slack_threads SET
+                        conversation_id = COALESCE(conversation_id, :conversation_id),
+                        channel_type = :channel_type,
+                        updated_at = :now
+                    WHERE id = :id
+                    """,
+                    {
+                        "id": entry.thread_id,
+                        "conversation_id": entry.conversation_id,
+                        "channel_type": entry.message_type,
+                        "now": now,
+                    },
+                )
+        return entry
+
+    async def _record_sent_messages(
+        self, db: aiosqlite.Connection, entry: OutboxEntry, ids: list[str], now: float
+    ) -> None:
+        # The Slack post of the send belongs to the first id only (one post, one row); a GMB
+        # send may return several ids, each of which may echo back.
+        slack_ts = entry.slack_ts
+        if slack_ts is not None and await _one(
+            db,
+            "SELECT 1 FROM messages WHERE slack_channel_id = ? AND slack_ts = ?",
+            (entry.channel_id, slack_ts),
+        ):
+            slack_ts = None  # already recorded elsewhere; never fail a send over display data
+        for index, ghl_id in enumerate(ids or [None]):
+            existing = None
+            if ghl_id is not None:
+                existing = await _one(
+                    db, "SELECT id FROM messages WHERE ghl_message_id = ?", (ghl_id,)
+                )
+            if existing is not None:
+                # The echo webhook got here first; just link that row to this send.
+                await db.execute(
+                    "UPDATE messages SET outbox_id = COALESCE(outbox_id, ?), updated_at = ?"
+                    " WHERE id = ?",
+                    (entry.id, now, existing["id"]),
+                )
+                continue
+            ts = slack_ts if index == 0 else None
+            await db.execute(
+                """
+                INSERT INTO messages (thread_id, slack_channel_id, slack_ts, ghl_message_id,
+                    ghl_email_message_id, email_thread_id, direction, message_type, status,
+                    slack_user_id, outbox_id, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, NULL, 'outbound', ?, NULL, ?, ?, ?, ?)
+                """,
+                (
+                    entry.thread_id,
+                    None if ts is None else entry.channel_id,
+                    ts,
+                    ghl_id,
+                    entry.ghl_email_message_id if index == 0 else None,
+                    entry.message_type,
+                    entry.slack_user_id,
+                    entry.id,
+                    now,
+                    now,
+                ),
+            )
+
+    async def mark_failed(self, outbox_id: int, error: str) -> OutboxEntry:
+        """HighLevel refused the send (or it was given up): it will not be retried."""
+        return await self._transition(outbox_id, "mark_failed", OutboxState.FAILED, error)
+
+    async def mark_unknown(self, outbox_id: int, error: str) -> OutboxEntry:
+        """The request may or may not have reached HighLevel (timeout, dropped connection)."""
+        return await self._transition(outbox_id, "mark_unknown", OutboxState.UNKNOWN, error)
+
+    async def retry_later(
+        self, outbox_id: int, *, next_attempt_at: float, error: str | None
+    ) -> OutboxEntry:
+        """Back to 'pending', not claimable before `next_attempt_at`."""
+        return await self._transition(
+            outbox_id, "retry_later", OutboxState.PENDING, error, next_attempt_at=next_attempt_at
+        )
+
+    async def mark_cancelled(self, outbox_id: int) -> OutboxEntry:
+        """Drop an entry that is not being sent; OutboxStateError if the worker holds it."""
+        return await self._transition(outbox_id, "mark_cancelled", OutboxState.CANCELLED, None)
+
+    async def _transition(
+        self,
+        outbox_id: int,
+        action: str,
+        target: OutboxState,
+        error: str | None,
+        *,
+        next_attempt_at: float | None = None,
+    ) -> OutboxEntry:
+        async with self._write() as db:
+            await self._require_state(db, outbox_id, action)
+            row = await _one(
+                db,
+                """
+                UPDATE outbox SET state = :state,
+                    last_error = COALESCE(:error, last_error),
+                    next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at),
+                    updated_at = :now
+                WHERE id = :id
+                RETURNING *
+                """,
+                {
+                    "state": target.value,
+                    "error": error,
+                    "next_attempt_at": next_attempt_at,
+                    "now": self._clock(),
+                    "id": outbox_id,
+                },
+            )
+        return _outbox(_required(row))
+
+    async def _require_state(self, db: aiosqlite.Connection, outbox_id: int, action: str) -> None:
+        # Called inside a write transaction, so the state cannot change before the update.
+        row = await _one(db, "SELECT state FROM outbox WHERE id = ?", (outbox_id,))
+        if row is None:
+            raise NotFoundError(f"no outbox entry {outbox_id}")
+        if OutboxState(row["state"]) not in _FROM_STATES[action]:
+            raise OutboxStateError(outbox_id, row["state"], action)
+
+    async def set_outbox_thread(self, outbox_id: int, thread_id: int) -> OutboxEntry:
+        """Link an entry to the thread the worker found or opened for it."""
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "UPDATE outbox SET thread_id = ?, updated_at = ? WHERE id = ? RETURNING *",
+                (thread_id, self._clock(), outbox_id),
+            )
+        if row is None:
+            raise NotFoundError(f"no outbox entry {outbox_id}")
+        return _outbox(row)
+
+    async def set_outbox_slack_ts(self, outbox_id: int, slack_ts: str) -> OutboxEntry:
+        """Remember the Slack post showing this send (also on its message row, if sent)."""
+        now = self._clock()
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "UPDATE outbox SET slack_ts = ?, updated_at = ? WHERE id = ? RETURNING *",
+                (slack_ts, now, outbox_id),
+            )
+            if row is None:
+                raise NotFoundError(f"no outbox entry {outbox_id}")
+            entry = _outbox(row)
+            await db.execute(
+                """
+                UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now
+                WHERE id = (SELECT id FROM messages WHERE outbox_id = :outbox_id
+                            AND slack_ts IS NULL ORDER BY id LIMIT 1)
+                  AND NOT EXISTS (SELECT 1 FROM messages
+                                  WHERE slack_channel_id = :channel AND slack_ts = :ts)
+                  AND NOT EXISTS (SELECT 1 FROM messages
+                                  WHERE outbox_id = :outbox_id AND slack_ts IS NOT NULL)
+                """,
+                {"channel": entry.channel_id, "ts": slack_ts, "now": now, "outbox_id": outbox_id},
+            )
+        return entry
+
+    async def get_outbox(self, outbox_id: int) -> OutboxEntry | None:
+        async with self._read() as db:
+            row = await _one(db, "SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        return None if row is None else _outbox(row)
+
+    async def get_outbox_by_key(self, idempotency_key: str) -> OutboxEntry | None:
+        async with self._read() as db:
+            row = await _one(
+                db, "SELECT * FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
+            )
+        return None if row is None else _outbox(row)
+
+    async def list_outbox(
+        self, state: OutboxState | None = None, *, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Entries, oldest first, optionally only those in `state`."""
+        async with self._read() as db:
+            rows = await _all(
+                db,
+                "SELECT * FROM outbox WHERE (:state IS NULL OR state = :state)"
+                " ORDER BY id LIMIT :limit",
+                {
+                    "state": None if state is None else OutboxState(state).value,
+                    "limit": limit,
+                },
+            )
+        return [_outbox(row) for row in rows]
+
+    async def has_unsettled_send(self, location_id: str, contact_id: str) -> bool:
+        """A send to the contact is queued, in flight, or of unknown outcome (no id yet)."""
+        async with self._read() as db:
+            row = await _one(
+                db,
+                "SELECT 1 FROM outbox WHERE location_id = ? AND contact_id = ?"
+                " AND state IN ('pending', 'sending', 'unknown') AND ghl_message_id IS NULL"
+                " LIMIT 1",
+                (location_id, contact_id),
+            )
+        return row is not None
+
+    async def next_outbox_due_at(self) -> float | None:
+        """When claim_next can next take an entry unless a send ends first: the earliest
+        due time of a pending entry nothing holds back (None if there is none).
+
+        An entry waiting behind its contact's send in flight is not counted: it becomes
+        claimable when that send ends, not at any time this could name.
+        """
+        async with self._read() as db:
+            row = await _one(
+                db,
+                f"""
+                SELECT candidate.next_attempt_at FROM outbox AS candidate
+                WHERE candidate.state = 'pending' AND {_OUTBOX_FREE_HEAD}
+                ORDER BY candidate.next_attempt_at, candidate.id
+                LIMIT 1
+                """,  # noqa: S608 - only a constant of this module is formatted in
+            )
+        return None if row is None else float(row[0])
+
+    async def recover_after_crash(self) -> int:
+        """At start-up, turn entries left 'sending' by a dead process into 'unknown'.
+
+        Such a request may have reached HighLevel before the crash, so resending it could
+        text the customer twice; 'unknown' entries wait for reconciliation against
+        HighLevel instead. Call it only while no other process is sending from this outbox.
+        """
+        async with self._write() as db:
+            rows = await _all(
+                db,
+                "UPDATE outbox SET state = 'unknown', last_error = ?, updated_at = ?"
+                " WHERE state = 'sending' RETURNING id",
+                (_RECOVERY_ERROR, self._clock()),
+            )
+        if rows:
+            log.warning(
+                "%d outbox entries were being sent when the process stopped; marked unknown: %s",
+                len(rows),
+                sorted(row["id"] for row in rows),
+            )
+        return len(rows)
+
+
+def _outbox(row: sqlite3.Row) -> OutboxEntry:
+    return OutboxEntry(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        slack_user_id=row["slack_user_id"],
+        thread_id=row["thread_id"],
+        location_id=row["location_id"],
+        contact_id=row["contact_id"],
+        conversation_id=row["conversation_id"],
+        message_type=row["message_type"],
+        payload_json=row["payload"],
+        state=OutboxState(row["state"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        ghl_message_id=row["ghl_message_id"],
+        ghl_email_message_id=row["ghl_email_message_id"],
+        ghl_message_ids=tuple(_str_list(row["ghl_message_ids"])),
+        slack_ts=row["slack_ts"],
+        scheduled_at=row["scheduled_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _str_list(text: str) -> Iterable[str]:
+    values = json.loads(text)
+    if not isinstance(values, list):
+        raise StoreError(f"expected a JSON list, found {text!r}")
+    return (str(value) for value in values)

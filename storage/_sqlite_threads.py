@@ -1,0 +1,247 @@
+"""Slack threads of the SQLite store: the Slack thread <-> HighLevel contact map."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from storage._errors import NotFoundError
+from storage._records import UNSET, ThreadRecord, Unset
+from storage._sqlite_base import StoreBase, _all, _one, _required
+
+
+class ThreadsMixin(StoreBase):
+    """Threads: one per contact and Slack channel, with its Slack root post."""
+
+    async def upsert_thread(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        location_id: str,
+        contact_id: str,
+        thread_ts: str | None = None,
+        conversation_id: str | None = None,
+        channel_type: str | None = None,
+        email_thread_id: str | None = None,
+        subject: str | None = None,
+        contact_label: str | None = None,
+    ) -> ThreadRecord:
+        """The contact's thread in this channel, created if missing (one even under races).
+
+        On an existing thread, columns that are still NULL are filled from the arguments;
+        set columns are never overwritten here (use update_thread / set_thread_ts). Compare
+        the result's thread_ts with yours to learn whether your Slack root won.
+        """
+        now = self._clock()
+        fills = {
+            "thread_ts": thread_ts,
+            "conversation_id": conversation_id,
+            "channel_type": channel_type,
+            "email_thread_id": email_thread_id,
+            "subject": subject,
+            "contact_label": contact_label,
+        }
+        async with self._write() as db:
+            # Inside BEGIN IMMEDIATE no other writer can slip in between this look-up and
+            # the insert, so concurrent first sends to a contact end up with one thread.
+            row = await _one(
+                db,
+                "SELECT * FROM slack_threads WHERE team_id = ? AND channel_id = ?"
+                " AND location_id = ? AND contact_id = ?",
+                (team_id, channel_id, location_id, contact_id),
+            )
+            if row is None:
+                row = await _one(
+                    db,
+                    """
+                    INSERT INTO slack_threads (team_id, channel_id, thread_ts, location_id,
+                        contact_id, conversation_id, channel_type, email_thread_id, subject,
+                        contact_label, created_at, updated_at)
+                    VALUES (:team_id, :channel_id, :thread_ts, :location_id, :contact_id,
+                        :conversation_id, :channel_type, :email_thread_id, :subject,
+                        :contact_label, :now, :now)
+                    RETURNING *
+                    """,
+                    {
+                        "team_id": team_id,
+                        "channel_id": channel_id,
+                        "location_id": location_id,
+                        "contact_id": contact_id,
+                        "now": now,
+                        **fills,
+                    },
+                )
+            elif any(row[column] is None and value is not None for column, value in fills.items()):
+                row = await _one(
+                    db,
+                    """
+                    UPDATE slack_threads SET
+                        thread_ts = COALESCE(thread_ts, :thread_ts),
+                        conversation_id = COALESCE(conversation_id, :conversation_id),
+                        channel_type = COALESCE(channel_type, :channel_type),
+                        email_thread_id = COALESCE(email_thread_id, :email_thread_id),
+                        subject = COALESCE(subject, :subject),
+                        contact_label = COALESCE(contact_label, :contact_label),
+                        updated_at = :now
+                    WHERE id = :id
+                    RETURNING *
+                    """,
+                    {"id": row["id"], "now": now, **fills},
+                )
+        return _thread(_required(row))
+
+    async def get_thread(self, thread_id: int) -> ThreadRecord | None:
+        async with self._read() as db:
+            row = await _one(db, "SELECT * FROM slack_threads WHERE id = ?", (thread_id,))
+        return None if row is None else _thread(row)
+
+    async def get_thread_by_slack(
+        self, team_id: str, channel_id: str, thread_ts: str
+    ) -> ThreadRecord | None:
+        async with self._read() as db:
+            row = await _one(
+                db,
+                "SELECT * FROM slack_threads"
+                " WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
+                (team_id, channel_id, thread_ts),
+            )
+        return None if row is None else _thread(row)
+
+    async def find_thread_for_contact(
+        self, team_id: str, channel_id: str, location_id: str, contact_id: str
+    ) -> ThreadRecord | None:
+        async with self._read() as db:
+            row = await _one(
+                db,
+                "SELECT * FROM slack_threads WHERE team_id = ? AND channel_id = ?"
+                " AND location_id = ? AND contact_id = ?",
+                (team_id, channel_id, location_id, contact_id),
+            )
+        return None if row is None else _thread(row)
+
+    async def find_threads_for_conversation(
+        self, location_id: str, conversation_id: str
+    ) -> list[ThreadRecord]:
+        """Threads (one per channel) showing this conversation, most recently updated first."""
+        async with self._read() as db:
+            rows = await _all(
+                db,
+                "SELECT * FROM slack_threads WHERE location_id = ? AND conversation_id = ?"
+                " ORDER BY updated_at DESC, id DESC",
+                (location_id, conversation_id),
+            )
+        return [_thread(row) for row in rows]
+
+    async def find_threads_for_contact(
+        self, location_id: str, contact_id: str
+    ) -> list[ThreadRecord]:
+        """Threads of this contact in any channel, most recently updated first.
+
+        For inbound messages whose conversation is not yet linked to a thread.
+        """
+        async with self._read() as db:
+            rows = await _all(
+                db,
+                "SELECT * FROM slack_threads WHERE location_id = ? AND contact_id = ?"
+                " ORDER BY updated_at DESC, id DESC",
+                (location_id, contact_id),
+            )
+        return [_thread(row) for row in rows]
+
+    async def update_thread(
+        self,
+        thread_id: int,
+        *,
+        conversation_id: str | Unset | None = UNSET,
+        channel_type: str | Unset | None = UNSET,
+        email_thread_id: str | Unset | None = UNSET,
+        subject: str | Unset | None = UNSET,
+        contact_label: str | Unset | None = UNSET,
+    ) -> ThreadRecord:
+        """Change only the given columns (None clears one); updated_at is always bumped."""
+        given = {
+            "conversation_id": conversation_id,
+            "channel_type": channel_type,
+            "email_thread_id": email_thread_id,
+            "subject": subject,
+            "contact_label": contact_label,
+        }
+        params: dict[str, Any] = {"id": thread_id, "now": self._clock()}
+        for column, value in given.items():
+            params[f"set_{column}"] = value is not UNSET
+            params[column] = None if value is UNSET else value
+        async with self._write() as db:
+            # One fixed statement whose CASEs keep unset columns, rather than SQL assembled
+            # from the arguments.
+            row = await _one(
+                db,
+                """
+                UPDATE slack_threads SET
+                    conversation_id = CASE WHEN :set_conversation_id
+                        THEN :conversation_id ELSE conversation_id END,
+                    channel_type = CASE WHEN :set_channel_type
+                        THEN :channel_type ELSE channel_type END,
+                    email_thread_id = CASE WHEN :set_email_thread_id
+                        THEN :email_thread_id ELSE email_thread_id END,
+                    subject = CASE WHEN :set_subject THEN :subject ELSE subject END,
+                    contact_label = CASE WHEN :set_contact_label
+                        THEN :contact_label ELSE contact_label END,
+                    updated_at = :now
+                WHERE id = :id
+                RETURNING *
+                """,
+                params,
+            )
+        if row is None:
+            raise NotFoundError(f"no thread {thread_id}")
+        return _thread(row)
+
+    async def set_thread_ts(
+        self, thread_id: int, thread_ts: str, *, replace: bool = False
+    ) -> ThreadRecord:
+        """Record the Slack root of a reserved thread; the first root wins.
+
+        Unless `replace`, a thread that already has a root keeps it: compare the result's
+        thread_ts with yours, and if it differs, your post lost the race (delete or ignore it).
+        ConflictError if another thread in the channel already uses `thread_ts`.
+        """
+        async with self._write() as db:
+            row = await _one(
+                db,
+                "UPDATE slack_threads SET thread_ts = :ts, updated_at = :now"
+                " WHERE id = :id AND (thread_ts IS NULL OR :replace)"
+                " RETURNING *",
+                {"ts": thread_ts, "now": self._clock(), "id": thread_id, "replace": replace},
+            )
+            if row is None:
+                row = await _one(db, "SELECT * FROM slack_threads WHERE id = ?", (thread_id,))
+        if row is None:
+            raise NotFoundError(f"no thread {thread_id}")
+        return _thread(row)
+
+    async def delete_thread(self, thread_id: int) -> bool:
+        """Forget a thread (its messages and outbox entries keep existing, unlinked)."""
+        async with self._write() as db:
+            rows = await _all(
+                db, "DELETE FROM slack_threads WHERE id = ? RETURNING id", (thread_id,)
+            )
+        return bool(rows)
+
+
+def _thread(row: sqlite3.Row) -> ThreadRecord:
+    return ThreadRecord(
+        id=row["id"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        thread_ts=row["thread_ts"],
+        location_id=row["location_id"],
+        contact_id=row["contact_id"],
+        conversation_id=row["conversation_id"],
+        channel_type=row["channel_type"],
+        email_thread_id=row["email_thread_id"],
+        subject=row["subject"],
+        contact_label=row["contact_label"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
