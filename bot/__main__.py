@@ -1,49 +1,194 @@
-"""The `ghl-bridge` command line (also `python -m bot`)."""
+"""The `ghl-bridge` command line (also `python -m bot`).
+
+`serve` loads only what serving needs: the demo, `doctor` and the sandbox are imported by the
+command that runs them, and their options only when that command is on the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
 
-from bot import demo, doctor
-from bot.sandbox.highlevel import cli as sandbox_cli
-from bot.settings import SettingsError, load_settings
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from bot.settings import Settings, SettingsError, load_settings
 
 EXIT_CONFIG = 2
+PACKAGE = "ghl-bridge"
+# The commands whose options come from a module `serve` must not import.
+LAZY_COMMANDS = frozenset({"sandbox", "demo", "doctor"})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def package_version() -> str:
+    """The installed package's version, else the one in the pyproject.toml beside the source."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            with pyproject.open("rb") as file:
+                return str(tomllib.load(file)["project"]["version"])
+        except (OSError, tomllib.TOMLDecodeError, KeyError):
+            return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, looking the version up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{PACKAGE} {package_version()}")
+        parser.exit()
+
+
+def environment_variable(name: str) -> str:
+    """The environment variable a `Settings` field is read from."""
+    prefix = Settings.model_config.get("env_prefix") or ""
+    return f"{prefix}{name}".upper()
+
+
+def shown_default(field: FieldInfo) -> str:
+    """A field's default as a person sets it: a value, `unset`, or `required`."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("default_text"), str):
+        return str(extra["default_text"])
+    if field.default_factory is not None:
+        return "computed"
+    if field.default is PydanticUndefined:
+        return "required"
+    if field.default is None or field.default == frozenset():
+        return "unset"
+    if isinstance(field.default, float):
+        return f"{field.default:g}"
+    return str(field.default)
+
+
+def help_width() -> int:
+    """argparse's own line width, for the text it does not wrap."""
+    return max(60, min(100, shutil.get_terminal_size().columns - 2))
+
+
+def environment_help(width: int | None = None) -> str:
+    """Every environment variable `serve` reads, with its meaning and default, from `Settings`."""
+    width = width or help_width()
+    fields = Settings.model_fields
+    column = max(len(environment_variable(name)) for name in fields) + 4
+    lines = [
+        "environment variables (also read from a .env file in the working directory):",
+        "",
+    ]
+    for name, field in fields.items():
+        text = f"{field.description or ''} (default: {shown_default(field)})"
+        lines.extend(
+            textwrap.wrap(
+                text,
+                width=width,
+                initial_indent=f"  {environment_variable(name)}".ljust(column),
+                subsequent_indent=" " * column,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(lines)
+
+
+def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    from bot.sandbox.highlevel import cli
+
+    cli.add_arguments(parser)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from bot import demo
+
+    demo.add_arguments(parser)
+
+
+def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    from bot import doctor
+
+    doctor.add_arguments(parser)
+
+
+LAZY_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "sandbox": _sandbox_arguments,
+    "demo": _demo_arguments,
+    "doctor": _doctor_arguments,
+}
+
+
+def build_parser(options_for: Collection[str] = LAZY_COMMANDS) -> argparse.ArgumentParser:
+    """The whole command line; only the commands in `options_for` get their own options.
+
+    Adding a command's options imports its module, so `main` asks only for the command it runs.
+    """
     parser = argparse.ArgumentParser(
-        prog="ghl-bridge",
+        prog=PACKAGE,
         description="Text, email and WhatsApp HighLevel customers from Slack.",
     )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version of ghl-bridge and exit"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser("serve", help="run the Slack app, the webhook endpoint and the workers")
+    commands.add_parser(
+        "serve",
+        help="run the Slack app, the webhook endpoint and the workers",
+        description=textwrap.fill(
+            "Run the Slack app, the HighLevel webhook endpoint and the workers until SIGINT "
+            "or SIGTERM. Configured by the environment variables below.",
+            width=help_width(),
+        ),
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sandbox = commands.add_parser(
         "sandbox",
         help="run the HighLevel simulator alone, for a dry run with a real Slack workspace",
         description="Serve a spec-faithful HighLevel simulator and print the settings that "
         "point the bridge at it.",
     )
-    sandbox_cli.add_arguments(sandbox)
     demo_parser = commands.add_parser(
         "demo",
         help="run a scripted conversation on the bundled sandboxes (no accounts needed)",
         description="Start both simulators and a real bridge on loopback, drive a scripted "
         "conversation through signed Slack requests, and print what Slack would show.",
     )
-    demo.add_arguments(demo_parser)
     doctor_parser = commands.add_parser(
         "doctor",
         help="check the configuration, both APIs, the database and inbound delivery",
         description="Run each check and print ✓ or ✗ with the fix in one line. "
         "Exit 0 only when all pass.",
     )
-    doctor.add_arguments(doctor_parser)
+    subparsers = {"sandbox": sandbox, "demo": demo_parser, "doctor": doctor_parser}
+    for command in options_for:
+        LAZY_ARGUMENTS[command](subparsers[command])
     return parser
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the top level has no options taking a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def configure_logging(level: str) -> None:
@@ -75,15 +220,24 @@ def run_serve() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = command_in(arguments)
+    parser = build_parser(options_for=[name for name in LAZY_COMMANDS if name == command])
+    args = parser.parse_args(arguments)
     if args.command == "serve":
         return run_serve()
     if args.command == "demo":
+        from bot import demo
+
         return asyncio.run(demo.run(args))
     if args.command == "doctor":
+        from bot import doctor
+
         configure_logging("WARNING")
         return asyncio.run(doctor.run(args))
     if args.command == "sandbox":
+        from bot.sandbox.highlevel import cli as sandbox_cli
+
         configure_logging("INFO")
         return asyncio.run(sandbox_cli.run(args))
     raise AssertionError(f"unhandled command {args.command!r}")

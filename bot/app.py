@@ -24,6 +24,7 @@ from bot.highlevel import HighLevelClient
 from bot.inbound import InboundService, InboundWorker
 from bot.inbound.polling import InboundPoller
 from bot.listener_work import ListenerWork
+from bot.observability import BridgeMetrics, Readiness, new_instance_id, program_version
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
 from bot.outbound.intents import ComposeIntents, IntentRecovery
 from bot.posting.pacing import ChannelPacer
@@ -106,6 +107,7 @@ class Bridge:
         workers: WorkerGroup,
         webhooks: WebhookEndpoint,
         listener_work: ListenerWork | None = None,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -115,6 +117,9 @@ class Bridge:
         self.workers = workers
         self.webhooks = webhooks
         self.listener_work = listener_work or ListenerWork()
+        self.metrics = metrics or BridgeMetrics(
+            store=store, instance_id=new_instance_id(), version=program_version()
+        )
         self._started = False
 
     @classmethod
@@ -122,11 +127,16 @@ class Bridge:
         """Open the store (applying migrations) and wire every part from `settings`."""
         # A read-only database (or a full disk) stops start-up here, with what to do about it.
         store = await open_writable_store(settings.database_url)
+        metrics = BridgeMetrics(
+            store=store, instance_id=new_instance_id(), version=program_version()
+        )
+        log.info("instance %s (ghl-bridge %s)", metrics.instance_id, program_version())
         highlevel = HighLevelClient(
             token=settings.ghl_api_token,
             location_id=settings.ghl_location_id,
             base_url=settings.ghl_api_url,
             timeout=highlevel_timeout(settings),
+            observer=metrics,
         )
         # One keep-alive connection pool for every Web API call (Bolt's per-request clients
         # reuse the session of `slack_client` too); closed in `aclose`.
@@ -135,9 +145,12 @@ class Bridge:
         poster = SlackPoster(
             build_slack_client(settings, pace_posts=True, session=slack_session),
             ChannelPacer(rate_per_second=settings.slack_post_rate),
+            observer=metrics,
         )
-        presenter = SendPresenter(store=store, poster=poster)
-        outbox = OutboxWorker(store=store, highlevel=highlevel, presenter=presenter)
+        presenter = SendPresenter(store=store, poster=poster, outcomes=metrics)
+        outbox = OutboxWorker(
+            store=store, highlevel=highlevel, presenter=presenter, outcomes=metrics
+        )
         contacts = ContactDirectory(highlevel)
         outbound = OutboundService(
             store=store,
@@ -203,11 +216,13 @@ class Bridge:
             workers=WorkerGroup(workers),
             webhooks=webhooks,
             listener_work=listener_work,
+            metrics=metrics,
         )
 
     def start(self, *, socket_mode: HealthSource | None = None) -> None:
         """Start the workers; `socket_mode` (the Socket Mode connection) counts for health."""
         self._database = DatabaseProbe(self.store)
+        self._readiness = Readiness(self.store, self._database)
         self._socket_mode = socket_mode
         self.workers.start()
         self._started = True
@@ -222,6 +237,13 @@ class Bridge:
         if problem is None and self._socket_mode is not None:
             problem = self._socket_mode.problem()
         return problem
+
+    async def ready(self) -> str | None:
+        """None when this instance can take traffic; else one line saying why not: the
+        database takes no writes, or its schema is not the one this program knows."""
+        if not self._started:
+            return "not running"
+        return await self._readiness.problem()
 
     async def aclose(self, grace: float = 0.0) -> None:
         """Wait for the Slack listeners still at work, then stop the workers (each finishes its

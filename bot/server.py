@@ -25,6 +25,7 @@ from bot.http_guard import (
     plan_connections,
     raise_open_file_limit,
 )
+from bot.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.settings import Settings
 from bot.socket_mode import SocketModeError, SocketModeLink
 from handlers.webhooks import RETRY_AFTER_SECONDS
@@ -46,7 +47,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def build_web_app(bridge: Bridge, guard: ConnectionGuard | None = None) -> web.Application:
-    """Routes: POST /slack/events, POST /ghl/webhooks, GET /healthz."""
+    """Routes: POST /slack/events, POST /ghl/webhooks, GET /healthz, /readyz and /metrics."""
     settings = bridge.settings
     app = web.Application(
         client_max_size=SLACK_MAX_BODY_BYTES,
@@ -75,6 +76,8 @@ def build_web_app(bridge: Bridge, guard: ConnectionGuard | None = None) -> web.A
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/ghl/webhooks", ghl_webhooks)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.on_cleanup.append(_close_body_gates)
     return app
 
@@ -143,6 +146,21 @@ async def healthz(request: web.Request) -> web.Response:
     if problem is None:
         return web.json_response({"status": "ok"})
     return web.json_response({"status": "unavailable", "reason": problem}, status=503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 while this instance can take traffic; 503 with a one-line reason while it cannot
+    (a database that takes no writes, a schema older or newer than this program knows)."""
+    problem = await request.app[BRIDGE_KEY].ready()
+    if problem is None:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready", "reason": problem}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; a busy database leaves its figures out, never fails the scrape."""
+    body = await request.app[BRIDGE_KEY].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 def keep_request_urls_out_of_info_logs() -> None:

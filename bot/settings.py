@@ -81,35 +81,109 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    slack_bot_token: SecretStr
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_api_url: str = DEFAULT_SLACK_API_URL
-    slack_inbox_channel: str | None = None
-    ghl_api_token: SecretStr
-    ghl_location_id: str = Field(min_length=1)
-    ghl_api_url: str = DEFAULT_GHL_API_URL
-    ghl_webhook_public_key: str = Field(default_factory=highlevel_webhook_key_pem)
-    database_url: str = "sqlite:///ghl-bridge.sqlite3"
-    host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reachable; HOST narrows it
-    port: int = Field(default=3000, ge=0, le=65535)  # 0: any free port (tests)
-    phone_default_region: str = "US"
-    ghl_poll_seconds: int = Field(default=30, ge=0)
+    slack_bot_token: SecretStr = Field(description="Bot User OAuth Token (xoxb-…)")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="request signing secret (Basic Information)",
+        json_schema_extra={"default_text": "required in HTTP mode"},
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description="app-level token (xapp-…, connections:write); when set, Slack traffic uses "
+        "Socket Mode",
+    )
+    slack_api_url: str = Field(
+        default=DEFAULT_SLACK_API_URL,
+        description="Slack Web API base URL (the seam to a fake Slack)",
+    )
+    slack_inbox_channel: str | None = Field(
+        default=None,
+        description="channel ID where inbound conversations with no thread yet are opened",
+    )
+    ghl_api_token: SecretStr = Field(
+        description="Private Integration Token or sub-account OAuth access token"
+    )
+    ghl_location_id: str = Field(min_length=1, description="sub-account (location) id")
+    ghl_api_url: str = Field(default=DEFAULT_GHL_API_URL, description="HighLevel API base URL")
+    ghl_webhook_public_key: str = Field(
+        default_factory=highlevel_webhook_key_pem,
+        description="Ed25519 public key (PEM; \\n escapes allowed) verifying x-ghl-signature",
+        json_schema_extra={"default_text": "HighLevel's published key (bot/keys/)"},
+    )
+    database_url: str = Field(
+        default="sqlite:///ghl-bridge.sqlite3",
+        description="sqlite:///relative/path or sqlite:////absolute/path",
+    )
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a server is meant to be reachable; HOST narrows it
+        description="HTTP listen address",
+    )
+    port: int = Field(  # 0: any free port (tests)
+        default=3000, ge=0, le=65535, description="HTTP listen port (0 picks a free port)"
+    )
+    phone_default_region: str = Field(
+        default="US", description="region for numbers written without +"
+    )
+    ghl_poll_seconds: int = Field(
+        default=30, ge=0, description="inbound polling interval in seconds; 0 disables"
+    )
     # How long a HighLevel request may take before the bridge gives up on its answer.
-    ghl_timeout_seconds: float = Field(default=20.0, gt=0)
-    allowed_slack_users: Annotated[frozenset[str], NoDecode] = frozenset()
-    allowed_slack_channels: Annotated[frozenset[str], NoDecode] = frozenset()
-    slack_post_rate: float = Field(default=1.0, gt=0)
-    log_level: str = "INFO"
+    ghl_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="how long to wait for HighLevel's answer before treating the outcome as "
+        "unknown",
+    )
+    allowed_slack_users: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(),
+        description="optional comma-separated allowlist of Slack user IDs",
+        json_schema_extra={"default_text": "unset (everyone)"},
+    )
+    allowed_slack_channels: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(),
+        description="optional comma-separated allowlist of Slack channel IDs",
+        json_schema_extra={"default_text": "unset (everyone)"},
+    )
+    slack_post_rate: float = Field(
+        default=1.0,
+        gt=0,
+        description="posts per second per channel (Slack allows about 1, with short bursts)",
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     # Slow and hostile clients (bot/http_guard.py). Slack wants an answer within 3 s, so a
     # request that takes seconds to arrive is of no use anyway.
-    http_header_timeout_seconds: float = Field(default=5.0, gt=0)
-    http_body_timeout_seconds: float = Field(default=5.0, gt=0)
+    http_header_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="a connection whose request head has not fully arrived this many seconds "
+        "after it opened (or after its first byte following an idle spell) is closed",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="a request body not received within this many seconds gets 408 and the "
+        "connection is closed",
+    )
     # Longer than a reverse proxy's upstream keep-alive (nginx: 60 s), so the proxy closes first.
-    http_idle_timeout_seconds: float = Field(default=75.0, gt=0)
+    http_idle_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="seconds after which an idle kept-alive connection is closed; keep it longer "
+        "than a proxy's upstream keep-alive",
+    )
     # Also kept below the open-file limit, whatever is set here.
-    http_max_connections: int = Field(default=1000, ge=1)
-    http_max_pending_bodies: int = Field(default=64, ge=1)
+    http_max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="most connections open at once (also kept below the open-file limit); at "
+        "the cap, the longest-waiting idle one makes room for a new one",
+    )
+    http_max_pending_bodies: int = Field(
+        default=64,
+        ge=1,
+        description="request bodies read at once per route before their signature is checked; "
+        "past that a webhook gets 429 with Retry-After, a Slack request 503",
+    )
 
     @field_validator("allowed_slack_users", "allowed_slack_channels", mode="before")
     @classmethod

@@ -184,3 +184,13 @@ class ComposeIntent:
     def payload(self) -> dict[str, Any]:
         decoded: dict[str, Any] = json.loads(self.payload_json)
         return decoded
+
+
+@dataclass(frozen=True, slots=True)
+class InboundBacklog:
+    """The inbound queue at one moment: what waits, what is in hand, since when the oldest waits."""
+
+    pending: int
+    processing: int
+    oldest_pending_received_at: float | None
+    """When the longest-waiting pending event was stored; None while none is pending."""

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storage._records import InboundEvent, InboundState
+from storage._records import InboundBacklog, InboundEvent, InboundState
 from storage._sqlite_base import StoreBase, _all, _one, _required
 
 # None of the conversation is processing and the pending event `candidate` is its first
@@ -194,6 +194,35 @@ class InboundMixin(StoreBase):
                 db, "SELECT MAX(received_at) FROM inbound_events WHERE source = ?", (source,)
             )
         return None if row is None or row[0] is None else float(row[0])
+
+    async def inbound_backlog(self) -> InboundBacklog:
+        """The queue's depth (pending, processing) and when its oldest pending event arrived.
+
+        One statement, each part a range of inbound_events_due (state, next_attempt_at, id)
+        read from the index alone, as long as the backlog and never the history. The oldest
+        pending event is the one with the smallest id (ids grow with arrival): MIN(id) comes
+        from the index, where MIN(received_at) would read every pending row.
+        """
+        async with self._read() as db:
+            row = await _one(
+                db,
+                """
+                SELECT
+                    (SELECT COUNT(*) FROM inbound_events WHERE state = 'pending') AS pending,
+                    (SELECT COUNT(*) FROM inbound_events WHERE state = 'processing')
+                        AS processing,
+                    (SELECT received_at FROM inbound_events WHERE id = (
+                        SELECT MIN(id) FROM inbound_events WHERE state = 'pending'
+                    )) AS oldest
+                """,
+            )
+        row = _required(row)
+        oldest = row["oldest"]
+        return InboundBacklog(
+            pending=int(row["pending"]),
+            processing=int(row["processing"]),
+            oldest_pending_received_at=None if oldest is None else float(oldest),
+        )
 
 
 def _inbound(row: sqlite3.Row) -> InboundEvent:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bot.__main__ import shown_default
 from bot.settings import (
     DEFAULT_GHL_API_URL,
     DEFAULT_SLACK_API_URL,
@@ -143,3 +145,30 @@ def test_serve_without_token_exits_2_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert "GHL_API_TOKEN" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def _configuration_table() -> dict[str, str]:
+    """README's Configuration table: each variable named in a row -> that row's default cell."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    defaults: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if not row.startswith("|") or len(cells) != 3:
+            continue
+        for variable in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]):
+            defaults[variable] = cells[2].replace("`", "")
+    return defaults
+
+
+def test_every_setting_is_described_and_in_the_readme_table_with_its_default() -> None:
+    # `serve --help` is generated from these descriptions (tests/test_cli.py checks it); the
+    # README's table is written by hand, so this keeps the two from drifting apart.
+    table = _configuration_table()
+    assert len(table) >= 20, "the README's Configuration table was not found"
+    for name, field in Settings.model_fields.items():
+        variable = name.upper()
+        assert field.description, f"{variable}: add Field(description=...) in bot/settings.py"
+        assert variable in table, f"{variable} is missing from the README's Configuration table"
+        assert shown_default(field) in table[variable], variable
+    assert set(table) == {name.upper() for name in Settings.model_fields}

@@ -11,7 +11,7 @@ Errors: one tree rooted at ``HighLevelError`` — read its module docstring (``_
 all ``may_have_acted`` before retrying a failed send.
 """
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, HighLevelClient
+from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, HighLevelClient, RequestObserver
 from ._errors import (
     AuthError,
     HighLevelError,
@@ -67,6 +67,7 @@ __all__ = [
     "OptimizationPeriod",
     "RateLimitedError",
     "RateLimiter",
+    "RequestObserver",
     "SendMessageRequest",
     "SendMessageResponse",
     "ServerError",

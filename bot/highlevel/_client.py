@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -36,7 +36,7 @@ from ._models import (
 )
 from ._ratelimit import RateLimiter
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "HighLevelClient"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "HighLevelClient", "RequestObserver"]
 
 logger = logging.getLogger("bot.highlevel")
 
@@ -61,6 +61,15 @@ _NEVER_SENT_ERRORS: tuple[type[httpx.RequestError], ...] = (
 
 _ModelT = TypeVar("_ModelT", bound=pydantic.BaseModel)
 _jitter = random.SystemRandom()
+
+
+class RequestObserver(Protocol):
+    """Told of each HTTP attempt's end (metrics): the location, the HTTP method, how long it
+    took and HighLevel's status code (None: no answer). Never the path: it carries ids."""
+
+    def highlevel_request(
+        self, *, location_id: str, method: str, seconds: float, status: int | None
+    ) -> None: ...
 
 
 class _Kind(enum.Enum):
@@ -95,6 +104,7 @@ class HighLevelClient:
         transport: httpx.AsyncBaseTransport | None = None,
         conversations_version: str = CONVERSATIONS_VERSION,
         contacts_version: str = CONTACTS_VERSION,
+        observer: RequestObserver | None = None,
     ) -> None:
         if not location_id:
             raise ValueError("location_id is required")
@@ -109,6 +119,7 @@ class HighLevelClient:
         self._max_rate_limit_wait = max_rate_limit_wait
         self._conversations_version = conversations_version
         self._contacts_version = contacts_version
+        self._observer = observer
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
@@ -379,6 +390,7 @@ class HighLevelClient:
                     self._limiter.settle(stamp)
             except httpx.RequestError as exc:
                 elapsed_ms = (time.monotonic() - started) * 1000
+                self._observe(method, elapsed_ms, None)
                 never_sent = isinstance(exc, _NEVER_SENT_ERRORS)
                 logger.debug(
                     "%s %s -> %s after %.0f ms", method, path, type(exc).__name__, elapsed_ms
@@ -393,6 +405,7 @@ class HighLevelClient:
                 ) from exc
 
             elapsed_ms = (time.monotonic() - started) * 1000
+            self._observe(method, elapsed_ms, response.status_code)
             logger.debug("%s %s -> %d in %.0f ms", method, path, response.status_code, elapsed_ms)
             self._limiter.observe_headers(response.headers)
             status = response.status_code
@@ -418,6 +431,15 @@ class HighLevelClient:
                 trace_id=_trace_id(error_body),
                 may_have_acted=kind is _Kind.WRITE and status >= 500,
                 retry_after=retry_after,
+            )
+
+    def _observe(self, method: str, elapsed_ms: float, status: int | None) -> None:
+        if self._observer is not None:
+            self._observer.highlevel_request(
+                location_id=self._location_id,
+                method=method,
+                seconds=elapsed_ms / 1000,
+                status=status,
             )
 
     async def _backoff(self, method: str, path: str, attempt: int, reason: str) -> None:

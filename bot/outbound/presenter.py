@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
+from typing import Protocol
 
 from bot.outbound.entry import Display, unpack_entry
 from bot.posting.poster import PostMark, SlackPoster, SlackPostError, cannot_look
@@ -15,6 +16,22 @@ from bot.ui.thread_builder import PostStatus, SendPost
 from storage import OutboxEntry, Store, ThreadRecord
 
 log = logging.getLogger(__name__)
+
+
+class SendOutcomeObserver(Protocol):
+    """Told how each attempt at a send ended (metrics): one of SEND_OUTCOMES."""
+
+    def send_outcome(self, outcome: str) -> None: ...
+
+
+SEND_OUTCOMES = (
+    "sent",  # HighLevel took it (scheduled ones too)
+    "found_by_reconciliation",  # its answer was lost, but the conversation shows it
+    "failed",  # HighLevel refused it, or the stored request could not be read
+    "unknown",  # no answer, and not found in the conversation: a person decides
+    "retried",  # not sent yet (429, no connection): tried again later
+    "cancelled",  # a scheduled send cancelled by a person
+)
 
 
 def thread_mark(thread: ThreadRecord) -> str:
@@ -55,9 +72,12 @@ class SendPresenter:
     """Shows a send in Slack: its post (the thread root for a conversation's first send) and
     each status change. Rendering is the builders' job; this decides what and where."""
 
-    def __init__(self, *, store: Store, poster: SlackPoster) -> None:
+    def __init__(
+        self, *, store: Store, poster: SlackPoster, outcomes: SendOutcomeObserver | None = None
+    ) -> None:
         self._store = store
         self._poster = poster
+        self._outcomes = outcomes
         # One status change of a send is shown at a time: the outbox worker and the inbound
         # worker (HighLevel's status webhooks) both show sends, and two first posts of one send
         # racing each other would leave it shown twice.
@@ -256,6 +276,9 @@ class SendPresenter:
         error: str | None = None,
     ) -> None:
         """Update the send's Slack post (or post it, if posting failed earlier)."""
+        if status is PostStatus.CANCELLED and self._outcomes is not None:
+            # Only a person's cancel, once the store marked the entry cancelled, shows this.
+            self._outcomes.send_outcome("cancelled")
         async with self._showing.hold(entry.id):
             thread_id = entry.thread_id or (thread.id if thread is not None else None)
             if thread_id is None:

@@ -18,7 +18,7 @@ from bot.highlevel import (
     SendMessageResponse,
 )
 from bot.outbound.entry import Display, unpack_entry
-from bot.outbound.presenter import SendPresenter
+from bot.outbound.presenter import SendOutcomeObserver, SendPresenter
 from bot.ui.thread_builder import PostStatus
 from bot.workers import QueueSlots
 from storage import OutboxEntry, OutboxState, Store, StoreError, ThreadRecord
@@ -47,10 +47,12 @@ class OutboxWorker:
         max_attempts: int = 8,
         reconcile_delays: Sequence[float] = (0.5, 2.0),
         clock: Callable[[], float] = time.time,
+        outcomes: SendOutcomeObserver | None = None,
     ) -> None:
         self._store = store
         self._highlevel = highlevel
         self._presenter = presenter
+        self._outcomes = outcomes
         self._max_attempts = max_attempts
         self._reconcile_delays = tuple(reconcile_delays)
         self._clock = clock
@@ -88,6 +90,7 @@ class OutboxWorker:
             # Nothing was sent: the stored request could not even be read.
             log.error("outbox %d: unreadable request (%s); marked failed", entry.id, exc)
             await self._store.mark_failed(entry.id, "the stored message could not be read")
+            self._count("failed")
             return
         try:
             await self._process(entry, request, display)
@@ -97,6 +100,7 @@ class OutboxWorker:
             log.exception("outbox %d: unexpected error while sending; outcome unknown", entry.id)
             with contextlib.suppress(Exception):
                 entry = await self._store.mark_unknown(entry.id, "an internal error interrupted it")
+                self._count("unknown")
                 await self._presenter.show(entry, PostStatus.UNKNOWN, error=entry.last_error)
 
     async def _process(
@@ -117,6 +121,8 @@ class OutboxWorker:
         thread: ThreadRecord | None,
         display: Display,
         response: SendMessageResponse,
+        *,
+        outcome: str = "sent",
     ) -> None:
         is_email = entry.message_type == MessageChannel.EMAIL.value
         entry = await self._store.mark_sent(
@@ -137,6 +143,7 @@ class OutboxWorker:
                 subject=request.subject,
             )
         log.info("outbox %d: sent", entry.id)
+        self._count(outcome)
         status = PostStatus.SCHEDULED if entry.scheduled_at else PostStatus.SENT
         await self._presenter.show(entry, status, thread=thread, display=display)
 
@@ -159,9 +166,11 @@ class OutboxWorker:
             await self._store.retry_later(
                 entry.id, next_attempt_at=self._clock() + wait, error=exc.message
             )
+            self._count("retried")
             return
         log.info("outbox %d: HighLevel refused it (%s)", entry.id, type(exc).__name__)
         entry = await self._store.mark_failed(entry.id, exc.message)
+        self._count("failed")
         await self._presenter.show(
             entry, PostStatus.FAILED, thread=thread, display=display, error=exc.message
         )
@@ -189,11 +198,18 @@ class OutboxWorker:
             if found is not None:
                 log.info("outbox %d: found in the conversation; it was sent", entry.id)
                 response = found
-                await self._record_sent(entry, thread, display, response)
+                await self._record_sent(
+                    entry, thread, display, response, outcome="found_by_reconciliation"
+                )
                 return
+        self._count("unknown")
         await self._presenter.show(
             entry, PostStatus.UNKNOWN, thread=thread, display=display, error=reason
         )
+
+    def _count(self, outcome: str) -> None:
+        if self._outcomes is not None:
+            self._outcomes.send_outcome(outcome)
 
     async def _find_in_conversation(
         self, entry: OutboxEntry, request: SendMessageRequest, thread: ThreadRecord | None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -37,6 +37,15 @@ LOOKUP_MAX_PAGES = 10
 # No answer at all: the request may or may not have reached Slack.
 _NO_ANSWER = (TimeoutError, aiohttp.ClientError)
 READ_ATTEMPTS = 3
+
+_T = TypeVar("_T")
+
+
+class SlackErrorObserver(Protocol):
+    """Told of each Web API call Slack refused or never answered (metrics): the API method,
+    Slack's error code ("no_answer" when none came), and whether it was Slack's rate limit."""
+
+    def slack_api_error(self, *, method: str, error: str, rate_limited: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,13 @@ class SlackPostError(Exception):
 class SlackPoster:
     """Posts, updates and ephemeral notices through the Web API (SLACK_API_URL)."""
 
-    def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        pacer: ChannelPacer | None = None,
+        *,
+        observer: SlackErrorObserver | None = None,
+    ) -> None:
         # Posts are paced here, per channel; give this poster a client without slack_sdk's
         # rate-limit retry handler, or a 429 would be retried behind the pacer's back.
         self._client = client
@@ -83,6 +98,23 @@ class SlackPoster:
         self._members: dict[str, tuple[float, bool]] = {}
         self._team_id: str | None = None
         self._bot_id: str | None = None
+        self._observer = observer
+
+    async def _watched(self, method: str, call: Awaitable[_T]) -> _T:
+        """`call`, with each refusal or missing answer told to the observer (and raised)."""
+        try:
+            return await call
+        except SlackApiError as exc:
+            if self._observer is not None:
+                rate_limited = slack_retry_after(exc) is not None
+                self._observer.slack_api_error(
+                    method=method, error=_code(exc), rate_limited=rate_limited
+                )
+            raise
+        except _NO_ANSWER:
+            if self._observer is not None:
+                self._observer.slack_api_error(method=method, error="no_answer", rate_limited=False)
+            raise
 
     async def can_post(self, channel_id: str) -> bool:
         """The bot is in the channel (or it is a DM with the bot), so it can post there."""
@@ -91,7 +123,9 @@ class SlackPoster:
             return cached[1]
         for attempt in range(READ_ATTEMPTS):
             try:
-                info = await self._client.conversations_info(channel=channel_id)
+                info = await self._watched(
+                    "conversations.info", self._client.conversations_info(channel=channel_id)
+                )
                 break
             except SlackApiError as exc:
                 log.info("conversations.info %s: %s", channel_id, _code(exc))
@@ -114,7 +148,7 @@ class SlackPoster:
 
     async def _identify(self) -> None:
         try:
-            response = await self._client.auth_test()
+            response = await self._watched("auth.test", self._client.auth_test())
         except SlackApiError as exc:
             raise SlackPostError(_code(exc)) from exc
         except _NO_ANSWER as exc:
@@ -161,21 +195,27 @@ class SlackPoster:
         for _ in range(LOOKUP_MAX_PAGES):
             try:
                 if thread_ts is None:
-                    page = await self._client.conversations_history(
-                        channel=channel_id,
-                        oldest=oldest,
-                        limit=LOOKUP_PAGE_SIZE,
-                        include_all_metadata=True,
-                        cursor=cursor,
+                    page = await self._watched(
+                        "conversations.history",
+                        self._client.conversations_history(
+                            channel=channel_id,
+                            oldest=oldest,
+                            limit=LOOKUP_PAGE_SIZE,
+                            include_all_metadata=True,
+                            cursor=cursor,
+                        ),
                     )
                 else:
-                    page = await self._client.conversations_replies(
-                        channel=channel_id,
-                        ts=thread_ts,
-                        oldest=oldest,
-                        limit=LOOKUP_PAGE_SIZE,
-                        include_all_metadata=True,
-                        cursor=cursor,
+                    page = await self._watched(
+                        "conversations.replies",
+                        self._client.conversations_replies(
+                            channel=channel_id,
+                            ts=thread_ts,
+                            oldest=oldest,
+                            limit=LOOKUP_PAGE_SIZE,
+                            include_all_metadata=True,
+                            cursor=cursor,
+                        ),
                     )
             except SlackApiError as exc:
                 if _code(exc) == "thread_not_found":
@@ -220,7 +260,10 @@ class SlackPoster:
     async def react(self, channel_id: str, ts: str, name: str) -> None:
         """Add a reaction; one that is already there is fine."""
         try:
-            await self._client.reactions_add(channel=channel_id, timestamp=ts, name=name)
+            await self._watched(
+                "reactions.add",
+                self._client.reactions_add(channel=channel_id, timestamp=ts, name=name),
+            )
         except SlackApiError as exc:
             if _code(exc) != "already_reacted":
                 raise SlackPostError(_code(exc)) from exc
@@ -273,14 +316,17 @@ class SlackPoster:
                 if found is not None:
                     log.info("a post Slack failed to confirm was made after all; not posting again")
                     return {"ts": found.ts}
-            response = await self._client.chat_postMessage(
-                channel=channel_id,
-                text=text,
-                blocks=list(blocks),
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-                metadata=mark.metadata() if mark is not None else None,
+            response = await self._watched(
+                "chat.postMessage",
+                self._client.chat_postMessage(
+                    channel=channel_id,
+                    text=text,
+                    blocks=list(blocks),
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                    metadata=mark.metadata() if mark is not None else None,
+                ),
             )
             return response.data if isinstance(response.data, dict) else {}
 
@@ -317,8 +363,11 @@ class SlackPoster:
         try:
             await self._pacer.paced(
                 channel_id,
-                lambda: self._client.chat_update(
-                    channel=channel_id, ts=ts, text=text, blocks=list(blocks)
+                lambda: self._watched(
+                    "chat.update",
+                    self._client.chat_update(
+                        channel=channel_id, ts=ts, text=text, blocks=list(blocks)
+                    ),
                 ),
                 # An update is the same whichever attempt lands, so no answer is tried again too.
                 is_rate_limited=_retry_after_or_no_answer,
@@ -333,8 +382,11 @@ class SlackPoster:
     ) -> None:
         """A notice only `user_id` sees; failures are logged, as there is nobody else to tell."""
         try:
-            await self._client.chat_postEphemeral(
-                channel=channel_id, user=user_id, text=text, blocks=list(blocks) or None
+            await self._watched(
+                "chat.postEphemeral",
+                self._client.chat_postEphemeral(
+                    channel=channel_id, user=user_id, text=text, blocks=list(blocks) or None
+                ),
             )
         except SlackApiError as exc:
             log.warning("could not show a notice in %s: %s", channel_id, _code(exc))

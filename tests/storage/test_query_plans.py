@@ -154,6 +154,9 @@ async def _run_hot_queries(store: SqliteStore, statements: Statements) -> dict[s
             lambda: store.latest_message(thread.id, direction=MessageDirection.OUTBOUND),
         ),
         ("finish_inbound", lambda: store.finish_inbound(claimed["inbound"])),
+        # What every /metrics scrape reads.
+        ("count_outbox_by_state", store.count_outbox_by_state),
+        ("inbound_backlog", store.inbound_backlog),
     ]
     ran: dict[str, list[str]] = {}
     for name, call in hot:
