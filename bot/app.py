@@ -267,6 +267,7 @@ class Bridge:
         # the item in hand (an item cut off is reconciled at the next start, never resent).
         await self.workers.stop(grace=max(deadline - loop.time(), WORKER_STOP_MIN_SECONDS))
         self._started = False
+        self.webhooks.not_served.flush()  # the count since its last line, not lost at a stop
         await self.highlevel.aclose()
         if self.slack_client.session is not None:
             await self.slack_client.session.close()
