@@ -1,5 +1,5 @@
-"""Child processes of a bench run: the bridge (`python -m bot serve`), the bare-Bolt baseline
-and the load generator, plus what /proc says about their memory."""
+"""Child processes of a bench run: the bridge (`python -m bot serve`), the bare-Bolt baseline,
+the webhook floor server and the load generator, plus what /proc says about their memory and CPU."""
 
 from __future__ import annotations
 
@@ -238,6 +238,27 @@ async def start_baseline(
                 "SLACK_BOT_TOKEN": bot_token,
                 "SLACK_API_URL": slack_api_url,
             }
+        ),
+        cwd=workdir,
+        log_path=log_path,
+        ready=_LISTENING,
+        cpus=cpus,
+    )
+
+
+async def start_floor(
+    *,
+    public_key_pem: str,
+    database: Path,
+    workdir: Path,
+    log_path: Path,
+    cpus: frozenset[int] | None = None,
+) -> ServerProcess:
+    """`python -m bench.floor`: the least server that can accept a signed webhook."""
+    return await ServerProcess.start(
+        ["-m", "bench.floor"],
+        env=child_environment(
+            {"GHL_WEBHOOK_PUBLIC_KEY": public_key_pem, "FLOOR_DATABASE": str(database)}
         ),
         cwd=workdir,
         log_path=log_path,
