@@ -106,8 +106,8 @@ class Bridge:
         bolt_app: AsyncApp,
         workers: WorkerGroup,
         webhooks: WebhookEndpoint,
-        listener_work: ListenerWork | None = None,
-        metrics: BridgeMetrics | None = None,
+        listener_work: ListenerWork,
+        metrics: BridgeMetrics,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -116,10 +116,8 @@ class Bridge:
         self.bolt_app = bolt_app
         self.workers = workers
         self.webhooks = webhooks
-        self.listener_work = listener_work or ListenerWork()
-        self.metrics = metrics or BridgeMetrics(
-            store=store, instance_id=new_instance_id(), version=program_version()
-        )
+        self.listener_work = listener_work
+        self.metrics = metrics
         self._started = False
 
     @classmethod
