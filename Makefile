@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench serve sandbox clean
+.PHONY: demo test test-slow lint typecheck pytest bench serve sandbox clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,16 @@ typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
 pytest: $(INSTALLED)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
 
-# Benchmarks against both simulators on loopback; QUICK=1 for the small, < 60 s version.
+# The tests that take minutes (three instances on PostgreSQL at HighLevel's real rate limit,
+# the chaos test, a whole quick bench) and the end-to-end suite's run on PostgreSQL; CI runs
+# them after `make test`.
+test-slow: $(INSTALLED)
+	$(BIN)/pytest -m slow
+
+# Benchmarks against both simulators on loopback, SQLite and PostgreSQL side by side; QUICK=1
+# for the small version (about 90 s).
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 

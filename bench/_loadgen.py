@@ -1,18 +1,25 @@
 """The load generator: a separate process that POSTs prepared requests and times each one.
 
-Run as ``python -m bench._loadgen PLAN.json RESULT.json``. It lives in its own process so its
-CPU use never lands in the measured server's process, and the simulators (which stay in the
-orchestrator) never delay its clock readings. The plan holds the target URL, the concurrency,
-how many leading requests are warm-up (sent, not timed), and the bodies with their headers.
-Slack requests are signed just before they are sent, as Slack does; the signing is not timed.
+Run as ``python -m bench._loadgen PLAN.json RESULT.json`` for one plan, or as
+``python -m bench._loadgen --serve`` to take plans on stdin (a JSON array per line: plan path,
+result path), one after another, answering ``done`` (or ``failed: why``) on stdout for each:
+a run makes dozens of plans, and starting Python for each took most of a second. It lives in
+its own process so its CPU use never lands in the measured server's process, and the
+simulators (which stay in the orchestrator) never delay its clock readings. The plan holds
+the target URLs (request i goes to URL i mod their number: round robin over several
+servers), the concurrency, how many leading requests are warm-up (sent, not timed), and the
+bodies with their headers. Every plan gets a new client session, so new connections. Slack
+requests are signed just before they are sent, as Slack does; the signing is not timed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,9 +36,10 @@ class PlannedRequest:
 
 @dataclass(frozen=True, slots=True)
 class LoadPlan:
-    """What the load generator sends: ``requests`` to ``url``, ``concurrency`` at a time."""
+    """What the load generator sends: ``requests`` round robin over ``urls``, ``concurrency``
+    at a time (over all of them together)."""
 
-    url: str
+    urls: list[str]
     concurrency: int
     requests: list[PlannedRequest]
     warmup: int = 0
@@ -96,15 +104,19 @@ def _headers(plan: LoadPlan, request: PlannedRequest) -> dict[str, str]:
 async def _send(
     session: aiohttp.ClientSession,
     plan: LoadPlan,
-    request: PlannedRequest,
+    index: int,
+    requests: list[PlannedRequest],
     due: float | None = None,
 ) -> tuple[float, int]:
-    """Send one request; seconds from ``due`` (default: now) until the whole answer is read."""
+    """Send request ``index``; seconds from ``due`` (default: now) until the whole answer is
+    read."""
+    request = requests[index]
     headers = _headers(plan, request)
     data = request.body.encode()
+    url = plan.urls[index % len(plan.urls)]
     started = time.perf_counter() if due is None else due
     try:
-        async with session.post(plan.url, data=data, headers=headers) as response:
+        async with session.post(url, data=data, headers=headers) as response:
             await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError):
@@ -122,7 +134,7 @@ async def _closed_loop(
 
     async def worker() -> None:
         for index in cursor:
-            latencies[index], statuses[index] = await _send(session, plan, requests[index])
+            latencies[index], statuses[index] = await _send(session, plan, index, requests)
 
     await asyncio.gather(*(worker() for _ in range(max(1, plan.concurrency))))
     return latencies, statuses
@@ -143,13 +155,14 @@ async def _open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         lags[index] = max(0.0, time.perf_counter() - due)
-        latencies[index], statuses[index] = await _send(session, plan, requests[index], due)
+        latencies[index], statuses[index] = await _send(session, plan, index, requests, due)
 
     await asyncio.gather(*(one(index) for index in range(len(requests))))
     return latencies, statuses, lags
 
 
 async def run_plan(plan: LoadPlan) -> LoadResult:
+    cpu_before = time.process_time()
     connector = aiohttp.TCPConnector(limit=max(1, plan.concurrency), force_close=False)
     timeout = aiohttp.ClientTimeout(total=plan.timeout_seconds)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -170,18 +183,42 @@ async def run_plan(plan: LoadPlan) -> LoadResult:
         started=started,
         finished=finished,
         warmup_statuses=warmup_statuses,
-        cpu_seconds=time.process_time(),
+        cpu_seconds=time.process_time() - cpu_before,
         start_lag_p99=lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
     )
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m bench._loadgen PLAN.json RESULT.json", file=sys.stderr)
-        return 2
-    plan = LoadPlan.from_json(Path(argv[0]).read_text("utf-8"))
+def run_file(plan_path: str, result_path: str) -> None:
+    plan = LoadPlan.from_json(Path(plan_path).read_text("utf-8"))
     result = asyncio.run(run_plan(plan))
-    Path(argv[1]).write_text(result.to_json(), "utf-8")
+    Path(result_path).write_text(result.to_json(), "utf-8")
+
+
+def serve() -> int:
+    """One plan per stdin line (a JSON array: plan path, result path), one answer line each,
+    until stdin closes."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        gc.collect()  # the last plan's garbage, collected here rather than in the next's timing
+        try:
+            plan_path, result_path = json.loads(line)
+            run_file(str(plan_path), str(result_path))
+        except Exception as exc:  # the orchestrator shows it with the log; this process serves on
+            traceback.print_exc()  # into the log (stderr)
+            print(f"failed: {type(exc).__name__}: {exc}".replace("\n", " "), flush=True)
+        else:
+            print("done", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--serve"]:
+        return serve()
+    if len(argv) != 2:
+        print("usage: python -m bench._loadgen PLAN.json RESULT.json | --serve", file=sys.stderr)
+        return 2
+    run_file(argv[0], argv[1])
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -217,7 +218,11 @@ async def start_bridge(
         ready=_SERVING,
         cpus=cpus,
     )
-    await wait_healthy(f"{bridge.url}/healthz")
+    try:
+        await wait_healthy(f"{bridge.url}/healthz")
+    except BaseException:
+        await bridge.stop(grace=5.0)
+        raise
     return bridge
 
 
@@ -249,16 +254,19 @@ async def start_baseline(
 async def start_floor(
     *,
     public_key_pem: str,
-    database: Path,
+    database: str,
     workdir: Path,
     log_path: Path,
     cpus: frozenset[int] | None = None,
 ) -> ServerProcess:
-    """`python -m bench.floor`: the least server that can accept a signed webhook."""
+    """`python -m bench.floor`: the least server that can accept a signed webhook.
+
+    ``database``: a SQLite file's path, or a postgresql:// URL (its search_path the schema).
+    """
     return await ServerProcess.start(
         ["-m", "bench.floor"],
         env=child_environment(
-            {"GHL_WEBHOOK_PUBLIC_KEY": public_key_pem, "FLOOR_DATABASE": str(database)}
+            {"GHL_WEBHOOK_PUBLIC_KEY": public_key_pem, "FLOOR_DATABASE": database}
         ),
         cwd=workdir,
         log_path=log_path,
@@ -280,30 +288,57 @@ async def wait_healthy(url: str, within: float = 20.0) -> None:
             await asyncio.sleep(0.05)
 
 
-async def run_load(
-    plan: LoadPlan, *, workdir: Path, name: str, cpus: frozenset[int] | None = None
-) -> LoadResult:
-    """Run the load generator in its own process and return what it measured."""
-    plan_path = workdir / f"{name}.plan.json"
-    result_path = workdir / f"{name}.result.json"
-    await asyncio.to_thread(plan_path.write_text, plan.to_json(), "utf-8")
-    with (workdir / f"{name}.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench._loadgen",
-            str(plan_path),
-            str(result_path),
-            env=child_environment({}),
-            cwd=workdir,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+class LoadGenerator:
+    """`python -m bench._loadgen --serve`: one process runs every plan of a run in turn."""
+
+    def __init__(self, process: asyncio.subprocess.Process, workdir: Path, log_path: Path) -> None:
+        self._process = process
+        self._workdir = workdir
+        self._log_path = log_path
+        self._turn = asyncio.Lock()  # one plan at a time: a plan is timed alone
+
+    @classmethod
+    async def start(cls, *, workdir: Path, cpus: frozenset[int] | None = None) -> LoadGenerator:
+        log_path = workdir / "loadgen.log"
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench._loadgen",
+                "--serve",
+                env=child_environment({}),
+                cwd=workdir,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+            )
         if cpus is not None:
             pin(process.pid, cpus)
-        code = await process.wait()
-    if code != 0:
-        tail = (await asyncio.to_thread(_read, workdir / f"{name}.log"))[-2000:]
-        raise RuntimeError(f"load generator {name} failed ({code}):\n{tail}")
-    return LoadResult.from_json(await asyncio.to_thread(_read, result_path))
+        return cls(process, workdir, log_path)
+
+    async def run(self, plan: LoadPlan, name: str) -> LoadResult:
+        """Run ``plan`` and return what the load generator measured."""
+        plan_path = self._workdir / f"{name}.plan.json"
+        result_path = self._workdir / f"{name}.result.json"
+        await asyncio.to_thread(plan_path.write_text, plan.to_json(), "utf-8")
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None  # noqa: S101 - both are pipes
+        async with self._turn:
+            stdin.write((json.dumps([str(plan_path), str(result_path)]) + "\n").encode())
+            await stdin.drain()
+            answer = (await stdout.readline()).decode("utf-8", errors="replace").strip()
+        if answer != "done":
+            tail = (await asyncio.to_thread(_read, self._log_path))[-2000:]
+            raise RuntimeError(f"load generator plan {name} failed: {answer or 'exited'}\n{tail}")
+        return LoadResult.from_json(await asyncio.to_thread(_read, result_path))
+
+    async def stop(self) -> None:
+        """Close its stdin (it ends after the plan in hand); kill it if it does not."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()

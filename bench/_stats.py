@@ -1,4 +1,4 @@
-"""Percentiles, the machine a run was taken on, and the printed table."""
+"""Percentiles and latency summaries, and the machine a run was taken on."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from bench._loadgen import LoadResult
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -45,32 +47,34 @@ def load_average() -> list[float]:
         return []
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One line of the table: what was measured, its value, the target, and the verdict."""
+def latency_summary(*results: LoadResult) -> dict[str, Any]:
+    """Latency percentiles over all timed requests of ``results`` (rounds of one measurement)."""
+    latencies = [latency for result in results for latency in result.latencies]
+    ok = sum(result.ok for result in results)
+    return {
+        "requests": len(latencies),
+        "ok": ok,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies, default=0.0) * 1000,
+        "per_second": len(latencies) / sum(result.wall_seconds for result in results),
+        "non_2xx": len(latencies) - ok,
+        "warmup_non_2xx": sum(
+            1 for result in results for s in result.warmup_statuses if not 200 <= s < 300
+        ),
+        "load_generator_cpu_seconds": sum(result.cpu_seconds for result in results),
+    }
 
-    metric: str
-    value: str
-    target: str = ""
-    passed: bool | None = None  # None: reported, no target
 
-    @property
-    def verdict(self) -> str:
-        if self.passed is None:
-            return ""
-        return "pass" if self.passed else "MISS"
+def cpu_ms_per(cpu_seconds: float, count: int) -> float:
+    return cpu_seconds * 1000 / count if count else math.nan
 
 
-def render_table(rows: Sequence[Row]) -> str:
-    headers = ("metric", "value", "target", "result")
-    cells = [headers, *((row.metric, row.value, row.target, row.verdict) for row in rows)]
-    widths = [max(len(line[column]) for line in cells) for column in range(len(headers))]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(value.ljust(width) for value, width in zip(values, widths, strict=True))
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(values).rstrip() for values in cells[1:])])
+def spread(values: Sequence[float]) -> str:
+    """``x0.93-4.07``: the lowest and highest of per-round ratios."""
+    if not values:
+        return "-"
+    return f"x{min(values):.2f}-{max(values):.2f}"
 
 
 def ms(seconds: float) -> str:

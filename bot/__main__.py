@@ -180,10 +180,97 @@ def build_parser(options_for: Collection[str] = LAZY_COMMANDS) -> argparse.Argum
         description="Run each check and print ✓ or ✗ with the fix in one line. "
         "Exit 0 only when all pass.",
     )
+    _add_db_command(commands)
     subparsers = {"sandbox": sandbox, "demo": demo_parser, "doctor": doctor_parser}
     for command in options_for:
         LAZY_ARGUMENTS[command](subparsers[command])
     return parser
+
+
+def _add_db_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`db copy --from URL --to URL`: its options need no import, so they are always there."""
+    db_parser = commands.add_parser(
+        "db",
+        help="manage the bridge's database (copy it to another, e.g. to PostgreSQL)",
+        description="Database maintenance.",
+    )
+    db_commands = db_parser.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    copy_parser = db_commands.add_parser(
+        "copy",
+        help="copy every row into an empty database (SQLite or PostgreSQL)",
+        description=textwrap.fill(
+            "Copy every table of the bridge's database (thread map, messages, outbox, "
+            "inbound events, dedupe marks, key/value entries, ...) into another, empty one, "
+            "keeping ids. Both are migrated to this version first. The source is read as one "
+            "snapshot, so a bridge may keep running on it; stop it before pointing "
+            "DATABASE_URL at the target. Exit 0 when copied, 2 when refused (non-empty "
+            "target, same database, bad URL), 1 when the copy failed (the target then "
+            "holds none of the rows).",
+            width=help_width(),
+        ),
+    )
+    copy_parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URL",
+        help="the database to copy: sqlite:///path.db or postgresql://user:password@host/db",
+    )
+    copy_parser.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="URL",
+        help="the empty database to copy into; it is given the bridge's tables if need be",
+    )
+
+
+def run_db(args: argparse.Namespace) -> int:
+    if args.db_command == "copy":
+        return run_db_copy(args.source, args.target)
+    raise AssertionError(f"unhandled db command {args.db_command!r}")
+
+
+def run_db_copy(source: str, target: str) -> int:
+    """Copy the database, printing rows per table; one line on stderr when it does not."""
+    from storage import StoreError, copy_database, redact_url
+
+    configure_logging("WARNING")
+
+    async def report(table: str, rows: int) -> None:
+        print(f"  {table:<22} {rows:>9} rows", flush=True)
+
+    try:
+        counts = asyncio.run(copy_database(source, target, on_table=report))
+    except ValueError as exc:  # refused before anything was written
+        print(f"ghl-bridge db copy: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(
+            f"ghl-bridge db copy: failed, nothing was copied: {_one_line(exc)}",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:  # a bug: still one line; the copy was rolled back
+        print(
+            f"ghl-bridge db copy: failed unexpectedly, nothing was copied: "
+            f"{type(exc).__name__}: {_one_line(exc)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"copied {sum(counts.values())} rows from {redact_url(source)} to {redact_url(target)}, "
+        "as they were when the copy started"
+    )
+    print(
+        "Stop the old instance before switching DATABASE_URL to the target: "
+        "what it writes to the source from now on is not in the copy."
+    )
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def command_in(argv: Sequence[str]) -> str | None:
@@ -235,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("WARNING")
         return asyncio.run(doctor.run(args))
+    if args.command == "db":
+        return run_db(args)
     if args.command == "sandbox":
         from bot.sandbox.highlevel import cli as sandbox_cli
 

@@ -17,10 +17,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from bot.cluster import SharedBudget
+from bot.cluster.leases import LeaseKeeper
 from bot.contacts import ContactDirectory
 from bot.deps import Deps
 from bot.health import DatabaseProbe, HealthSource, open_writable_store
-from bot.highlevel import HighLevelClient
+from bot.highlevel import HighLevelClient, RateLimiter
 from bot.inbound import InboundService, InboundWorker
 from bot.inbound.polling import InboundPoller
 from bot.listener_work import ListenerWork
@@ -124,17 +126,30 @@ class Bridge:
     async def create(cls, settings: Settings) -> Bridge:
         """Open the store (applying migrations) and wire every part from `settings`."""
         # A read-only database (or a full disk) stops start-up here, with what to do about it.
-        store = await open_writable_store(settings.database_url)
-        metrics = BridgeMetrics(
-            store=store, instance_id=new_instance_id(), version=program_version()
+        instance_id = settings.instance_id or new_instance_id()
+        # Claims are held in the name of this process, not of INSTANCE_ID: a restart under
+        # the same name must not renew (and so keep forever) what its dead predecessor held.
+        store = await open_writable_store(
+            settings.database_url,
+            instance_id=f"{instance_id}/{new_instance_id()}",
+            lease_seconds=settings.lease_seconds,
         )
-        log.info("instance %s (ghl-bridge %s)", metrics.instance_id, program_version())
+        metrics = BridgeMetrics(store=store, instance_id=instance_id, version=program_version())
+        log.info(
+            "instance %s (ghl-bridge %s) on %s",
+            instance_id,
+            program_version(),
+            "PostgreSQL, shared with other instances" if store.shared else "SQLite, alone",
+        )
+        # Several instances on one PostgreSQL share HighLevel's and Slack's rate limits.
+        budget = SharedBudget(store) if store.shared else None
         highlevel = HighLevelClient(
             token=settings.ghl_api_token,
             location_id=settings.ghl_location_id,
             base_url=settings.ghl_api_url,
             timeout=highlevel_timeout(settings),
             observer=metrics,
+            limiter=RateLimiter.for_location(settings.ghl_location_id, budget=budget),
         )
         # One keep-alive connection pool for every Web API call (Bolt's per-request clients
         # reuse the session of `slack_client` too); closed in `aclose`.
@@ -142,7 +157,12 @@ class Bridge:
         slack_client = build_slack_client(settings, session=slack_session)
         poster = SlackPoster(
             build_slack_client(settings, pace_posts=True, session=slack_session),
-            ChannelPacer(rate_per_second=settings.slack_post_rate),
+            ChannelPacer(
+                rate_per_second=settings.slack_post_rate,
+                budget=budget,
+                # The workspace's id, learnt once by the poster, keys the channel's budget.
+                team=lambda: poster.team_id(),
+            ),
             observer=metrics,
         )
         presenter = SendPresenter(store=store, poster=poster, outcomes=metrics)
@@ -190,6 +210,12 @@ class Bridge:
             IntentRecovery(store=store, intents=intents, outbound=outbound, session=slack_session),
             outbox,
             inbound_worker,
+            LeaseKeeper(
+                store,
+                on_sends_taken=outbox.request_reconcile,
+                on_events_taken=inbound_worker.wake,
+                observer=metrics,
+            ),
             PeriodicWorker(
                 "purge-deliveries",
                 lambda: store.purge_expired(time.time()),

@@ -24,7 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.health import DATABASE_FIX
+from bot.health import DATABASE_FIX, POSTGRES_FIX
 from bot.highlevel import (
     AuthError,
     HighLevelClient,
@@ -38,7 +38,15 @@ from bot.inbound.polling import LAST_SUCCESS_KEY
 from bot.settings import Settings, SettingsError, highlevel_webhook_key_pem, load_settings
 from bot.socket_mode import SocketRefused, SocketUnreachable, open_socket_url
 from bot.webhook_auth import WebhookVerifier
-from storage import LATEST_VERSION, Store, StoreError, open_store, parse_sqlite_url
+from storage import (
+    LATEST_VERSION,
+    Store,
+    StoreError,
+    is_postgres_url,
+    open_store,
+    parse_sqlite_url,
+    redact_url,
+)
 
 __all__ = [
     "EXIT_BROKEN",
@@ -436,7 +444,10 @@ def _webhook_key_check(settings: Settings) -> Check:
 
 async def _store_checks(settings: Settings) -> list[Check]:
     shown, existed = await asyncio.to_thread(_database_location, settings.database_url)
-    fix = f"{DATABASE_FIX} (sqlite:////absolute/path)"
+    if is_postgres_url(settings.database_url):
+        fix = POSTGRES_FIX
+    else:
+        fix = f"{DATABASE_FIX} (sqlite:////absolute/path)"
     try:
         store = await open_store(settings.database_url)
     except StoreError as exc:
@@ -463,8 +474,9 @@ async def _store_checks(settings: Settings) -> list[Check]:
         if await store.kv_get(DOCTOR_KV_KEY) != stamp:
             return [Check(DATABASE, False, f"{shown} did not keep a test write", fix)]
         created = "" if existed else " (created just now: there was no database)"
+        sharing = " (shared by every instance on it)" if store.shared else ""
         checks = [
-            Check(DATABASE, True, f"{shown} writable, schema version {version}{created}"),
+            Check(DATABASE, True, f"{shown} writable, schema version {version}{created}{sharing}"),
             await _inbound_check(store, settings),
         ]
     except StoreError as exc:
@@ -520,7 +532,10 @@ def _bridge_fix(reason: str) -> str:
 
 
 def _database_location(database_url: str) -> tuple[str, bool]:
-    """The database file as an absolute path, and whether it exists already."""
+    """The database file as an absolute path (a PostgreSQL URL without its password), and
+    whether it exists already (always, for PostgreSQL: the database must be there)."""
+    if is_postgres_url(database_url):
+        return redact_url(database_url), True
     path = parse_sqlite_url(database_url)
     if path == ":memory:":  # what parse_sqlite_url names an in-memory database
         return path, True

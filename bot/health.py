@@ -7,15 +7,19 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from storage import SqliteStore, Store, StoreError, open_store
+from storage import Store, StoreError, is_postgres_url, open_store, redact_url
 
 log = logging.getLogger(__name__)
 
 DATABASE_FIX = (
     "make the file and its folder writable by the user running ghl-bridge (and give its disk "
     "free space), or point DATABASE_URL elsewhere"
+)
+POSTGRES_FIX = (
+    "check that PostgreSQL runs at that address, that the user may connect to the database and "
+    "create tables in it, and the password in DATABASE_URL"
 )
 
 
@@ -25,24 +29,33 @@ class HealthSource(Protocol):
     def problem(self) -> str | None: ...
 
 
-async def open_writable_store(database_url: str) -> SqliteStore:
+async def open_writable_store(
+    database_url: str, *, instance_id: str | None = None, lease_seconds: float | None = None
+) -> Store:
     """Open the store and prove it takes a write; StoreError says why not and what to do.
 
     SQLite opens a file it may not write read-only without a word, so without the test write a
     bridge on a read-only database would start, then refuse every webhook and crash its workers.
     """
+    fix = POSTGRES_FIX if is_postgres_url(database_url) else DATABASE_FIX
+    options: dict[str, Any] = {"instance_id": instance_id}
+    if lease_seconds is not None:
+        options["lease_seconds"] = lease_seconds
     try:
-        store = await open_store(database_url)
+        store = await open_store(database_url, **options)
     except StoreError as exc:
-        raise StoreError(f"{exc}: {DATABASE_FIX}") from exc
+        raise StoreError(f"{exc}: {fix}") from exc
     try:
         await store.check_writable()
     except StoreError as exc:
         await store.close()
-        raise StoreError(
-            f"cannot write to the database {store.path!r} ({exc}): {DATABASE_FIX}"
-        ) from exc
+        shown = redact_url(database_url) if is_postgres_url(database_url) else _sqlite_path(store)
+        raise StoreError(f"cannot write to the database {shown!r} ({exc}): {fix}") from exc
     return store
+
+
+def _sqlite_path(store: Store) -> str:
+    return str(getattr(store, "path", "?"))
 
 
 class DatabaseProbe:

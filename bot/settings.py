@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from storage import validate_database_url
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_GHL_API_URL = "https://services.leadconnectorhq.com"
 
@@ -47,7 +49,10 @@ HINTS: dict[str, str] = {
         "set it to an Ed25519 public key in PEM (\\n escapes allowed), or leave it unset "
         "for HighLevel's published key"
     ),
-    "DATABASE_URL": "set it to sqlite:///relative/path or sqlite:////absolute/path",
+    "DATABASE_URL": (
+        "set it to sqlite:///relative/path or sqlite:////absolute/path, or "
+        "postgresql://user:password@host:5432/database"
+    ),
     "HOST": "set it to an address to listen on, such as 0.0.0.0",
     "PORT": "set it to a port number from 1 to 65535 (0 picks a free one)",
     "PHONE_DEFAULT_REGION": "set it to a two-letter region code such as US or GB",
@@ -67,6 +72,8 @@ HINTS: dict[str, str] = {
         "set it to how many request bodies each route reads at once before verifying them, "
         "such as 64"
     ),
+    "INSTANCE_ID": "set it to a short name for this instance (64 characters at most), or unset it",
+    "LEASE_SECONDS": "set it to a number of seconds from 3 to 600, such as 30",
 }
 
 
@@ -112,7 +119,21 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="sqlite:///ghl-bridge.sqlite3",
-        description="sqlite:///relative/path or sqlite:////absolute/path",
+        description="sqlite:///relative/path or sqlite:////absolute/path (one instance), or "
+        "postgresql://user:password@host:5432/database (one or several instances)",
+    )
+    instance_id: str = Field(
+        default="",
+        max_length=64,
+        description="this instance's name in logs and /metrics (its claims carry it too, with "
+        "a suffix new at every start); empty: a random id per start",
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=3.0,
+        le=600.0,
+        description="how long a send or inbound event an instance is working on stays its own "
+        "without renewal; another instance takes over the claims of a dead one after this",
     )
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - a server is meant to be reachable; HOST narrows it
@@ -245,10 +266,8 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _sqlite_url(cls, value: str) -> str:
-        if not value.startswith("sqlite:///") or value == "sqlite:///":
-            raise ValueError("must be a sqlite:/// URL")
-        return value
+    def _database_url(cls, value: str) -> str:
+        return validate_database_url(value.strip())
 
     @field_validator("phone_default_region")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -23,6 +24,8 @@ RETRY_AFTER_SECONDS = "5"
 NOT_SERVED_LOG_INTERVAL_SECONDS = 60.0
 _LOCATIONS_NAMED = 5
 _LOCATION_ID_SHOWN = 40
+# The answers to a stored (or duplicate) webhook, encoded once rather than per request.
+_ANSWERS = {stored: json.dumps({"ok": True, "stored": stored}).encode() for stored in (True, False)}
 
 
 class NotServedTally:
@@ -108,7 +111,7 @@ class WebhookEndpoint:
             return web.json_response({"ok": True, "stored": False, "ignored": "not_served"})
         try:
             stored = await self._inbound.accept_webhook(
-                webhook.webhook_id, webhook.event_type, webhook.payload
+                webhook.webhook_id, webhook.event_type, webhook.payload, raw
             )
         except StoreError as exc:
             log.warning(
@@ -119,4 +122,4 @@ class WebhookEndpoint:
             return web.json_response(
                 {"error": "busy"}, status=429, headers={"Retry-After": RETRY_AFTER_SECONDS}
             )
-        return web.json_response({"ok": True, "stored": stored})
+        return web.Response(body=_ANSWERS[stored], content_type="application/json", charset="utf-8")

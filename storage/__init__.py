@@ -1,11 +1,18 @@
 """Persistence of ghl-bridge: Slack thread <-> HighLevel contact map, messages, send outbox,
 delivery dedupe and key/value cursors. All SQL of the project lives in this package.
 
-Open with `store = await open_store(settings.database_url)`; type against `Store`.
+Open with `store = await open_store(settings.database_url)` (sqlite:///… or postgresql://…);
+type against `Store`.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from storage._budgets import BudgetGrant
+from storage._copy import copy_database
 from storage._errors import ConflictError, NotFoundError, OutboxStateError, StoreError
+from storage._leases import Takeover
 from storage._migrations import LATEST_VERSION, MIGRATIONS, Migration
+from storage._open import create_store, open_store
 from storage._protocol import Store
 from storage._records import (
     INTENT_QUEUED,
@@ -22,14 +29,28 @@ from storage._records import (
     ThreadRecord,
     Unset,
 )
-from storage._sqlite import SqliteStore, open_store
-from storage._url import parse_sqlite_url
+from storage._sqlite import SqliteStore
+from storage._url import is_postgres_url, parse_sqlite_url, redact_url, validate_database_url
+
+if TYPE_CHECKING:
+    from storage._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    # asyncpg is imported only by a bridge on PostgreSQL: SQLite installs start without it.
+    if name == "PostgresStore":
+        from storage._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")
+
 
 __all__ = [
     "INTENT_QUEUED",
     "LATEST_VERSION",
     "MIGRATIONS",
     "UNSET",
+    "BudgetGrant",
     "ComposeIntent",
     "ConflictError",
     "InboundBacklog",
@@ -43,11 +64,18 @@ __all__ = [
     "OutboxEntry",
     "OutboxState",
     "OutboxStateError",
+    "PostgresStore",
     "SqliteStore",
     "Store",
     "StoreError",
+    "Takeover",
     "ThreadRecord",
     "Unset",
+    "copy_database",
+    "create_store",
+    "is_postgres_url",
     "open_store",
     "parse_sqlite_url",
+    "redact_url",
+    "validate_database_url",
 ]

@@ -1,4 +1,4 @@
-"""The store interface every backend implements (SqliteStore is the one shipped)."""
+"""The store interface both backends implement (SqliteStore, PostgresStore)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from storage._budgets import BudgetGrant
+from storage._leases import Takeover
 from storage._records import (
     UNSET,
     ComposeIntent,
@@ -38,6 +40,15 @@ class Store(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+    @property
+    def shared(self) -> bool:
+        """Whether other instances may use this database at the same time (PostgreSQL)."""
+        ...
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def lease_seconds(self) -> float: ...
     async def schema_version(self) -> int: ...
     async def ping(self) -> None: ...
     async def check_writable(self) -> None: ...
@@ -162,7 +173,7 @@ class Store(Protocol):
         source: str,
         event_type: str,
         conversation_key: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | str,
         dedupe_keys: Sequence[str],
         ttl_seconds: float,
         sort_at: float | None = None,
@@ -185,6 +196,25 @@ class Store(Protocol):
     async def next_outbox_due_at(self) -> float | None: ...
     async def count_outbox_by_state(self) -> dict[OutboxState, int]: ...
     async def recover_after_crash(self) -> int: ...
+
+    # claim leases
+    async def renew_leases(self) -> int: ...
+    async def take_over_expired(self, *, every_claim: bool = False) -> Takeover: ...
+    async def release_claim(self, outbox_id: int) -> None: ...
+
+    # shared rate budgets
+    async def take_budget(
+        self,
+        key: str,
+        *,
+        rate: float,
+        burst: int,
+        max_wait: float | None = None,
+        now: float | None = None,
+    ) -> BudgetGrant: ...
+    async def hold_budget(
+        self, key: str, *, seconds: float, rate: float, burst: int, now: float | None = None
+    ) -> None: ...
 
     # compose intents
     async def open_intent(

@@ -7,29 +7,33 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar, cast
 
 import aiosqlite
 
+from storage._base import DEFAULT_LEASE_SECONDS, Conn, Params, Row, default_instance_id
+from storage._budgets import BudgetsMixin
+from storage._dedupe import DedupeMixin
 from storage._errors import ConflictError, StoreError
+from storage._inbound import InboundMixin
+from storage._intents import IntentsMixin
+from storage._leases import LeasesMixin
+from storage._messages import MessagesMixin
 from storage._migrations import (
     CREATE_MIGRATIONS_TABLE,
     MIGRATIONS,
     Migration,
     check_migrations,
 )
-from storage._sqlite_base import _one, _StoreLock
-from storage._sqlite_dedupe import DedupeMixin
-from storage._sqlite_inbound import InboundMixin
-from storage._sqlite_intents import IntentsMixin
-from storage._sqlite_messages import MessagesMixin
-from storage._sqlite_outbox import OutboxMixin
-from storage._sqlite_threads import ThreadsMixin
-from storage._url import MEMORY, parse_sqlite_url
+from storage._outbox import OutboxMixin
+from storage._threads import ThreadsMixin
+from storage._url import MEMORY
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +43,20 @@ _MIN_SQLITE = (3, 35, 0)
 # The kv_store row `check_writable` rewrites.
 _WRITE_PROBE_KEY = "health:last_write"
 
+T = TypeVar("T")
 
-async def open_store(database_url: str, *, clock: Callable[[], float] = time.time) -> SqliteStore:
-    """Open (creating and migrating if needed) the store named by an sqlite URL."""
-    store = SqliteStore(parse_sqlite_url(database_url), clock=clock)
-    await store.open()
-    return store
+_GROUP_STOPPED = "the store stopped before the write was known to be committed"
 
 
 class SqliteStore(
-    ThreadsMixin, MessagesMixin, OutboxMixin, InboundMixin, IntentsMixin, DedupeMixin
+    ThreadsMixin,
+    MessagesMixin,
+    OutboxMixin,
+    InboundMixin,
+    IntentsMixin,
+    DedupeMixin,
+    LeasesMixin,
+    BudgetsMixin,
 ):
     """The store on one SQLite file, through a single aiosqlite connection.
 
@@ -58,6 +66,12 @@ class SqliteStore(
     anyway, so the lock costs no parallelism. Other processes (or a second store on the same
     file) are kept apart by SQLite itself: writes use BEGIN IMMEDIATE, which takes the write
     lock up front and waits up to busy_timeout for it instead of failing half-way.
+
+    An operation (`_write_op`, `_read_op`, `_urgent_op`) is ONE hand-off to aiosqlite's
+    thread, which runs all of it there, BEGIN IMMEDIATE and COMMIT included: each hand-off
+    costs a queue put, a thread switch and a wake-up of the event loop, more than most
+    statements themselves. Grouped writes (`_grouped_write_op`: webhook ingest) that arrive
+    while the connection is busy go together, in one hand-off and one transaction.
     """
 
     def __init__(
@@ -68,6 +82,8 @@ class SqliteStore(
         busy_timeout_ms: int = 5000,
         migrations: Sequence[Migration] = MIGRATIONS,
         on_statement: Callable[[str], None] | None = None,
+        instance_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         """`on_statement` is given each SQL statement as it runs (with its values filled in),
         on aiosqlite's thread; for tests and diagnosis only, since values include bodies."""
@@ -78,7 +94,15 @@ class SqliteStore(
         self._migrations = tuple(migrations)
         check_migrations(self._migrations)
         self._lock = _StoreLock()
+        # Grouped writes waiting for the next group, and the task running the groups.
+        self._group: list[
+            tuple[Callable[[Conn], Awaitable[Any]], _Caller, asyncio.Future[Any]]
+        ] = []
+        self._group_runner: asyncio.Task[None] | None = None
         self._db: aiosqlite.Connection | None = None
+        self._conn: SqliteConn | None = None
+        self._instance_id = instance_id or default_instance_id()
+        self._lease_seconds = float(lease_seconds)
 
     @property
     def path(self) -> str:
@@ -91,6 +115,7 @@ class SqliteStore(
         async with self._lock:
             if self._db is None:
                 self._db = await self._connect()
+                self._conn = SqliteConn(self._db)
 
     async def _connect(self) -> aiosqlite.Connection:
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
@@ -120,6 +145,7 @@ class SqliteStore(
         """Close the connection; safe to call twice."""
         async with self._lock:
             db, self._db = self._db, None
+            self._conn = None
             if db is not None:
                 await db.close()
 
@@ -135,11 +161,24 @@ class SqliteStore(
     ) -> None:
         await self.close()
 
+    async def _switch_to_wal(self, db: aiosqlite.Connection) -> sqlite3.Row | None:
+        # SQLite answers "database is locked" at once, without its busy handler, when the
+        # switch meets another connection opening the same new file (several instances or
+        # `db copy` starting together): try again until busy_timeout, as for any lock.
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                return await _one(db, "PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.01)
+
     async def _configure(self, db: aiosqlite.Connection) -> None:
         # busy_timeout first, so that switching to WAL waits for other connections too.
         # PRAGMAs take no bound parameters; the value is an int we produced.
         await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        mode_row = await _one(db, "PRAGMA journal_mode = WAL")
+        mode_row = await self._switch_to_wal(db)
         mode = str(mode_row[0]).lower() if mode_row is not None else ""
         if mode != "wal" and self._path != MEMORY:
             log.warning("SQLite refused WAL mode for %s (journal_mode=%s)", self._path, mode)
@@ -169,7 +208,7 @@ class SqliteStore(
                 current = await _schema_version(db)
                 if migration.version <= current:
                     continue
-                for statement in migration.statements:
+                for statement in migration.steps("sqlite"):
                     await db.execute(statement)
                 await db.execute(
                     "INSERT INTO schema_migrations (version, description, applied_at)"
@@ -181,37 +220,129 @@ class SqliteStore(
             )
             current = migration.version
 
-    def _connection(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def _connection(self) -> SqliteConn:
+        if self._conn is None:
             raise StoreError("the store is not open")
-        return self._db
+        return self._conn
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _read(self) -> AsyncIterator[Conn]:
         async with self._lock:
-            db = self._connection()
-            try:
-                yield db
-            except sqlite3.Error as exc:
-                raise StoreError(str(exc)) from exc
+            yield self._connection()
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self, *, serial: bool = True) -> AsyncIterator[Conn]:
+        # Every SQLite write is serial: BEGIN IMMEDIATE takes the file's write lock.
+        del serial
         async with self._lock:
-            db = self._connection()
-            async with _transaction(db):
-                yield db
+            conn = self._connection()
+            async with _transaction(conn.raw):
+                yield conn
+
+    @asynccontextmanager
+    async def _urgent(self) -> AsyncIterator[Conn]:
+        # Before every operation queued for the connection, only the running one is waited
+        # for; the statement runs in autocommit, atomic on its own.
+        async with self._lock.urgent():
+            yield self._connection()
+
+    async def _write_op(
+        self, operation: Callable[[Conn], Awaitable[T]], *, serial: bool = True
+    ) -> T:
+        del serial  # every SQLite write is serial (BEGIN IMMEDIATE)
+        async with self._lock:
+            return await self._on_thread(partial(_run_transaction, operation))
+
+    async def _grouped_write_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        caller = _Caller()
+        self._group.append((operation, caller, done))
+        if self._group_runner is None or self._group_runner.done():
+            self._group_runner = asyncio.create_task(self._run_groups())
+        try:
+            return await done
+        except asyncio.CancelledError:
+            # Not run if its group has not reached it yet, else rolled back alone unless it
+            # was released into the group's transaction already (then it commits with it).
+            caller.gone = True
+            raise
+
+    async def _run_groups(self) -> None:
+        """Run the waiting grouped writes, in groups, until none is left.
+
+        A group is what waited while the connection was busy (with the previous group, or
+        anything else): one hand-off, one BEGIN IMMEDIATE ... COMMIT, each write in it under
+        its own savepoint, so that one failing rolls back only itself.
+        """
+        while self._group:
+            async with self._lock:
+                group = [entry for entry in self._group if not entry[2].done()]
+                self._group.clear()
+                if not group:
+                    continue
+                try:
+                    outcomes = await self._on_thread(
+                        partial(_run_group, [(operation, caller) for operation, caller, _ in group])
+                    )
+                except Exception as exc:
+                    # Nothing of the group was committed.
+                    for _, _, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                except BaseException:
+                    # This task was cancelled (the loop is ending): the group is rolled back
+                    # unless it was committing already. Nobody is left to run the writes still
+                    # waiting.
+                    for _, _, done in [*group, *self._group]:
+                        if not done.done():
+                            done.set_exception(StoreError(_GROUP_STOPPED))
+                    self._group.clear()
+                    raise
+            for (_, _, done), (value, error) in zip(group, outcomes, strict=True):
+                if done.done():
+                    continue
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(value)
+
+    async def _read_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
+        async with self._lock:
+            return await self._on_thread(partial(_run_read, operation))
+
+    async def _urgent_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
+        async with self._lock.urgent():
+            return await self._on_thread(partial(_run_read, operation))
+
+    async def _on_thread(self, function: Callable[[sqlite3.Connection, _Caller], T]) -> T:
+        """`function(connection, caller)` run on aiosqlite's thread, in one hand-off.
+
+        Cancelling the caller cannot interrupt it there: it is told (`_Caller.gone`), and a
+        transaction it has not committed yet is rolled back (as `_transaction` does), never
+        left open. aiosqlite runs the next operation's function only after this one's end.
+        """
+        raw = self._connection().raw
+        caller = _Caller()
+        # aiosqlite queues every call for its thread through `_execute` (its execute() and
+        # friends are this with one sqlite3 method); it has no public way to queue our own.
+        execute = cast(Callable[[Callable[[], T]], Awaitable[T]], raw._execute)
+        try:
+            return await execute(lambda: function(raw._conn, caller))
+        except asyncio.CancelledError:
+            caller.gone = True
+            raise
 
     async def schema_version(self) -> int:
         """Highest migration applied to the database."""
-        async with self._read() as db:
-            return await _schema_version(db)
+        async with self._lock:
+            return await _schema_version(self._connection().raw)
 
     async def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""
         async with self._read() as db:
-            row = await _one(db, "SELECT 1 FROM schema_migrations LIMIT 1")
-        if row is None:
+            rows = await db.fetch("SELECT 1 FROM schema_migrations LIMIT 1")
+        if not rows:
             raise StoreError("the database has no schema")
 
     async def check_writable(self) -> None:
@@ -223,14 +354,17 @@ class SqliteStore(
         all fail it; a write rolled back instead never leaves SQLite's page cache and would
         miss the last two.
         """
-        async with self._write() as db:
-            now = self._clock()
+        now = self._clock()
+
+        async def probe(db: Conn) -> None:
             await db.execute(
                 "INSERT INTO kv_store (key, value, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
                 " updated_at = excluded.updated_at",
                 (_WRITE_PROBE_KEY, repr(now), now),
             )
+
+        await self._write_op(probe)
 
 
 def _prepare_file_location(path: str) -> None:
@@ -281,6 +415,250 @@ async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
         raise
 
 
+class _Caller:
+    """Whether the coroutine waiting for an operation was cancelled: set on the event loop's
+    thread, read on aiosqlite's, which then does not begin or commit what it was running."""
+
+    __slots__ = ("gone",)
+
+    def __init__(self) -> None:
+        self.gone = False
+
+
+class _CallerGone(Exception):
+    """Raised on aiosqlite's thread to drop (roll back) the operation of a cancelled caller."""
+
+
+def _run_read(
+    operation: Callable[[Conn], Awaitable[T]], db: sqlite3.Connection, caller: _Caller
+) -> T:
+    """On aiosqlite's thread: `operation`'s statements, each in autocommit."""
+    if caller.gone:
+        raise _CallerGone
+    return _run_statements(operation, db)
+
+
+def _run_transaction(
+    operation: Callable[[Conn], Awaitable[T]], db: sqlite3.Connection, caller: _Caller
+) -> T:
+    """On aiosqlite's thread: BEGIN IMMEDIATE, `operation`, COMMIT; rolled back on any error
+    and when the caller was cancelled before the COMMIT.
+
+    What `_transaction` does over several hand-offs, in one. sqlite3 errors leave as
+    StoreError / ConflictError.
+    """
+    if caller.gone:
+        raise _CallerGone
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot start a transaction: {exc}") from exc
+    try:
+        result = _run_statements(operation, db)
+        if caller.gone:
+            raise _CallerGone
+        db.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            # SQLite already rolled back by itself (it does on some errors); nothing to undo.
+            log.debug("rollback after %r found no transaction", exc)
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(exc) from exc
+        raise
+    return result
+
+
+def _run_group(
+    operations: Sequence[tuple[Callable[[Conn], Awaitable[Any]], _Caller]],
+    db: sqlite3.Connection,
+    caller: _Caller,
+) -> list[tuple[Any, Exception | None]]:
+    """On aiosqlite's thread: the operations in one transaction, each under a savepoint.
+
+    Returns each one's result, or the error that rolled it back alone (an operation whose
+    own caller was cancelled is rolled back alone too). Raises (the whole group rolled back)
+    when BEGIN or COMMIT fails, when SQLite rolled the transaction back by itself after an
+    error (then nothing of the group holds), or when `caller` (the group's) was cancelled.
+    """
+    if caller.gone:
+        raise _CallerGone
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot start a transaction: {exc}") from exc
+    outcomes: list[tuple[Any, Exception | None]] = []
+    try:
+        for operation, its_caller in operations:
+            db.execute("SAVEPOINT grouped_write")
+            try:
+                if its_caller.gone:
+                    raise _CallerGone
+                value = _run_statements(operation, db)
+                if its_caller.gone:
+                    raise _CallerGone
+            except Exception as exc:
+                if not db.in_transaction:
+                    raise
+                db.execute("ROLLBACK TO grouped_write")
+                db.execute("RELEASE grouped_write")
+                outcomes.append((None, exc))
+            else:
+                db.execute("RELEASE grouped_write")
+                outcomes.append((value, None))
+        if caller.gone:
+            raise _CallerGone
+        db.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback after %r found no transaction", exc)
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(exc) from exc
+        raise
+    return outcomes
+
+
+def _run_statements(operation: Callable[[Conn], Awaitable[T]], db: sqlite3.Connection) -> T:
+    """On aiosqlite's thread: `operation` on `db`, whose statements run as they are awaited.
+
+    Their awaits never suspend, so the coroutine finishes at its first step. One that does
+    suspend awaited something else, which cannot run here: refused (a bug), and its
+    transaction (if any) rolled back by the caller.
+    """
+    steps = operation(_ThreadConn(db)).__await__()
+    try:
+        steps.send(None)
+    except StopIteration as finished:
+        return cast(T, finished.value)
+    steps.close()
+    raise StoreError("a store operation awaited something other than its statements")
+
+
 async def _schema_version(db: aiosqlite.Connection) -> int:
     row = await _one(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
     return int(row[0]) if row is not None else 0
+
+
+async def _one(db: aiosqlite.Connection, sql: str, params: Params = ()) -> sqlite3.Row | None:
+    # fetchall runs the statement to completion, so no statement stays open across COMMIT.
+    rows = list(await db.execute_fetchall(sql, params))
+    return rows[0] if rows else None
+
+
+class SqliteConn(Conn):
+    """The mixins' view of the aiosqlite connection; sqlite3 errors leave as StoreError."""
+
+    dialect = "sqlite"
+
+    def __init__(self, raw: aiosqlite.Connection) -> None:
+        self.raw = raw
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            # fetchall runs the statement to completion: none stays open across COMMIT.
+            return list(await self.raw.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        try:
+            await self.raw.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            await self.raw.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+
+class _ThreadConn(Conn):
+    """The mixins' view of the sqlite3 connection itself, on aiosqlite's thread (see
+    `_run_statements`): each statement runs when awaited, without suspending."""
+
+    dialect = "sqlite"
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            # fetchall runs the statement to completion: none stays open across COMMIT.
+            return self.raw.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        try:
+            self.raw.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+
+def _store_error(exc: sqlite3.Error) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return ConflictError(str(exc))
+    return StoreError(str(exc))
+
+
+class _StoreLock:
+    """An asyncio lock (FIFO) whose `urgent()` holders go before every ordinary waiter.
+
+    Background work (workers, webhooks, polling) may queue tens of operations on the one
+    connection; the insert a Slack ack waits for must wait only for the one running.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._ordinary: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        await self._acquire(self._ordinary)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    @asynccontextmanager
+    async def urgent(self) -> AsyncIterator[None]:
+        await self._acquire(self._urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, queue: deque[asyncio.Future[None]]) -> None:
+        if not self._held and not self._urgent and not self._ordinary:
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed over just as the wait was cancelled: pass it on
+            else:
+                with suppress(ValueError):  # a release may have dropped it already
+                    queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        """Hand the lock to the next live waiter, urgent ones first; else free it."""
+        for queue in (self._urgent, self._ordinary):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False

@@ -12,6 +12,7 @@ import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,8 +141,8 @@ async def test_a_worker_that_keeps_crashing_makes_healthz_503_and_logs_one_trace
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def open_failing(database_url: str) -> SqliteStore:
-        store = RecoveryFailsStore(parse_sqlite_url(database_url))
+    async def open_failing(database_url: str, **options: Any) -> SqliteStore:
+        store = RecoveryFailsStore(parse_sqlite_url(database_url), **options)
         await store.open()
         return store
 

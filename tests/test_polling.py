@@ -21,7 +21,7 @@ from bot.inbound import polling
 from bot.inbound.polling import InboundPoller
 from bot.inbound.service import InboundService
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator, SimMessage
-from storage import SqliteStore, open_store
+from storage import Store, open_store
 
 LIST_PATH_SUFFIX = "/messages"
 
@@ -37,7 +37,7 @@ async def sim() -> AsyncIterator[HighLevelSimulator]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = await open_store(f"sqlite:///{tmp_path / 'bridge.sqlite3'}")
     try:
         yield opened
@@ -46,7 +46,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 @pytest.fixture
-async def poller(sim: HighLevelSimulator, store: SqliteStore) -> AsyncIterator[InboundPoller]:
+async def poller(sim: HighLevelSimulator, store: Store) -> AsyncIterator[InboundPoller]:
     client = HighLevelClient(
         token=SecretStr(sim.token),
         location_id=sim.location_id,
@@ -74,7 +74,7 @@ async def reply(
     return message
 
 
-async def queued(store: SqliteStore) -> list[str]:
+async def queued(store: Store) -> list[str]:
     """Bodies of the queued events in the order the inbound worker takes them (all of them)."""
     bodies: list[str] = []
     while (event := await store.claim_inbound(now=time.time() + 3600)) is not None:
@@ -92,7 +92,7 @@ def list_requests(sim: HighLevelSimulator) -> list[dict[str, str]]:
 
 
 async def test_a_conversations_new_messages_are_queued_oldest_first(
-    sim: HighLevelSimulator, store: SqliteStore, poller: InboundPoller
+    sim: HighLevelSimulator, store: Store, poller: InboundPoller
 ) -> None:
     for n, text in enumerate(["one", "two", "three"]):
         await reply(sim, text, minutes_ago(3 - n))
@@ -101,7 +101,7 @@ async def test_a_conversations_new_messages_are_queued_oldest_first(
 
 
 async def test_messages_that_straddle_two_polls_are_each_queued_once_in_order(
-    sim: HighLevelSimulator, store: SqliteStore, poller: InboundPoller
+    sim: HighLevelSimulator, store: Store, poller: InboundPoller
 ) -> None:
     first = minutes_ago(2)
     await reply(sim, "one", first)
@@ -117,7 +117,7 @@ async def test_messages_that_straddle_two_polls_are_each_queued_once_in_order(
 
 
 async def test_more_than_a_page_of_new_messages_is_paged_through_in_order(
-    sim: HighLevelSimulator, store: SqliteStore, poller: InboundPoller
+    sim: HighLevelSimulator, store: Store, poller: InboundPoller
 ) -> None:
     start = minutes_ago(5)
     await reply(sim, "before", start)
@@ -138,7 +138,7 @@ async def test_more_than_a_page_of_new_messages_is_paged_through_in_order(
 
 async def test_paging_is_bounded_and_says_what_it_left(
     sim: HighLevelSimulator,
-    store: SqliteStore,
+    store: Store,
     poller: InboundPoller,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -156,7 +156,7 @@ async def test_paging_is_bounded_and_says_what_it_left(
 
 
 async def test_emails_and_texts_are_queued_in_the_order_they_were_sent(
-    sim: HighLevelSimulator, store: SqliteStore, poller: InboundPoller
+    sim: HighLevelSimulator, store: Store, poller: InboundPoller
 ) -> None:
     # An email thread begun an hour ago: its conversation message keeps that dateAdded, and
     # only the emails that join it later are new.
@@ -181,7 +181,7 @@ async def test_emails_and_texts_are_queued_in_the_order_they_were_sent(
 
 
 async def test_the_cursor_survives_and_a_seen_message_is_not_queued_again(
-    sim: HighLevelSimulator, store: SqliteStore, poller: InboundPoller
+    sim: HighLevelSimulator, store: Store, poller: InboundPoller
 ) -> None:
     message = await reply(sim, "once", minutes_ago(1))
     assert await poller.poll_once() == 1
@@ -194,7 +194,7 @@ async def test_the_cursor_survives_and_a_seen_message_is_not_queued_again(
 
 
 async def test_more_conversations_than_one_search_page_are_all_polled(
-    sim: HighLevelSimulator, store: SqliteStore, poller: InboundPoller
+    sim: HighLevelSimulator, store: Store, poller: InboundPoller
 ) -> None:
     # 25 customers write since the last poll: HighLevel lists conversations 20 to a page.
     for n in range(25):

@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import ClassVar
 
+from bot.cluster.budget import BucketShape, BudgetExhausted, SharedBudget, highlevel_key
+
 from ._errors import RateLimitedError
 
 __all__ = ["RateLimiter"]
@@ -35,6 +37,11 @@ class RateLimiter:
     HighLevel counts per app and location, so all clients of one location must share one limiter:
     use ``RateLimiter.for_location()``. It uses no asyncio locks (check-and-record happens without
     an ``await`` in between), so one instance may serve several event loops in turn, e.g. tests.
+
+    Several instances of the bridge share the location's limit through ``budget`` (the store's
+    token bucket ``budget_key``, shaped by ``BucketShape.under_sliding_window``): a request
+    first fits this process's window, then takes a permit of the shared bucket. A 429 holds
+    the shared bucket too, so the other instances stop with this one.
     """
 
     _registry: ClassVar[dict[str, RateLimiter]] = {}
@@ -46,7 +53,11 @@ class RateLimiter:
         interval: float = DEFAULT_INTERVAL_SECONDS,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        budget: SharedBudget | None = None,
+        budget_key: str | None = None,
     ) -> None:
+        if budget is not None and not budget_key:
+            raise ValueError("a shared budget needs its key")
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
         if interval <= 0:
@@ -60,6 +71,10 @@ class RateLimiter:
         # counted them; that can only make us wait longer, never send into a 429.
         self._starts: deque[float] = deque()
         self._blocked_until = 0.0
+        self.budget = budget
+        self.budget_key = budget_key or ""
+        # The end of the last block the shared budget has been told of (see block_for).
+        self._shared_block_until = 0.0
 
     @classmethod
     def for_location(
@@ -68,13 +83,26 @@ class RateLimiter:
         *,
         max_requests: int = DEFAULT_MAX_REQUESTS,
         interval: float = DEFAULT_INTERVAL_SECONDS,
+        budget: SharedBudget | None = None,
     ) -> RateLimiter:
-        """The process-wide limiter of ``location_id`` (created on first use)."""
+        """The process-wide limiter of ``location_id`` (created on first use).
+
+        With ``budget``, it also keeps to the location's budget shared with other instances.
+        """
         limiter = cls._registry.get(location_id)
         if limiter is None:
             limiter = cls(max_requests=max_requests, interval=interval)
             cls._registry[location_id] = limiter
+        # Set or cleared on every call: a limiter must not keep the budget (and the store
+        # behind it) of a bridge that has closed, e.g. one built earlier in the same process.
+        limiter.budget = budget
+        limiter.budget_key = highlevel_key(location_id) if budget is not None else ""
         return limiter
+
+    @property
+    def shared_shape(self) -> BucketShape:
+        """The shared bucket that keeps all instances together under the server's window."""
+        return BucketShape.under_sliding_window(self.max_requests, self.interval)
 
     def _prune(self, now: float) -> None:
         while self._starts and self._starts[0] <= now - self.interval:
@@ -97,6 +125,34 @@ class RateLimiter:
         Raises ``RateLimitedError`` (never sent, ``may_have_acted=False``) instead of waiting
         longer than ``max_wait`` seconds, so a long server-imposed block cannot hang a caller.
         """
+        began = self._clock()
+        if self.budget is None:
+            return await self._acquire_here(max_wait)
+        await self._share_block()
+        stamp = await self._acquire_here(max_wait)
+        left = None if max_wait is None else max(0.0, max_wait - (self._clock() - began))
+        try:
+            waited = await self.budget.take(self.budget_key, self.shared_shape, max_wait=left)
+        except BudgetExhausted as exc:
+            self._forget(stamp)
+            raise RateLimitedError(
+                f"HighLevel rate limit shared by all instances: would have to wait "
+                f"{exc.wait:.1f} s (more than the allowed {max_wait or 0.0:.1f} s)",
+                retry_after=exc.wait,
+            ) from None
+        except BaseException:
+            self._forget(stamp)
+            raise
+        if waited <= 0:
+            return stamp
+        # It starts now, not when this process's window let it through.
+        self._forget(stamp)
+        started = self._clock()
+        self._starts.append(started)  # not earlier than any stamp held: order is kept
+        return started
+
+    async def _acquire_here(self, max_wait: float | None) -> float:
+        """This process's window: wait until the request fits it, then count it."""
         while True:
             wait = self.wait_time()
             if wait <= 0:
@@ -112,6 +168,19 @@ class RateLimiter:
             logger.debug("rate limiter: waiting %.3f s", wait)
             await self._sleep(wait)
 
+    def _forget(self, started: float) -> None:
+        with contextlib.suppress(ValueError):  # already gone from the window
+            self._starts.remove(started)
+
+    async def _share_block(self) -> None:
+        """Hold the shared budget for what is left of a block from a 429 it was not told of."""
+        if self.budget is None or self._blocked_until <= self._shared_block_until:
+            return
+        self._shared_block_until = self._blocked_until
+        left = self._blocked_until - self._clock()
+        if left > 0:
+            await self.budget.hold(self.budget_key, self.shared_shape, left)
+
     def settle(self, started: float) -> None:
         """A request stamped ``started`` by ``acquire()`` is over: count it from now on.
 
@@ -119,8 +188,7 @@ class RateLimiter:
         alone can take a while); counting from its start would reopen our window before the
         server's and send into a 429.
         """
-        with contextlib.suppress(ValueError):  # already gone from the window
-            self._starts.remove(started)
+        self._forget(started)
         self._starts.append(self._clock())  # not earlier than any stamp held: order is kept
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
@@ -147,7 +215,8 @@ class RateLimiter:
             self._starts.extend([now] * missing)
 
     def block_for(self, seconds: float) -> None:
-        """After a 429: let no request start for ``seconds``."""
+        """After a 429: let no request start for ``seconds`` (other instances: from the next
+        ``acquire``, which tells the shared budget)."""
         self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
 
 

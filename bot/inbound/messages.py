@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from bot.highlevel import EmailMessage, Message, MessageChannel
+from bot.webhook_auth import _replace_lone_surrogates
+
+# The HighLevel webhooks about a message. An inbound event of one of these types holds the
+# webhook's body as it arrived; any other holds an IncomingMessage's `to_payload()`.
+MESSAGE_EVENTS = frozenset({"InboundMessage", "OutboundMessage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,9 @@ class IncomingMessage:
         return self.channel.upper() in {"EMAIL", "TYPE_EMAIL"}
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a str, a float, None or a tuple of str: nothing to copy deeply (as
+        # dataclasses.asdict would, at several times the cost).
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> IncomingMessage:
@@ -48,6 +56,22 @@ class IncomingMessage:
         for name in ("attachments", "email_to", "cc"):
             values[name] = tuple(values.get(name) or ())
         return cls(**values)
+
+
+_FIELD_NAMES = tuple(item.name for item in fields(IncomingMessage))
+
+
+def stored_message(event_type: str, payload_json: str) -> IncomingMessage | None:
+    """The message an inbound event holds (see MESSAGE_EVENTS); None if a webhook's body is
+    not about a message after all."""
+    if event_type in MESSAGE_EVENTS:
+        payload = json.loads(payload_json)
+        if not isinstance(payload, dict):
+            return None
+        # As when the body was verified: lone UTF-16 surrogates become U+FFFD.
+        _replace_lone_surrogates(payload)
+        return from_webhook(payload)
+    return IncomingMessage.from_payload(json.loads(payload_json))
 
 
 def _addresses(value: object) -> tuple[str, ...]:

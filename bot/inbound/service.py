@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.inbound.messages import IncomingMessage, from_webhook
+from bot.inbound.messages import MESSAGE_EVENTS, IncomingMessage, from_webhook
 from storage import Store
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEDUPE_TTL_SECONDS", "INBOUND_SETTLE_SECONDS", "MESSAGE_EVENTS", "InboundService"]
+
 DEDUPE_TTL_SECONDS = 14 * 86_400
-MESSAGE_EVENTS = frozenset({"InboundMessage", "OutboundMessage"})
 # HighLevel may deliver a burst of webhooks concurrently, so they can be stored out of the
 # order the messages were sent. A webhook is first processed this long after it is stored:
 # the window lets the earlier ones of a burst land, so the per-contact order by dateAdded
@@ -47,11 +50,22 @@ class InboundService:
         # For an event that does not say which sub-account it is about.
         self._location_id = location_id or ""
         self._clock = clock
+        # The worker is woken once at this loop time, when the webhooks stored just before
+        # fall due (see `_wake_when_due`); None when no wake is waiting.
+        self._wake_at: float | None = None
 
     async def accept_webhook(
-        self, webhook_id: str, event_type: str, payload: Mapping[str, Any]
+        self,
+        webhook_id: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        raw_body: bytes | None = None,
     ) -> bool:
-        """Store a verified webhook; False when it was a duplicate or not about a message."""
+        """Store a verified webhook; False when it was a duplicate or not about a message.
+
+        `raw_body`: the bytes that were verified, of which `payload` is the parsed form. They
+        are stored as they arrived (the worker parses them again), never re-encoded.
+        """
         if event_type not in MESSAGE_EVENTS:
             log.debug("ignoring HighLevel event %s", event_type or "(no type)")
             return False
@@ -59,28 +73,39 @@ class InboundService:
         if message is None:
             log.debug("ignoring %s without messageId/contactId", event_type)
             return False
+        body = _text(raw_body)
         return await self._store_message(
             message,
             "webhook",
             [f"webhook:{webhook_id}"],
             not_before=self._clock() + INBOUND_SETTLE_SECONDS,
+            stored=(event_type, body) if body is not None else None,
         )
 
     async def accept_polled(self, message: IncomingMessage) -> bool:
         """Store a polled message (the poller hands each conversation's over oldest first)."""
-        return await self._store_message(message, "poll", [], not_before=None)
+        return await self._store_message(message, "poll", [], not_before=None, stored=None)
 
     def key_for(self, message: IncomingMessage) -> str:
         return conversation_key(message.location_id or self._location_id, message.contact_id)
 
     async def _store_message(
-        self, message: IncomingMessage, source: str, keys: list[str], *, not_before: float | None
+        self,
+        message: IncomingMessage,
+        source: str,
+        keys: list[str],
+        *,
+        not_before: float | None,
+        stored: tuple[str, str] | None,
     ) -> bool:
+        """`stored`: the event type and JSON text to store (a webhook's, see MESSAGE_EVENTS);
+        None stores the message's `to_payload()`."""
+        event_type, payload = stored or (f"{message.direction}_message", message.to_payload())
         event = await self._store.enqueue_inbound(
             source=source,
-            event_type=f"{message.direction}_message",
+            event_type=event_type,
             conversation_key=self.key_for(message),
-            payload=message.to_payload(),
+            payload=payload,
             dedupe_keys=[*keys, f"message:{message.key_id}:{message.status or ''}"],
             ttl_seconds=DEDUPE_TTL_SECONDS,
             sort_at=message.date_added,
@@ -88,5 +113,40 @@ class InboundService:
         )
         if event is None:
             return False
-        self._wake_worker()
+        if not_before is None:
+            self._wake_worker()
+        else:
+            self._wake_when_due(not_before - self._clock())
         return True
+
+    def _wake_when_due(self, delay: float) -> None:
+        """Wake the worker in `delay` seconds, when the event just stored falls due.
+
+        Woken at once, each of its slots would look, find the event not due yet and go back
+        to sleep: in a burst of webhooks, several store round trips per webhook for nothing.
+        One wake waiting at a time is enough: woken, the worker handles what is due and then
+        sleeps until the next event's due time by itself (QueueSlots asks next_due).
+        """
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(0.0, delay)
+        if self._wake_at is not None and self._wake_at <= due:
+            return  # the waiting wake comes first; the worker then finds this one's due time
+        self._wake_at = due
+        loop.call_at(due, self._wake_now, due)
+
+    def _wake_now(self, due: float) -> None:
+        if self._wake_at == due:
+            self._wake_at = None
+        self._wake_worker()
+
+
+def _text(raw_body: bytes | None) -> str | None:
+    """The body as text to store; None unless it is UTF-8 without a byte order mark, the only
+    form json.loads takes back as text (it took the bytes in UTF-16 and -32 too, and with a
+    BOM): such a body is stored re-encoded."""
+    if raw_body is None or raw_body.startswith(codecs.BOM_UTF8):
+        return None
+    try:
+        return raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -12,8 +12,9 @@ from dataclasses import replace
 from bot.compose import contact_address, contact_label
 from bot.contacts import ContactDirectory
 from bot.highlevel import HighLevelError, MessageChannel
-from bot.inbound.messages import IncomingMessage, channel_type
+from bot.inbound.messages import IncomingMessage, channel_type, stored_message
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
+from bot.outbound.worker import QueueLooks
 from bot.posting.poster import PostMark, SlackPoster, SlackPostError
 from bot.ui.inbound_builder import InboundPost, status_reaction
 from bot.ui.thread_builder import PostStatus
@@ -90,11 +91,12 @@ class InboundWorker:
         # One event of a message is processed at a time: two events for one message (status
         # updates, one without conversationId) may be claimed together, and only one may post.
         self._showing = KeyedLocks()
+        looks = QueueLooks(self._store.claim_inbound, self._store.next_inbound_due_at)
         self._slots = QueueSlots(
             "inbound",
-            claim=self._store.claim_inbound,
+            claim=looks.claim,
             handle=self._handle,
-            next_due=self._store.next_inbound_due_at,
+            next_due=looks.next_due,
             concurrency=concurrency,
             idle_poll=idle_poll_seconds,
             clock=clock,
@@ -105,16 +107,24 @@ class InboundWorker:
         self._slots.wake()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        recovered = await self._store.recover_inbound()
-        if recovered:
-            log.info(
-                "%d inbound events were interrupted by a stop; processing them again", recovered
-            )
+        if not self._store.shared:
+            # Alone on its database; with several instances, LeaseKeeper takes over only
+            # the events whose holder's lease expired.
+            recovered = await self._store.recover_inbound()
+            if recovered:
+                log.info(
+                    "%d inbound events were interrupted by a stop; processing them again",
+                    recovered,
+                )
         await self._slots.run(stopping)
 
     async def _handle(self, event: InboundEvent) -> None:
         try:
-            done = await self._process(IncomingMessage.from_payload(event.payload), event)
+            message = stored_message(event.event_type, event.payload_json)
+            if message is None:
+                # Checked when it was stored; a body that says otherwise now is kept aside.
+                raise ValueError("the stored webhook is not about a message")
+            done = await self._process(message, event)
         except (SlackPostError, HighLevelError) as exc:
             reason = getattr(exc, "error", None) or getattr(exc, "message", None) or str(exc)
             if event.attempts >= MAX_ATTEMPTS:
@@ -240,7 +250,7 @@ class InboundWorker:
         key = message_mark(self._location_id, message.key_id)
         async with self._presenter.thread_root(thread.id):
             # A send may have started this thread since it was looked up.
-            thread = await self._store.get_thread(thread.id) or thread
+            thread = await self._presenter.current(thread)
             ts: str | None = None
             if not created:
                 # An earlier attempt (this event's or another's for the same message) got as

@@ -143,12 +143,15 @@ class BridgeMetrics:
             ["method"],
             registry=registry,
         )
-        Counter(
+        self._takeovers = Counter(
             f"{PREFIX}_lease_takeovers",
-            "Outbox or inbound claims taken over from an instance whose lease expired. Always 0 "
-            "for now: claims are not leases yet (a later change adds them).",
+            "Claims taken over by this instance from one whose lease expired: sends (then "
+            "reconciled, never resent blindly) and inbound events (queued again).",
+            ["kind"],
             registry=registry,
         )
+        for kind in ("send", "inbound"):
+            self._takeovers.labels(kind=kind)
         self._scrape_errors = Counter(
             f"{PREFIX}_scrape_errors",
             "Scrapes that served no figure for a part read from the database (outbox, "
@@ -168,6 +171,10 @@ class BridgeMetrics:
         return generate_latest(self.registry)
 
     # ------------------------------------------------------------------ observers
+
+    def lease_takeovers(self, kind: str, count: int) -> None:
+        if count:
+            self._takeovers.labels(kind=kind).inc(count)
 
     def send_outcome(self, outcome: str) -> None:
         self._sends.labels(outcome=outcome if outcome in SEND_OUTCOMES else "other").inc()

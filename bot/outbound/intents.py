@@ -12,6 +12,7 @@ left open, through the same steps, and tells the person the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -246,12 +247,16 @@ def _title(intent: Intent) -> str:
 
 
 class IntentRecovery:
-    """At start-up, finishes every compose intent an earlier process left open.
+    """Finishes every compose intent a stopped process left open.
 
-    It takes only intents saved before this process started: any later one belongs to a
-    listener of this process, which finishes it itself. Intents are finished one at a time,
-    oldest first, so two sends to one customer keep their order. Run as a worker: once done it
-    waits for the stop (a worker that returned would read as a dead one).
+    Alone on its database (SQLite), it runs once at start-up and takes only intents saved
+    before this process started: any later one belongs to a listener of this process, which
+    finishes it itself. With several instances (a shared store) an instance may die while the
+    others run on, so it looks every third of a lease for intents open longer than a lease
+    (a live listener closes its own within seconds), and each is taken by one instance only.
+    Intents are finished one at a time, oldest first, so two sends to one customer keep their
+    order. Run as a worker: it returns only at the stop (a worker that returned would read
+    as a dead one).
     """
 
     name = "intent-recovery"
@@ -276,7 +281,20 @@ class IntentRecovery:
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.recover(stopping)
-        await stopping.wait()
+        if not self._store.shared:
+            await stopping.wait()
+            return
+        interval = self._store.lease_seconds / 3
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+            if not stopping.is_set():
+                await self.recover(stopping)
+
+    def _cut_off_before(self) -> float:
+        if self._store.shared:
+            return self._clock() - self._store.lease_seconds
+        return self._started_at
 
     async def recover(self, stopping: asyncio.Event | None = None) -> int:
         """Finish (or report and close) the open intents; returns how many were taken."""
@@ -284,7 +302,7 @@ class IntentRecovery:
         taken = 0
         while stopping is None or not stopping.is_set():
             found = await self._store.list_open_intents(
-                created_before=self._started_at, limit=self._batch
+                created_before=self._cut_off_before(), limit=self._batch
             )
             batch = [record for record in found if record.id not in seen]
             if not batch:
@@ -295,6 +313,14 @@ class IntentRecovery:
                 if stopping is not None and stopping.is_set():
                     break
                 seen.add(record.id)
+                if self._store.shared and not await self._store.mark_processed(
+                    "intent-recovery",
+                    record.idempotency_key,
+                    ttl_seconds=2 * self._store.lease_seconds,
+                ):
+                    # Another instance is finishing it (or died doing so: then the mark
+                    # expires and the next look takes it; finishing is idempotent).
+                    continue
                 await self._recover_one(record)
                 taken += 1
         if taken:

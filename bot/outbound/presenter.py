@@ -168,6 +168,13 @@ class SendPresenter:
         log.info("thread %d: its root was posted before a stop; using it", thread.id)
         return await self.root_posted(thread, found.ts)
 
+    async def current(self, thread: ThreadRecord) -> ThreadRecord:
+        """`thread` with its root as recorded now: a thread's root, once recorded, never
+        changes (set_thread_ts keeps the first), so only one without is read again."""
+        if thread.thread_ts is not None:
+            return thread
+        return await self._store.get_thread(thread.id) or thread
+
     async def root_posted(self, thread: ThreadRecord, ts: str) -> ThreadRecord:
         """Record `ts` as the thread's root (the first one recorded wins)."""
         thread = await self._store.set_thread_ts(thread.id, ts)
@@ -184,7 +191,7 @@ class SendPresenter:
         if entry.slack_ts is not None or thread is None:
             return thread, entry
         async with self.thread_root(thread.id):
-            thread = await self._store.get_thread(thread.id) or thread
+            thread = await self.current(thread)
             try:
                 # Only a claim after the first can follow an attempt that posted and stopped.
                 thread, ts = await self._post_once(
@@ -297,12 +304,17 @@ class SendPresenter:
         error: str | None,
     ) -> None:
         display = display or unpack_entry(entry)[1]
-        # The post (and the thread root) may have been made since the caller read them.
-        current = await self._store.get_outbox(entry.id)
-        if current is not None:
-            entry = replace(entry, slack_ts=current.slack_ts, attempts=current.attempts)
+        # The post (and the thread root) may have been made since the caller read them. Each
+        # is recorded once and never changes after: only one not known yet is looked for.
+        if entry.slack_ts is None:
+            current = await self._store.get_outbox(entry.id)
+            if current is not None:
+                entry = replace(entry, slack_ts=current.slack_ts, attempts=current.attempts)
         if entry.thread_id is not None:
-            thread = await self._store.get_thread(entry.thread_id) or thread
+            if thread is None or thread.id != entry.thread_id:
+                thread = await self._store.get_thread(entry.thread_id) or thread
+            elif thread.thread_ts is None:
+                thread = await self.current(thread)
         if entry.slack_ts is None and thread is not None:
             # No post recorded: once claimed, the send's first post may have been made and
             # not recorded (a stop, or Slack failing after the fact).

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from bot.highlevel import (
     HighLevelClient,
@@ -21,7 +22,7 @@ from bot.outbound.entry import Display, unpack_entry
 from bot.outbound.presenter import SendOutcomeObserver, SendPresenter
 from bot.ui.thread_builder import PostStatus
 from bot.workers import QueueSlots
-from storage import OutboxEntry, OutboxState, Store, StoreError, ThreadRecord
+from storage import OutboxEntry, OutboxState, Store, StoreError, Takeover, ThreadRecord
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,79 @@ log = logging.getLogger(__name__)
 # HighLevel's clock and ours differ a little.
 RECONCILE_CLOCK_SKEW = 120.0
 MAX_RETRY_DELAY = 60.0
+
+# How a finished send's post shows each final state (unknown ones are reconciled first).
+_SHOWN_STATUS = {
+    OutboxState.SENT: PostStatus.SENT,
+    OutboxState.FAILED: PostStatus.FAILED,
+    OutboxState.CANCELLED: PostStatus.CANCELLED,
+}
+
+STOPPED_WHILE_SENDING = "the bridge stopped while sending"
+TAKEN_OVER = "the instance sending it stopped; another one took it over"
+
+T = TypeVar("T")
+
+
+class QueueLooks(Generic[T]):
+    """`claim` and `next_due` for a queue's QueueSlots, where looks that overlap are joined.
+
+    Each wake makes every idle slot look at the queue at once (claim, then next_due when it
+    found nothing): one store round trip each, mostly to find what the first one found. Here
+    a claim asked while another is in flight waits for it: if that one found nothing, this
+    one returns nothing too, since whatever could change that since also wakes the slots
+    again (and a time falling due is looked for again by the slot that looked first); if it
+    took an item, this one claims for itself. A next_due asked while another is in flight
+    takes that one's answer.
+    """
+
+    def __init__(
+        self,
+        claim: Callable[[], Awaitable[T | None]],
+        next_due: Callable[[], Awaitable[float | None]],
+    ) -> None:
+        self._claim = claim
+        self._next_due = next_due
+        # Set when the claim in flight ends: True if it took an item (or failed).
+        self._claiming: asyncio.Future[bool] | None = None
+        self._asking_due: asyncio.Future[float | None] | None = None
+
+    async def claim(self) -> T | None:
+        while self._claiming is not None:
+            # Shielded: a waiter cancelled must not cancel what the others wait for.
+            if not await asyncio.shield(self._claiming):
+                return None
+        claiming = asyncio.get_running_loop().create_future()
+        self._claiming = claiming
+        took = True
+        try:
+            item = await self._claim()
+            took = item is not None
+            return item
+        finally:
+            self._claiming = None
+            claiming.set_result(took)
+
+    async def next_due(self) -> float | None:
+        if self._asking_due is not None:
+            with contextlib.suppress(_AskAgain):
+                return await asyncio.shield(self._asking_due)
+        asking = asyncio.get_running_loop().create_future()
+        self._asking_due = asking
+        try:
+            due = await self._next_due()
+        except BaseException:
+            asking.set_exception(_AskAgain())
+            asking.exception()  # retrieved: nobody may be waiting
+            raise
+        finally:
+            self._asking_due = None
+        asking.set_result(due)
+        return due
+
+
+class _AskAgain(Exception):
+    """The next_due a caller joined failed or was cancelled: the caller asks for itself."""
 
 
 class OutboxWorker:
@@ -56,11 +130,14 @@ class OutboxWorker:
         self._max_attempts = max_attempts
         self._reconcile_delays = tuple(reconcile_delays)
         self._clock = clock
+        self._reconcile_asked = asyncio.Event()
+        self._to_show: set[int] = set()
+        looks = QueueLooks(self._store.claim_next, self._store.next_outbox_due_at)
         self._slots = QueueSlots(
             "outbox",
-            claim=self._store.claim_next,
+            claim=looks.claim,
             handle=self._process_safely,
-            next_due=self._store.next_outbox_due_at,
+            next_due=looks.next_due,
             concurrency=concurrency,
             idle_poll=idle_poll_seconds,
             clock=clock,
@@ -71,15 +148,79 @@ class OutboxWorker:
         self._slots.wake()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        recovered = await self._store.recover_after_crash()
-        if recovered:
-            log.warning(
-                "%d sends were interrupted by a stop; checking whether they went out", recovered
-            )
+        if not self._store.shared:
+            # One instance on its own database: whatever was 'sending' was cut off by the
+            # last stop of this bridge. With several instances, a send another one is
+            # making looks the same; those are taken over only once their lease expired
+            # (LeaseKeeper), never at start-up.
+            recovered = await self._store.recover_after_crash()
+            if recovered:
+                log.warning(
+                    "%d sends were interrupted by a stop; checking whether they went out",
+                    recovered,
+                )
+            # Sends the last process finished but may not have shown in Slack.
+            taken = await self._store.take_over_expired(every_claim=True)
+            await self.show_outcomes(taken.unshown)
+        await self.reconcile_unknown(STOPPED_WHILE_SENDING)
+        reconciler = asyncio.create_task(self._reconcile_when_asked(stopping))
+        try:
+            await self._slots.run(stopping)
+        finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+
+    def request_reconcile(self, taken: Takeover | None = None) -> None:
+        """Sends were taken over from a dead instance: reconcile them, and show the outcome
+        of those it had finished (`taken.unshown`), off the caller's path."""
+        if taken is not None:
+            self._to_show.update(taken.unshown)
+        self._reconcile_asked.set()
+
+    async def _reconcile_when_asked(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self._reconcile_asked.wait()
+            self._reconcile_asked.clear()
+            to_show, self._to_show = sorted(self._to_show), set()
+            try:
+                await self.show_outcomes(to_show)
+                await self.reconcile_unknown(TAKEN_OVER)
+            except Exception:
+                # The entries keep their state; unknown ones are looked at again next time.
+                log.exception("finishing sends taken over from another instance failed")
+
+    async def show_outcomes(self, outbox_ids: Sequence[int]) -> None:
+        """Show in Slack how these finished sends ended (their last holder may not have)."""
+        for outbox_id in outbox_ids:
+            entry = await self._store.get_outbox(outbox_id)
+            status = None if entry is None else _SHOWN_STATUS.get(entry.state)
+            if entry is None or status is None:
+                continue  # gone, back in the queue, or unknown (reconcile_unknown shows it)
+            if status is PostStatus.SENT and entry.scheduled_at:
+                status = PostStatus.SCHEDULED
+            log.info("outbox %d: showing its outcome (%s) for a stopped instance", entry.id, status)
+            await self._presenter.show(entry, status, error=entry.last_error)
+
+    async def reconcile_unknown(self, reason: str) -> int:
+        """Look up each recent send of unknown outcome (no HighLevel id) in its conversation.
+
+        With several instances, each entry is reconciled by one of them: the first to mark
+        it (per entry and state change) does it, for as long as a lease.
+        """
+        settled = 0
         for entry in await self._store.list_outbox(OutboxState.UNKNOWN, limit=500):
-            if entry.ghl_message_id is None and self._clock() - entry.updated_at < 86_400:
-                await self._settle_unknown(entry, "the bridge stopped while sending")
-        await self._slots.run(stopping)
+            if entry.ghl_message_id is not None or self._clock() - entry.updated_at >= 86_400:
+                continue
+            if self._store.shared and not await self._store.mark_processed(
+                "reconcile",
+                f"{entry.id}:{entry.updated_at!r}",
+                ttl_seconds=2 * self._store.lease_seconds,
+            ):
+                continue
+            await self._settle_unknown(entry, reason)
+            settled += 1
+        return settled
 
     async def _process_safely(self, entry: OutboxEntry) -> None:
         """One entry that breaks in an unforeseen way must not take the worker (and the other
@@ -91,6 +232,7 @@ class OutboxWorker:
             log.error("outbox %d: unreadable request (%s); marked failed", entry.id, exc)
             await self._store.mark_failed(entry.id, "the stored message could not be read")
             self._count("failed")
+            await self._store.release_claim(entry.id)
             return
         try:
             await self._process(entry, request, display)
@@ -102,6 +244,9 @@ class OutboxWorker:
                 entry = await self._store.mark_unknown(entry.id, "an internal error interrupted it")
                 self._count("unknown")
                 await self._presenter.show(entry, PostStatus.UNKNOWN, error=entry.last_error)
+        # The post shows the outcome now: the claim, kept until here (a process dying before
+        # this leaves it to expire, and the outcome is shown by whoever takes it over), ends.
+        await self._store.release_claim(entry.id)
 
     async def _process(
         self, entry: OutboxEntry, request: SendMessageRequest, display: Display

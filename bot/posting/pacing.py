@@ -3,7 +3,8 @@
 Slack allows about one ``chat.postMessage`` a second per channel, with short bursts, and answers
 429 with ``Retry-After`` beyond that. `ChannelPacer` keeps one token bucket per channel, serves
 waiters in the order they came (so a channel's posts keep their order), and after a 429 holds the
-channel until Slack's ``Retry-After`` has passed.
+channel until Slack's ``Retry-After`` has passed. Several instances keep to one rate per channel
+together through a `SharedBudget` (bot/cluster): the same bucket, kept in the database.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
 
+from bot.cluster.budget import BucketShape, SharedBudget, slack_key
+
 __all__ = ["ChannelPacer", "slack_retry_after"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The workspace's id, or how to learn it (auth.test): the shared budgets are keyed by it.
+TeamSource = str | Callable[[], Awaitable[str]]
 
 # Float slack for "has a token" and "hold is over": a sleep of exactly the computed wait must not
 # come back a hair short and loop on a wait too small to move the clock.
@@ -33,12 +39,13 @@ _SWEEP_FROM = 256
 class _Channel:
     """One channel's bucket, its hold, and the locks that keep its waiters in order."""
 
-    __slots__ = ("gate", "held_until", "tokens", "turn", "updated", "users")
+    __slots__ = ("gate", "held_until", "hold_shared", "tokens", "turn", "updated", "users")
 
     def __init__(self, tokens: float, now: float) -> None:
         self.tokens = tokens
         self.updated = now
         self.held_until = -math.inf
+        self.hold_shared = False  # a hold the shared budget has not been told of yet
         self.gate = asyncio.Lock()  # token taking; asyncio.Lock wakes waiters first-come first
         self.turn = asyncio.Lock()  # whole `paced` calls, so a retried post is not overtaken
         self.users = 0  # tasks inside acquire/paced; such a channel is never forgotten
@@ -62,6 +69,10 @@ class ChannelPacer:
     """A token bucket per Slack channel: ``rate_per_second`` posts a second, bursts of ``burst``.
 
     ``clock`` and ``sleep`` are injectable for tests; they must agree on the unit (seconds).
+
+    With ``budget`` (several instances on one database), a post takes a token of this process's
+    bucket, then a permit of the channel's bucket shared by all instances (same rate and
+    burst: together they post as one instance would); ``team`` names the workspace in its key.
     """
 
     def __init__(
@@ -71,6 +82,8 @@ class ChannelPacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        budget: SharedBudget | None = None,
+        team: TeamSource = "",
     ) -> None:
         if not rate_per_second > 0 or not math.isfinite(rate_per_second):
             raise ValueError("rate_per_second must be a positive number")
@@ -82,6 +95,10 @@ class ChannelPacer:
         self._sleep = sleep
         self._channels: dict[str, _Channel] = {}
         self._sweep_at = _SWEEP_FROM
+        self._budget = budget
+        self._team = team
+        self._team_unknown = False  # told at WARNING once that it could not be learnt
+        self._shape = BucketShape(rate=self._rate, burst=burst)
 
     @property
     def tracked_channels(self) -> int:
@@ -93,14 +110,49 @@ class ChannelPacer:
         channel = self._enter(channel_id)
         try:
             async with channel.gate:
+                if self._budget is not None and channel.hold_shared:
+                    await self._share_hold(channel_id, channel, self._budget)
                 while True:
                     wait = channel.wait_seconds(self._clock(), self._rate, self._burst)
                     if wait <= 0:
                         channel.tokens -= 1.0
-                        return
+                        break
                     await self._sleep(wait)
+                if self._budget is not None:
+                    await self._take_shared(channel_id, self._budget)
         finally:
             self._leave(channel)
+
+    async def _take_shared(self, channel_id: str, budget: SharedBudget) -> None:
+        team = await self._team_id()
+        if team is None:
+            await budget.take_alone(slack_key("?", channel_id), self._shape)
+        else:
+            await budget.take(slack_key(team, channel_id), self._shape)
+
+    async def _share_hold(self, channel_id: str, channel: _Channel, budget: SharedBudget) -> None:
+        channel.hold_shared = False
+        left = channel.held_until - self._clock()
+        team = await self._team_id()
+        if left > 0 and team is not None:
+            await budget.hold(slack_key(team, channel_id), self._shape, left)
+
+    async def _team_id(self) -> str | None:
+        """The workspace's id, learnt once; None while it cannot be learnt."""
+        if isinstance(self._team, str):
+            return self._team
+        try:
+            team = await self._team()
+        except Exception as exc:
+            # Without the key, the post keeps to this instance's fallback share of the channel.
+            log = logger.debug if self._team_unknown else logger.warning
+            log("no workspace id for the shared Slack budgets yet: %s", exc)
+            self._team_unknown = True
+            return None
+        if not team:
+            return None
+        self._team = team
+        return team
 
     def hold(self, channel_id: str, seconds: float) -> None:
         """Nobody posts to ``channel_id`` for ``seconds`` (after a 429); then one post, then pace.
@@ -113,6 +165,7 @@ class ChannelPacer:
         if until <= channel.held_until:
             return
         channel.held_until = until
+        channel.hold_shared = self._budget is not None
         # Drained until `until`, when exactly the retry may go; refilling starts from there.
         channel.tokens = 1.0
         channel.updated = until

@@ -9,8 +9,8 @@ from typing import Any
 
 from bot.sandbox.slack import SlackMessage
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
-from storage import OutboxState, SqliteStore
-from tests.e2e.conftest import eventually
+from storage import OutboxState
+from tests.e2e.conftest import eventually, stack_store
 from tests.e2e.test_outbound import (
     action_ids,
     notices,
@@ -50,7 +50,7 @@ async def _stays_quiet(stack: SandboxStack, notices_before: int) -> None:
 
 
 async def _outbox_states(stack: SandboxStack) -> list[OutboxState]:
-    async with SqliteStore(stack.database_path) as store:
+    async with stack_store(stack) as store:
         return [entry.state for entry in await store.list_outbox(limit=100)]
 
 
@@ -58,12 +58,13 @@ async def _settled(stack: SandboxStack, count: int) -> list[OutboxState]:
     """Wait until `count` sends exist and none is waiting for or in HighLevel's hands."""
     busy = {OutboxState.PENDING, OutboxState.SENDING}
     deadline = time.monotonic() + 15
-    while True:
-        states = await _outbox_states(stack)
-        if len(states) >= count and not busy.intersection(states):
-            return states
-        assert time.monotonic() < deadline, states
-        await asyncio.sleep(0.05)
+    async with stack_store(stack) as store:
+        while True:
+            states = [entry.state for entry in await store.list_outbox(limit=100)]
+            if len(states) >= count and not busy.intersection(states):
+                return states
+            assert time.monotonic() < deadline, states
+            await asyncio.sleep(0.05)
 
 
 async def test_three_clicks_on_cancel_cancel_once_and_say_nothing_contradicting(

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import sqlite3
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,7 +28,7 @@ from bot.sandbox.highlevel import (
 from bot.sandbox.slack import SlackMessage, SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
 from storage import InboundState, open_store
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import eventually, stack_on, stack_store
 from tests.e2e.test_outbound import (
     action_ids,
     open_composer,
@@ -209,10 +206,12 @@ def _inbound_body(text: str, *, timestamp: str | None = None) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-async def test_forged_unsigned_tampered_and_stale_webhooks_are_rejected(tmp_path: Path) -> None:
+async def test_forged_unsigned_tampered_and_stale_webhooks_are_rejected(
+    database_url: str,
+) -> None:
     key = Ed25519PrivateKey.generate()
     highlevel = HighLevelSimulator(signing_key=key)
-    async with SandboxStack(tmp_path / "b.sqlite3", highlevel=highlevel) as stack:
+    async with stack_on(database_url, highlevel=highlevel) as stack:
         url = f"{stack.bridge_url}/ghl/webhooks"
         good = _inbound_body("genuine")
         stale = _inbound_body("stale", timestamp="2020-01-01T00:00:00.000Z")
@@ -272,9 +271,9 @@ async def test_the_same_webhook_delivered_twice_is_posted_once(stack: SandboxSta
     assert replies_containing(stack, "Twice delivered?") == 1
 
 
-async def test_polling_with_webhooks_off_finds_each_message_once(tmp_path: Path) -> None:
-    async with SandboxStack(
-        tmp_path / "b.sqlite3", webhooks=False, settings_overrides={"ghl_poll_seconds": 1}
+async def test_polling_with_webhooks_off_finds_each_message_once(database_url: str) -> None:
+    async with stack_on(
+        database_url, webhooks=False, settings_overrides={"ghl_poll_seconds": 1}
     ) as stack:
         await start_thread_with_ada(stack)
         await stack.highlevel.customer_reply(ADA_LOVELACE_ID, "SMS", "Polled reply")
@@ -291,7 +290,7 @@ async def test_polling_with_webhooks_off_finds_each_message_once(tmp_path: Path)
         assert len(thread_of(stack)) == 3
 
 
-async def test_a_burst_of_200_across_5_channels_arrives_in_order_once(tmp_path: Path) -> None:
+async def test_a_burst_of_200_across_5_channels_arrives_in_order_once(database_url: str) -> None:
     slack = SlackSimulator(post_rate_per_second=10, post_burst=5)
     channels = [f"C0BURST{i}" for i in range(5)]
     for index, channel in enumerate(channels):
@@ -300,8 +299,8 @@ async def test_a_burst_of_200_across_5_channels_arrives_in_order_once(tmp_path: 
     contacts = [
         highlevel.add_contact(first_name=f"Burst{i}", phone=f"+1415555030{i}").id for i in range(5)
     ]
-    async with SandboxStack(
-        tmp_path / "b.sqlite3",
+    async with stack_on(
+        database_url,
         slack=slack,
         highlevel=highlevel,
         settings_overrides={"slack_post_rate": 8.0},
@@ -326,20 +325,19 @@ async def test_a_burst_of_200_across_5_channels_arrives_in_order_once(tmp_path: 
         assert sum(len(slack.orphaned_replies()) for _ in [0]) == 0
 
 
-def _inbound_settled(stack: SandboxStack) -> bool:
-    with contextlib.closing(sqlite3.connect(stack.database_path)) as db:
-        busy: int = db.execute(
-            "SELECT COUNT(*) FROM inbound_events WHERE state IN ('pending', 'processing')"
-        ).fetchone()[0]
-    return busy == 0
+async def _inbound_settled(stack: SandboxStack) -> bool:
+    async with stack_store(stack) as store:
+        pending = await store.count_inbound(InboundState.PENDING)
+        processing = await store.count_inbound(InboundState.PROCESSING)
+    return pending == processing == 0
 
 
 async def test_status_webhooks_for_one_message_arriving_together_post_it_once(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     key = Ed25519PrivateKey.generate()
     highlevel = HighLevelSimulator(signing_key=key)
-    async with SandboxStack(tmp_path / "b.sqlite3", highlevel=highlevel) as stack:
+    async with stack_on(database_url, highlevel=highlevel) as stack:
         message_id = f"twice-{uuid.uuid4().hex[:12]}"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
@@ -383,7 +381,8 @@ async def test_status_webhooks_for_one_message_arriving_together_post_it_once(
                 )
             )
         assert [a.json()["stored"] for a in answers] == [True, True]
-        await eventually(lambda: roots(stack, INBOX_CHANNEL) and _inbound_settled(stack))
+        await eventually(lambda: roots(stack, INBOX_CHANNEL))
+        await eventually(lambda: _inbound_settled(stack))
 
         posts = [
             m
@@ -394,15 +393,15 @@ async def test_status_webhooks_for_one_message_arriving_together_post_it_once(
         assert len(posts) == 1, [text_of(m)[:80] for m in posts]
         # It shows the later status, whichever report was posted.
         assert "Delivered" in text_of(posts[0]) or "white_check_mark" in posts[0].reactions
-        with contextlib.closing(sqlite3.connect(stack.database_path)) as db:
-            rows = db.execute(
-                "SELECT status, slack_ts FROM messages WHERE ghl_message_id = ?", (message_id,)
-            ).fetchall()
-        assert rows == [("delivered", posts[0].ts)]
+        # One row at most: ghl_message_id is unique in `messages`.
+        async with stack_store(stack) as store:
+            record = await store.get_message_by_ghl_id(message_id)
+        assert record is not None
+        assert (record.status, record.slack_ts) == ("delivered", posts[0].ts)
 
 
 async def test_the_worker_shows_a_message_once_when_two_of_its_events_run_together(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     """The inbound worker on its own: two events of one message in different queues (claimed
     at the same time) post it once, in either order, however the service keys them."""
@@ -426,7 +425,7 @@ async def test_the_worker_shows_a_message_once_when_two_of_its_events_run_togeth
     async with (
         HighLevelSimulator() as highlevel,
         SlackSimulator(post_rate_per_second=1000.0, post_burst=1000) as slack,
-        await open_store(f"sqlite:///{tmp_path / 'worker.sqlite3'}") as store,
+        await open_store(database_url) as store,
     ):
         slack.add_channel(INBOX_CHANNEL, "inbox")
         client = HighLevelClient(

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +31,8 @@ from bot.inbound.polling import InboundPoller
 from bot.inbound.service import INBOUND_SETTLE_SECONDS, InboundService
 from bot.sandbox.highlevel import KATHERINE_JOHNSON_ID, HighLevelSimulator, SimMessage
 from bot.sandbox.stack import INBOX_CHANNEL, SandboxStack
-from storage import SqliteStore, open_store
-from tests.e2e.conftest import eventually
+from storage import Store, open_store
+from tests.e2e.conftest import eventually, stack_on, url_of
 from tests.e2e.test_inbound import _sign, thread_of
 from tests.e2e.test_outbound import text_of
 
@@ -77,13 +76,13 @@ def polls(stack: SandboxStack) -> int:
 # ------------------------------------------------------------------------------------ polling
 
 
-async def test_polled_replies_appear_in_the_order_they_were_sent(tmp_path: Path) -> None:
+async def test_polled_replies_appear_in_the_order_they_were_sent(database_url: str) -> None:
     highlevel = HighLevelSimulator()
     words = ["reply-one", "reply-two", "reply-three"]
     for n, word in enumerate(words):
         await reply(highlevel, word, minutes_ago(3 - n))
-    async with SandboxStack(
-        tmp_path / "b.sqlite3",
+    async with stack_on(
+        database_url,
         highlevel=highlevel,
         webhooks=False,
         settings_overrides={"ghl_poll_seconds": 1, **FAST_SLACK},
@@ -92,13 +91,13 @@ async def test_polled_replies_appear_in_the_order_they_were_sent(tmp_path: Path)
         assert shown(stack, words) == words
 
 
-async def test_replies_that_straddle_two_polls_appear_once_in_order(tmp_path: Path) -> None:
+async def test_replies_that_straddle_two_polls_appear_once_in_order(database_url: str) -> None:
     highlevel = HighLevelSimulator()
     words = ["reply-one", "reply-two", "reply-three", "reply-four", "reply-five"]
     await reply(highlevel, words[0], minutes_ago(2))
     second = await reply(highlevel, words[1], minutes_ago(1))
-    async with SandboxStack(
-        tmp_path / "b.sqlite3",
+    async with stack_on(
+        database_url,
         highlevel=highlevel,
         webhooks=False,
         settings_overrides={"ghl_poll_seconds": 1, **FAST_SLACK},
@@ -117,11 +116,11 @@ async def test_replies_that_straddle_two_polls_appear_once_in_order(tmp_path: Pa
 
 
 async def test_more_than_a_page_of_messages_between_two_polls_all_appear_in_order(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     highlevel = HighLevelSimulator()
-    async with SandboxStack(
-        tmp_path / "b.sqlite3",
+    async with stack_on(
+        database_url,
         highlevel=highlevel,
         webhooks=False,
         settings_overrides={"ghl_poll_seconds": 1, **FAST_SLACK},
@@ -160,13 +159,11 @@ def webhook_body(message_id: str, text: str, sent_at: datetime, location_id: str
 
 
 async def test_a_burst_of_webhooks_delivered_at_once_out_of_order_appears_in_order(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     key = Ed25519PrivateKey.generate()
     highlevel = HighLevelSimulator(signing_key=key)
-    async with SandboxStack(
-        tmp_path / "b.sqlite3", highlevel=highlevel, settings_overrides=FAST_SLACK
-    ) as stack:
+    async with stack_on(database_url, highlevel=highlevel, settings_overrides=FAST_SLACK) as stack:
         words = [f"burst-{n:02d}" for n in range(12)]
         start = minutes_ago(1)
         bodies = [
@@ -198,15 +195,13 @@ async def test_a_burst_of_webhooks_delivered_at_once_out_of_order_appears_in_ord
 
 
 async def test_webhooks_delivered_one_after_another_newest_first_appear_in_order(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     """Each webhook is stored before the next is sent, the newest first: only the settle
     window keeps the first from being shown before the earlier ones arrive."""
     key = Ed25519PrivateKey.generate()
     highlevel = HighLevelSimulator(signing_key=key)
-    async with SandboxStack(
-        tmp_path / "b.sqlite3", highlevel=highlevel, settings_overrides=FAST_SLACK
-    ) as stack:
+    async with stack_on(database_url, highlevel=highlevel, settings_overrides=FAST_SLACK) as stack:
         words = [f"late-{n:02d}" for n in range(6)]
         start = minutes_ago(1)
         bodies = [
@@ -255,7 +250,7 @@ async def test_a_message_polling_finds_before_later_webhooks_are_processed_comes
     await stack.stop_bridge()
     stack.highlevel.webhook_url = None  # deliveries are kept, to be handed over below
     later = [await reply(stack.highlevel, word) for word in words[1:]]
-    store = await open_store(f"sqlite:///{stack.database_path}")
+    store = await open_store(url_of(stack))
     highlevel = HighLevelClient(
         token=SecretStr(stack.highlevel.token),
         location_id=stack.highlevel.location_id,
@@ -306,8 +301,8 @@ async def test_a_message_polling_finds_after_a_later_one_was_posted_comes_after_
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'unit.sqlite3'}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(database_url)
     try:
         yield opened
     finally:
@@ -332,7 +327,7 @@ def message_event(status: str, *, conversation_id: str | None, sent_at: float) -
 
 
 async def test_status_updates_of_one_message_with_and_without_conversation_id_are_serialised(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     """Issue 11 item 14: both events are about one contact, so they share a key and the
     second is not taken while the first is being shown."""
@@ -353,7 +348,7 @@ async def test_status_updates_of_one_message_with_and_without_conversation_id_ar
 
 
 async def test_a_webhook_waits_to_settle_and_a_polled_message_does_not(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     now = 1_800_000_000.0
     inbound = InboundService(store=store, wake_worker=lambda: None, clock=lambda: now)
@@ -369,7 +364,7 @@ async def test_a_webhook_waits_to_settle_and_a_polled_message_does_not(
 
 
 async def test_webhooks_stored_out_of_order_are_taken_in_the_order_sent(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     inbound = InboundService(store=store, wake_worker=lambda: None)
     sent = time.time() - 60

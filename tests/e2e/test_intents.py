@@ -3,12 +3,9 @@ is told when the intent cannot even be saved before the ack."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 from bot.compose import Draft
 from bot.highlevel import MessageChannel
@@ -20,18 +17,18 @@ from bot.outbound.intents import (
     encode_intent,
 )
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
-from storage import SqliteStore
-from tests.e2e.conftest import eventually
+from storage import is_postgres_url
+from tests.e2e.conftest import eventually, query, stack_store, url_of
 from tests.e2e.test_outbound import open_composer, sends, submit
 
 ORIGIN = SlackOrigin(team_id="T0SANDBOX", channel_id=SALES_CHANNEL, user_id=AGENT_USER)
 
 
-async def save(path: Path, intent: Intent, *, age: float, payload: object = None) -> None:
+async def save(stack: SandboxStack, intent: Intent, *, age: float, payload: object = None) -> None:
     """Save `intent` as a stopped process would have left it, `age` seconds ago."""
     kind, encoded = encode_intent(intent)
     saved_at = time.time() - age
-    async with SqliteStore(path, clock=lambda: saved_at) as store:
+    async with stack_store(stack, clock=lambda: saved_at) as store:
         await store.open_intent(
             idempotency_key=intent.key,
             kind=kind,
@@ -43,14 +40,14 @@ async def save(path: Path, intent: Intent, *, age: float, payload: object = None
         )
 
 
-def intent_rows(path: Path) -> dict[str, tuple[str, str | None]]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return {
-            key: (state, outcome)
-            for key, state, outcome in db.execute(
-                "SELECT idempotency_key, state, outcome FROM compose_intents"
-            )
-        }
+async def intent_rows(stack: SandboxStack) -> dict[str, tuple[str, str | None]]:
+    """Every intent in the database, open or closed (the store lists only open ones)."""
+    rows = await query(stack, "SELECT idempotency_key, state, outcome FROM compose_intents")
+    return {key: (state, outcome) for key, state, outcome in rows}
+
+
+async def all_done(stack: SandboxStack) -> bool:
+    return all(state == "done" for state, _ in (await intent_rows(stack)).values())
 
 
 def sent(stack: SandboxStack) -> Counter[str]:
@@ -65,7 +62,6 @@ def ephemerals(stack: SandboxStack, source: str) -> list[str]:
 async def test_a_restart_finishes_or_reports_every_open_intent(stack: SandboxStack) -> None:
     await stack.stop_bridge()
     run = uuid.uuid4().hex[:6]
-    path = stack.database_path
     fresh_url = stack.slack.new_response_url(channel_id=SALES_CHANNEL, user_id=AGENT_USER)
     old_url = stack.slack.new_response_url(channel_id=SALES_CHANNEL, user_id=AGENT_USER)
     dnd_url = stack.slack.new_response_url(channel_id=SALES_CHANNEL, user_id=AGENT_USER)
@@ -80,12 +76,12 @@ async def test_a_restart_finishes_or_reports_every_open_intent(stack: SandboxSta
         )
 
     # Its response_url is past Slack's 30 minutes: the person is told with an ephemeral.
-    await save(path, quick("command:late", "+14155550100", late, old_url), age=40 * 60)
+    await save(stack, quick("command:late", "+14155550100", late, old_url), age=40 * 60)
     # Hours old: not sent any more, and the person is told so.
-    await save(path, quick("command:stale", "+447911123456", stale, None), age=2 * 3600)
-    await save(path, quick("command:fresh", "+14155550100", fresh, fresh_url), age=60)
+    await save(stack, quick("command:stale", "+447911123456", stale, None), age=2 * 3600)
+    await save(stack, quick("command:fresh", "+14155550100", fresh, fresh_url), age=60)
     # Alan Turing opted out of SMS: refused, and said so through the command's response_url.
-    await save(path, quick("command:dnd", "+14155550102", f"dnd {run}", dnd_url), age=50)
+    await save(stack, quick("command:dnd", "+14155550102", f"dnd {run}", dnd_url), age=50)
     composer = ComposerIntent(
         key="view:V0:abc",
         origin=ORIGIN,
@@ -96,16 +92,14 @@ async def test_a_restart_finishes_or_reports_every_open_intent(stack: SandboxSta
             message=email,
         ),
     )
-    await save(path, composer, age=40)
-    await save(path, quick("command:broken", "x", "x", None), age=30, payload={"draft": 5})
+    await save(stack, composer, age=40)
+    await save(stack, quick("command:broken", "x", "x", None), age=30, payload={"draft": 5})
 
     await stack.start_bridge()
 
     await eventually(lambda: all(sent(stack)[t] == 1 for t in (fresh, late, email)), within=20)
-    await eventually(
-        lambda: all(state == "done" for state, _ in intent_rows(path).values()), within=20
-    )
-    assert intent_rows(path) == {
+    await eventually(lambda: all_done(stack), within=20)
+    assert await intent_rows(stack) == {
         "command:late": ("done", "queued"),
         "command:stale": ("done", "stale"),
         "command:fresh": ("done", "queued"),
@@ -132,10 +126,22 @@ async def test_a_send_that_cannot_be_saved_before_the_ack_is_refused_plainly(
 ) -> None:
     view_id = await open_composer(stack)
     # The database refuses every intent (as a full disk would): the write fails at once.
-    with contextlib.closing(sqlite3.connect(stack.database_path, timeout=30)) as db:
-        db.execute(
+    if is_postgres_url(url_of(stack)):
+        await query(
+            stack,
+            "CREATE FUNCTION refuse_intent() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$",
+        )
+        await query(
+            stack,
             "CREATE TRIGGER refuse_intents BEFORE INSERT ON compose_intents"
-            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_intent()",
+        )
+    else:
+        await query(
+            stack,
+            "CREATE TRIGGER refuse_intents BEFORE INSERT ON compose_intents"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
         )
 
     result = await stack.driver.slash_command(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ from bot.sandbox.highlevel import (
 )
 from bot.sandbox.slack import SlackMessage
 from bot.sandbox.stack import AGENT_USER, NO_BOT_CHANNEL, OTHER_USER, SALES_CHANNEL, SandboxStack
-from storage import SqliteStore
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import eventually, stack_on, stack_store
 
 SEND = ("POST", "/conversations/messages")
 
@@ -291,11 +289,11 @@ async def test_schedule_then_cancel(stack: SandboxStack) -> None:
     assert stack.highlevel.cancelled
 
 
-async def test_429_waits_and_sends_once(tmp_path: Path) -> None:
+async def test_429_waits_and_sends_once(database_url: str) -> None:
     # HighLevel's window scaled to 1 s: with no Retry-After, a 429 means "wait out the window",
     # which the client learns from X-RateLimit-Interval-Milliseconds.
     highlevel = HighLevelSimulator(rate_limit_interval_ms=1000)
-    async with SandboxStack(tmp_path / "bridge.sqlite3", highlevel=highlevel) as stack:
+    async with stack_on(database_url, highlevel=highlevel) as stack:
         stack.highlevel.faults.burst_429 = 3
         stack.highlevel.faults.scope = "sends"
         await quick_send(stack, "+1 415 555 0100 after the burst")
@@ -343,7 +341,7 @@ async def test_restart_keeps_the_thread(stack: SandboxStack) -> None:
     await eventually(lambda: len(sends(stack)) == 2)
     assert len(roots(stack)) == 1
     await eventually(lambda: len(stack.slack.thread(SALES_CHANNEL, roots(stack)[0].ts)) == 2)
-    async with SqliteStore(stack.database_path) as store:
+    async with stack_store(stack) as store:
         threads = await store.find_threads_for_contact(stack.highlevel.location_id, ADA_LOVELACE_ID)
     assert len(threads) == 1
     assert threads[0].thread_ts == roots(stack)[0].ts
@@ -389,7 +387,7 @@ async def test_composer_offers_only_what_the_contact_can_receive(stack: SandboxS
 async def test_an_unreadable_outbox_entry_is_set_aside_and_sending_goes_on(
     stack: SandboxStack,
 ) -> None:
-    async with SqliteStore(stack.database_path) as store:
+    async with stack_store(stack) as store:
         bad, _ = await store.enqueue(
             idempotency_key="corrupt-entry",
             team_id="T0SANDBOX",
@@ -401,15 +399,14 @@ async def test_an_unreadable_outbox_entry_is_set_aside_and_sending_goes_on(
             payload={"request": {"type": "NotAChannel"}},
         )
 
-    # The worker finds it on its next poll (at most 5 s) and must survive it.
-    async def state() -> str:
-        async with SqliteStore(stack.database_path) as store:
+        # The worker finds it on its next poll (at most 5 s) and must survive it.
+        async def state() -> str:
             entry = await store.get_outbox(bad.id)
-        return entry.state.value if entry else ""
+            return entry.state.value if entry else ""
 
-    deadline = time.monotonic() + 10
-    while await state() != "failed":
-        assert time.monotonic() < deadline, "the corrupt entry was never set aside"
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while await state() != "failed":
+            assert time.monotonic() < deadline, "the corrupt entry was never set aside"
+            await asyncio.sleep(0.2)
     await quick_send(stack, "+1 415 555 0100 still working")
     await eventually(lambda: any(b.get("message") == "still working" for b in sends(stack)))

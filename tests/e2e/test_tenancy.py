@@ -5,7 +5,6 @@ shown, answered 200 so HighLevel does not retry them, and counted in the log wit
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
 from bot.sandbox.stack import INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
 from bot.tenancy import ServedLocations
 from handlers.webhooks import NotServedTally
-from storage import SqliteStore
+from tests.e2e.conftest import stack_on, stack_store
 from tests.reliability._helpers import (
     all_posts,
     eventually,
@@ -30,17 +29,17 @@ NOT_SERVED_LINE = "for locations this bridge does not serve"
 
 
 async def _inbound_count(stack: SandboxStack) -> int:
-    async with SqliteStore(stack.database_path) as store:
+    async with stack_store(stack) as store:
         return await store.count_inbound()
 
 
 async def test_webhooks_of_other_locations_are_answered_200_and_never_stored_or_shown(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     key = Ed25519PrivateKey.generate()
     highlevel = HighLevelSimulator(signing_key=key)
-    async with SandboxStack(tmp_path / "b.sqlite3", highlevel=highlevel) as stack:
+    async with stack_on(database_url, highlevel=highlevel) as stack:
 
         def payload(text: str, location: Any, conversation: str) -> dict[str, Any]:
             body = inbound_payload(

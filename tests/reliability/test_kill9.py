@@ -326,7 +326,8 @@ def _message_state(database: Path, message_id: str) -> tuple[list[str], list[str
         events = [
             state
             for state, payload in db.execute("SELECT state, payload FROM inbound_events")
-            if message_id in {json.loads(payload).get(k) for k in ("key_id", "message_id")}
+            if message_id
+            in {json.loads(payload).get(k) for k in ("key_id", "message_id", "messageId")}
         ]
         rows = [
             row[0]

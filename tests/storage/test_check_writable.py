@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from storage import SqliteStore, StoreError
+from storage import SqliteStore, Store, StoreError
 from tests._real_failures import unwritable
-from tests.storage._support import FakeClock
+from tests.storage._support import Backend, FakeClock
 
 
-def probe_row(db_path: Path) -> tuple[str, float] | None:
-    with closing(sqlite3.connect(db_path)) as db:
-        row = db.execute(
-            "SELECT value, updated_at FROM kv_store WHERE key = 'health:last_write'"
-        ).fetchone()
-    return None if row is None else (str(row[0]), float(row[1]))
+def probe_row(backend: Backend) -> tuple[str, float] | None:
+    rows = backend.query("SELECT value, updated_at FROM kv_store WHERE key = 'health:last_write'")
+    return None if not rows else (str(rows[0][0]), float(rows[0][1]))
 
 
 async def test_a_writable_database_takes_the_probe_and_another_connection_sees_it(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
     await store.check_writable()
-    first = probe_row(db_path)
+    first = probe_row(backend)
     clock.advance(5)
     await store.check_writable()
-    second = probe_row(db_path)
+    second = probe_row(backend)
     assert first is not None and second is not None
     assert second[1] == first[1] + 5  # committed each time, one row rewritten
 

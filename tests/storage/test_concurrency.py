@@ -1,25 +1,24 @@
-"""Many concurrent writers: nothing lost, nothing doubled."""
+"""Many concurrent writers: nothing lost, nothing doubled (on each backend)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-from storage import MessageDirection, SqliteStore
-from tests.storage._support import FakeClock, count_rows, enqueue, query
+from storage import MessageDirection, Store
+from tests.storage._support import Backend, FakeClock, enqueue
 
 
-async def test_100_concurrent_enqueues_all_land(store: SqliteStore, db_path: Path) -> None:
+async def test_100_concurrent_enqueues_all_land(store: Store, backend: Backend) -> None:
     entries = await asyncio.gather(
         *(enqueue(store, f"req-{n}", contact_id=f"contact-{n % 7}") for n in range(100))
     )
     assert len({e.id for e in entries}) == 100
-    assert count_rows(db_path, "outbox") == 100
-    keys = {row[0] for row in query(db_path, "SELECT idempotency_key FROM outbox")}
+    assert backend.count_rows("outbox") == 100
+    keys = {row[0] for row in backend.query("SELECT idempotency_key FROM outbox")}
     assert keys == {f"req-{n}" for n in range(100)}
 
 
-async def test_100_concurrent_record_messages_all_land(store: SqliteStore, db_path: Path) -> None:
+async def test_100_concurrent_record_messages_all_land(store: Store, backend: Backend) -> None:
     results = await asyncio.gather(
         *(
             store.record_message(
@@ -32,12 +31,12 @@ async def test_100_concurrent_record_messages_all_land(store: SqliteStore, db_pa
         )
     )
     assert all(created for _, created in results)
-    assert count_rows(db_path, "messages") == 100
-    assert query(db_path, "SELECT COUNT(DISTINCT ghl_message_id) FROM messages") == [(100,)]
+    assert backend.count_rows("messages") == 100
+    assert backend.query("SELECT COUNT(DISTINCT ghl_message_id) FROM messages") == [(100,)]
 
 
 async def test_100_concurrent_enqueues_of_one_key_make_one_entry(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Backend
 ) -> None:
     async def double_click() -> tuple[int, bool]:
         entry, created = await store.enqueue(
@@ -55,11 +54,11 @@ async def test_100_concurrent_enqueues_of_one_key_make_one_entry(
     results = await asyncio.gather(*(double_click() for _ in range(100)))
     assert len({entry_id for entry_id, _ in results}) == 1
     assert [created for _, created in results].count(True) == 1
-    assert count_rows(db_path, "outbox") == 1
+    assert backend.count_rows("outbox") == 1
 
 
 async def test_100_concurrent_records_of_one_message_make_one_row(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Backend
 ) -> None:
     results = await asyncio.gather(
         *(
@@ -69,13 +68,13 @@ async def test_100_concurrent_records_of_one_message_make_one_row(
     )
     assert [created for _, created in results].count(True) == 1
     assert len({message.id for message, _ in results}) == 1
-    assert count_rows(db_path, "messages") == 1
+    assert backend.count_rows("messages") == 1
 
 
-async def test_writers_through_two_stores_on_one_file(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+async def test_writers_through_two_stores_on_one_database(
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
-    async with SqliteStore(db_path, clock=clock) as second:
+    async with backend.new_store(clock) as second:
         same_key = [
             s.enqueue(
                 idempotency_key="shared",
@@ -96,5 +95,5 @@ async def test_writers_through_two_stores_on_one_file(
             for n in range(50)
         ]
         await asyncio.gather(*same_key, *distinct)
-    assert count_rows(db_path, "outbox") == 101
-    assert query(db_path, "SELECT COUNT(*) FROM outbox WHERE idempotency_key = 'shared'") == [(1,)]
+    assert backend.count_rows("outbox") == 101
+    assert backend.query("SELECT COUNT(*) FROM outbox WHERE idempotency_key = 'shared'") == [(1,)]

@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from storage import InboundState, SqliteStore
+from storage import InboundState, Store
 from tests.storage._support import FakeClock
 
 TTL = 7 * 86_400
 
 
 async def _event(
-    store: SqliteStore, keys: list[str], conversation: str = "conv-a", body: str = "hi"
+    store: Store, keys: list[str], conversation: str = "conv-a", body: str = "hi"
 ) -> int | None:
     event = await store.enqueue_inbound(
         source="webhook",
@@ -26,7 +26,7 @@ async def _event(
     return None if event is None else event.id
 
 
-async def test_an_event_is_stored_once_per_webhook_id_or_message_id(store: SqliteStore) -> None:
+async def test_an_event_is_stored_once_per_webhook_id_or_message_id(store: Store) -> None:
     first = await _event(store, ["webhook:w1", "message:m1"])
     assert first is not None
     assert await _event(store, ["webhook:w1", "message:m1"]) is None  # same delivery again
@@ -36,14 +36,14 @@ async def test_an_event_is_stored_once_per_webhook_id_or_message_id(store: Sqlit
     assert await store.count_inbound() == 2
 
 
-async def test_keys_expire(store: SqliteStore, clock: FakeClock) -> None:
+async def test_keys_expire(store: Store, clock: FakeClock) -> None:
     assert await _event(store, ["webhook:old"]) is not None
     clock.advance(TTL + 1)
     assert await _event(store, ["webhook:old"]) is not None
 
 
 async def test_claims_are_in_order_and_one_at_a_time_per_conversation(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     a1 = await _event(store, ["a1"], "conv-a")
     a2 = await _event(store, ["a2"], "conv-a")
@@ -59,7 +59,7 @@ async def test_claims_are_in_order_and_one_at_a_time_per_conversation(
     assert third.payload == {"body": "hi"}
 
 
-async def test_retry_later_and_failure(store: SqliteStore, clock: FakeClock) -> None:
+async def test_retry_later_and_failure(store: Store, clock: FakeClock) -> None:
     event_id = await _event(store, ["r1"])
     assert event_id is not None
     claimed = await store.claim_inbound()
@@ -74,21 +74,21 @@ async def test_retry_later_and_failure(store: SqliteStore, clock: FakeClock) -> 
     assert await store.count_inbound(InboundState.FAILED) == 1
 
 
-async def test_processing_events_go_back_to_pending_after_a_stop(store: SqliteStore) -> None:
+async def test_processing_events_go_back_to_pending_after_a_stop(store: Store) -> None:
     await _event(store, ["p1"])
     assert await store.claim_inbound() is not None
     assert await store.recover_inbound() == 1
     assert await store.count_inbound(InboundState.PENDING) == 1
 
 
-async def test_concurrent_duplicate_deliveries_store_one_event(store: SqliteStore) -> None:
+async def test_concurrent_duplicate_deliveries_store_one_event(store: Store) -> None:
     results = await asyncio.gather(*(_event(store, ["webhook:same"]) for _ in range(50)))
     assert sum(result is not None for result in results) == 1
     assert await store.count_inbound() == 1
 
 
 async def test_an_event_waiting_for_a_retry_does_not_hold_up_other_conversations(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     retried = await _event(store, ["x1"], "conv-x")
     waiting = await _event(store, ["x2"], "conv-x")
@@ -113,7 +113,7 @@ async def test_an_event_waiting_for_a_retry_does_not_hold_up_other_conversations
 
 
 async def _sent_at(
-    store: SqliteStore,
+    store: Store,
     name: str,
     conversation: str,
     sort_at: float | None,
@@ -133,7 +133,7 @@ async def _sent_at(
     return event.id
 
 
-async def _drain_names(store: SqliteStore) -> list[str]:
+async def _drain_names(store: Store) -> list[str]:
     """Claim and finish one event at a time until none is left; their names in that order."""
     names = []
     while (event := await store.claim_inbound()) is not None:
@@ -143,7 +143,7 @@ async def _drain_names(store: SqliteStore) -> list[str]:
 
 
 async def test_events_stored_out_of_order_come_out_in_the_order_they_were_sent(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     # A poll lists newest first; a webhook for the oldest message arrives last.
     sent = clock.now - 100
@@ -155,22 +155,20 @@ async def test_events_stored_out_of_order_come_out_in_the_order_they_were_sent(
     assert await _drain_names(store) == ["one", "two", "three", "four"]
 
 
-async def test_equal_send_times_keep_the_order_they_were_stored_in(store: SqliteStore) -> None:
+async def test_equal_send_times_keep_the_order_they_were_stored_in(store: Store) -> None:
     for name in ("first", "second", "third"):
         await _sent_at(store, name, "conv-a", 1_600_000_000.0)
     assert await _drain_names(store) == ["first", "second", "third"]
 
 
-async def test_sort_at_defaults_to_when_the_event_is_stored(
-    store: SqliteStore, clock: FakeClock
-) -> None:
+async def test_sort_at_defaults_to_when_the_event_is_stored(store: Store, clock: FakeClock) -> None:
     await _sent_at(store, "sent later", "conv-a", clock.now + 5)
     await _sent_at(store, "received now", "conv-a", None)
     assert await _drain_names(store) == ["received now", "sent later"]
 
 
 async def test_a_conversation_out_of_order_does_not_hold_up_others(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     await _sent_at(store, "a-late", "conv-a", clock.now - 10)
     await _sent_at(store, "b-only", "conv-b", clock.now - 15)
@@ -188,7 +186,7 @@ async def test_a_conversation_out_of_order_does_not_hold_up_others(
 
 
 async def test_an_earlier_message_stored_while_a_later_one_is_processing_waits_for_it(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     await _sent_at(store, "later", "conv-a", clock.now - 5)
     processing = await store.claim_inbound()
@@ -200,7 +198,7 @@ async def test_an_earlier_message_stored_while_a_later_one_is_processing_waits_f
 
 
 async def test_not_before_holds_the_event_and_what_was_sent_after_it(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     await _sent_at(store, "held", "conv-a", clock.now - 30, not_before=clock.now + 20)
     await _sent_at(store, "after held", "conv-a", clock.now - 10)
@@ -212,7 +210,7 @@ async def test_not_before_holds_the_event_and_what_was_sent_after_it(
 
 
 async def test_next_due_leaves_out_events_held_behind_one_processing(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     await _sent_at(store, "one", "conv-a", None)
     await _sent_at(store, "two", "conv-a", None)
@@ -225,7 +223,7 @@ async def test_next_due_leaves_out_events_held_behind_one_processing(
     assert await store.next_inbound_due_at() == clock.now
 
 
-async def test_a_send_time_that_is_not_a_number_is_refused(store: SqliteStore) -> None:
+async def test_a_send_time_that_is_not_a_number_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="sort_at"):
         await _sent_at(store, "nan", "conv-a", float("nan"))
     with pytest.raises(ValueError, match="not_before"):

@@ -13,12 +13,13 @@ from storage import (
     ConflictError,
     IntentState,
     SqliteStore,
+    Store,
 )
-from storage._sqlite_base import _StoreLock
-from tests.storage._support import START, FakeClock, count_rows, query
+from storage._sqlite import _StoreLock
+from tests.storage._support import START, Backend, FakeClock, query
 
 
-async def open_intent(store: SqliteStore, key: str, **changes: object) -> bool:
+async def open_intent(store: Store, key: str, **changes: object) -> bool:
     fields: dict[str, object] = {
         "idempotency_key": key,
         "kind": "quick_send",
@@ -33,7 +34,7 @@ async def open_intent(store: SqliteStore, key: str, **changes: object) -> bool:
 
 
 async def enqueue(
-    store: SqliteStore, key: str, *, close_intent: str | None, thread_id: int | None = None
+    store: Store, key: str, *, close_intent: str | None, thread_id: int | None = None
 ) -> bool:
     _entry, created = await store.enqueue(
         idempotency_key=key,
@@ -50,7 +51,7 @@ async def enqueue(
     return created
 
 
-async def test_an_intent_is_saved_once_per_key(store: SqliteStore, db_path: Path) -> None:
+async def test_an_intent_is_saved_once_per_key(store: Store, backend: Backend) -> None:
     assert await open_intent(store, "command:T1") is True
     # A replayed request: the row stays as the first one wrote it.
     assert await open_intent(store, "command:T1", payload={"draft": {"other": 1}}) is False
@@ -66,10 +67,10 @@ async def test_an_intent_is_saved_once_per_key(store: SqliteStore, db_path: Path
     )
     assert saved.response_url == "https://hooks.example/response/1"
     assert (saved.created_at, saved.closed_at, saved.outcome) == (START, None, None)
-    assert count_rows(db_path, "compose_intents") == 1
+    assert backend.count_rows("compose_intents") == 1
 
 
-async def test_a_closed_intent_is_not_reopened_by_a_replay(store: SqliteStore) -> None:
+async def test_a_closed_intent_is_not_reopened_by_a_replay(store: Store) -> None:
     await open_intent(store, "command:T1")
     assert await store.close_intent("command:T1", "refused") is True
     assert await store.close_intent("command:T1", "queued") is False  # closed once
@@ -79,22 +80,22 @@ async def test_a_closed_intent_is_not_reopened_by_a_replay(store: SqliteStore) -
     assert (saved.state, saved.outcome, saved.closed_at) == (IntentState.DONE, "refused", START)
 
 
-async def test_closing_an_unknown_intent_does_nothing(store: SqliteStore) -> None:
+async def test_closing_an_unknown_intent_does_nothing(store: Store) -> None:
     assert await store.close_intent("command:nobody", "refused") is False
 
 
 async def test_enqueue_closes_the_intent_in_its_own_transaction(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Backend
 ) -> None:
     await open_intent(store, "command:T1")
     assert await enqueue(store, "command:T1", close_intent="command:T1") is True
     saved = await store.get_intent("command:T1")
     assert saved is not None
     assert (saved.state, saved.outcome) == (IntentState.DONE, INTENT_QUEUED)
-    assert count_rows(db_path, "outbox") == 1
+    assert backend.count_rows("outbox") == 1
 
 
-async def test_a_failed_enqueue_leaves_the_intent_open(store: SqliteStore, db_path: Path) -> None:
+async def test_a_failed_enqueue_leaves_the_intent_open(store: Store, backend: Backend) -> None:
     await open_intent(store, "command:T1")
     # A thread id that does not exist breaks the outbox row's foreign key: the whole
     # transaction, the intent's closing included, is rolled back.
@@ -103,10 +104,10 @@ async def test_a_failed_enqueue_leaves_the_intent_open(store: SqliteStore, db_pa
     saved = await store.get_intent("command:T1")
     assert saved is not None
     assert saved.state is IntentState.OPEN
-    assert count_rows(db_path, "outbox") == 0
+    assert backend.count_rows("outbox") == 0
 
 
-async def test_enqueue_of_a_known_key_closes_its_intent_too(store: SqliteStore) -> None:
+async def test_enqueue_of_a_known_key_closes_its_intent_too(store: Store) -> None:
     assert await enqueue(store, "view:V1:abc", close_intent=None) is True
     await open_intent(store, "view:V1:abc", kind="composer", response_url=None)
     assert await enqueue(store, "view:V1:abc", close_intent="view:V1:abc") is False
@@ -116,7 +117,7 @@ async def test_enqueue_of_a_known_key_closes_its_intent_too(store: SqliteStore) 
 
 
 async def test_open_intents_are_listed_oldest_first_and_only_older_ones(
-    store: SqliteStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     for name in ("a", "b", "c", "d"):
         await open_intent(store, f"command:{name}")
@@ -128,10 +129,12 @@ async def test_open_intents_are_listed_oldest_first_and_only_older_ones(
     assert [i.idempotency_key for i in limited] == ["command:a"]
 
 
-async def test_the_open_intents_query_is_an_index_seek(store: SqliteStore, db_path: Path) -> None:
+async def test_the_open_intents_query_is_an_index_seek(
+    sqlite_store: SqliteStore, db_path: Path
+) -> None:
     for index in range(20):
-        await open_intent(store, f"command:{index}")
-        await store.close_intent(f"command:{index}", "queued")
+        await open_intent(sqlite_store, f"command:{index}")
+        await sqlite_store.close_intent(f"command:{index}", "queued")
     plan = " ".join(
         str(row[-1])
         for row in query(
@@ -145,11 +148,13 @@ async def test_the_open_intents_query_is_an_index_seek(store: SqliteStore, db_pa
     assert plan == "SEARCH compose_intents USING INDEX compose_intents_open (created_at<?)", plan
 
 
-async def test_a_database_from_before_intents_gets_the_table(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    async with SqliteStore(path, migrations=MIGRATIONS[:3]) as old:
+async def test_a_database_from_before_intents_gets_the_table(
+    backend: Backend, clock: FakeClock
+) -> None:
+    async with backend.new_store(clock, migrations=MIGRATIONS[:3]) as old:
         assert await old.schema_version() == 3
-    async with SqliteStore(path) as new:
+    assert "compose_intents" not in backend.table_names()
+    async with backend.new_store(clock) as new:
         assert await new.schema_version() == MIGRATIONS[-1].version
         assert await new.open_intent(
             idempotency_key="command:T1",

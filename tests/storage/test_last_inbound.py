@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from storage import SqliteStore
+from storage import Store
 from tests.storage._support import START, FakeClock
 
 
-async def _event(store: SqliteStore, source: str, key: str) -> None:
+async def _event(store: Store, source: str, key: str) -> None:
     stored = await store.enqueue_inbound(
         source=source,
         event_type="inbound_message",
@@ -18,12 +18,12 @@ async def _event(store: SqliteStore, source: str, key: str) -> None:
     assert stored is not None
 
 
-async def test_none_before_any_event(store: SqliteStore) -> None:
+async def test_none_before_any_event(store: Store) -> None:
     assert await store.last_inbound_at("webhook") is None
     assert await store.last_inbound_at("poll") is None
 
 
-async def test_newest_event_per_source(store: SqliteStore, clock: FakeClock) -> None:
+async def test_newest_event_per_source(store: Store, clock: FakeClock) -> None:
     await _event(store, "webhook", "w1")
     clock.advance(10)
     await _event(store, "poll", "p1")
@@ -34,7 +34,7 @@ async def test_newest_event_per_source(store: SqliteStore, clock: FakeClock) -> 
     assert await store.last_inbound_at("other") is None
 
 
-async def test_processed_events_still_count(store: SqliteStore) -> None:
+async def test_processed_events_still_count(store: Store) -> None:
     await _event(store, "webhook", "w1")
     claimed = await store.claim_inbound()
     assert claimed is not None

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
-from storage import ConflictError, MessageDirection, NotFoundError, SqliteStore
-from tests.storage._support import START, FakeClock, count_rows, query
+from storage import ConflictError, MessageDirection, NotFoundError, Store
+from tests.storage._support import CHECK, START, UNIQUE, Backend, FakeClock, Rejected
 
 INBOUND = MessageDirection.INBOUND
 OUTBOUND = MessageDirection.OUTBOUND
 
 
-async def new_thread_id(store: SqliteStore, contact_id: str = "contact-a") -> int:
+async def new_thread_id(store: Store, contact_id: str = "contact-a") -> int:
     thread = await store.upsert_thread(
         team_id="T1", channel_id="C1", location_id="loc-1", contact_id=contact_id
     )
@@ -22,7 +19,7 @@ async def new_thread_id(store: SqliteStore, contact_id: str = "contact-a") -> in
 
 
 async def test_record_message_is_idempotent_on_ghl_id(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
     thread_id = await new_thread_id(store)
     message, created = await store.record_message(
@@ -61,11 +58,11 @@ async def test_record_message_is_idempotent_on_ghl_id(
     )
     assert created_again is False
     assert again == message  # returned unchanged
-    assert count_rows(db_path, "messages") == 1
+    assert backend.count_rows("messages") == 1
 
 
 async def test_record_message_without_ghl_id_is_idempotent_on_slack_post(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Backend
 ) -> None:
     first, created = await store.record_message(
         direction=OUTBOUND, slack_channel_id="C1", slack_ts="111.1", slack_user_id="U1"
@@ -78,44 +75,44 @@ async def test_record_message_without_ghl_id_is_idempotent_on_slack_post(
     # Without any key every call is a new row.
     await store.record_message(direction=INBOUND)
     await store.record_message(direction=INBOUND)
-    assert count_rows(db_path, "messages") == 3
+    assert backend.count_rows("messages") == 3
 
 
-async def test_slack_post_recorded_under_another_ghl_id_conflicts(store: SqliteStore) -> None:
+async def test_slack_post_recorded_under_another_ghl_id_conflicts(store: Store) -> None:
     await store.record_message(
         direction=INBOUND, ghl_message_id="m-1", slack_channel_id="C1", slack_ts="111.1"
     )
-    with pytest.raises(ConflictError, match="UNIQUE"):
+    with pytest.raises(ConflictError, match=UNIQUE):
         await store.record_message(
             direction=INBOUND, ghl_message_id="m-2", slack_channel_id="C1", slack_ts="111.1"
         )
     assert await store.get_message_by_ghl_id("m-2") is None
 
 
-async def test_slack_channel_and_ts_go_together(store: SqliteStore) -> None:
+async def test_slack_channel_and_ts_go_together(store: Store) -> None:
     with pytest.raises(ValueError, match="together"):
         await store.record_message(direction=INBOUND, slack_channel_id="C1")
 
 
-async def test_message_uniques_are_in_the_schema(store: SqliteStore, db_path: Path) -> None:
+async def test_message_uniques_are_in_the_schema(store: Store, backend: Backend) -> None:
     insert = (
         "INSERT INTO messages (ghl_message_id, slack_channel_id, slack_ts, direction,"
         " created_at, updated_at) VALUES (?, ?, ?, 'inbound', 0, 0)"
     )
-    query(db_path, insert, ("m-1", "C1", "111.1"))
-    with pytest.raises(sqlite3.IntegrityError, match="ghl_message_id"):
-        query(db_path, insert, ("m-1", None, None))
-    with pytest.raises(sqlite3.IntegrityError, match="slack_ts"):
-        query(db_path, insert, ("m-2", "C1", "111.1"))
+    backend.query(insert, ("m-1", "C1", "111.1"))
+    with pytest.raises(Rejected, match="ghl_message_id"):
+        backend.query(insert, ("m-1", None, None))
+    with pytest.raises(Rejected, match="slack_ts"):
+        backend.query(insert, ("m-2", "C1", "111.1"))
     # NULLs never collide.
-    query(db_path, insert, (None, None, None))
-    query(db_path, insert, (None, None, None))
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        query(db_path, insert.replace("'inbound'", "'sideways'"), ("m-9", None, None))
-    assert count_rows(db_path, "messages") == 3
+    backend.query(insert, (None, None, None))
+    backend.query(insert, (None, None, None))
+    with pytest.raises(Rejected, match=CHECK):
+        backend.query(insert.replace("'inbound'", "'sideways'"), ("m-9", None, None))
+    assert backend.count_rows("messages") == 3
 
 
-async def test_lookups(store: SqliteStore) -> None:
+async def test_lookups(store: Store) -> None:
     message, _ = await store.record_message(
         direction=INBOUND, ghl_message_id="m-1", slack_channel_id="C1", slack_ts="111.1"
     )
@@ -127,7 +124,7 @@ async def test_lookups(store: SqliteStore) -> None:
     assert await store.get_message_by_slack("C2", "111.1") is None
 
 
-async def test_update_message_status(store: SqliteStore, clock: FakeClock) -> None:
+async def test_update_message_status(store: Store, clock: FakeClock) -> None:
     message, _ = await store.record_message(
         direction=OUTBOUND, ghl_message_id="m-1", status="pending"
     )
@@ -138,7 +135,7 @@ async def test_update_message_status(store: SqliteStore, clock: FakeClock) -> No
     assert await store.update_message_status("unknown-id", "read") is None
 
 
-async def test_latest_message_filters(store: SqliteStore, clock: FakeClock) -> None:
+async def test_latest_message_filters(store: Store, clock: FakeClock) -> None:
     thread_id = await new_thread_id(store)
     other_thread = await new_thread_id(store, "contact-b")
     sms_in, _ = await store.record_message(
@@ -165,7 +162,7 @@ async def test_latest_message_filters(store: SqliteStore, clock: FakeClock) -> N
     assert await store.latest_message(other_thread + 1) is None
 
 
-async def test_latest_message_same_second_uses_insert_order(store: SqliteStore) -> None:
+async def test_latest_message_same_second_uses_insert_order(store: Store) -> None:
     thread_id = await new_thread_id(store)
     await store.record_message(direction=INBOUND, thread_id=thread_id, ghl_message_id="m-1")
     second, _ = await store.record_message(
@@ -174,7 +171,7 @@ async def test_latest_message_same_second_uses_insert_order(store: SqliteStore) 
     assert await store.latest_message(thread_id) == second
 
 
-async def test_attach_slack_ts_first_post_wins(store: SqliteStore) -> None:
+async def test_attach_slack_ts_first_post_wins(store: Store) -> None:
     message, _ = await store.record_message(direction=INBOUND, ghl_message_id="m-1")
     attached = await store.attach_slack_ts(message.id, slack_channel_id="C1", slack_ts="111.1")
     assert (attached.slack_channel_id, attached.slack_ts) == ("C1", "111.1")

@@ -1,4 +1,7 @@
-"""Opening: URL parsing, pragmas, migrations, lifecycle, several stores on one file."""
+"""Opening: URL parsing, pragmas, migrations, lifecycle, several stores on one database.
+
+URL parsing, file handling and pragmas are SQLite's; the rest runs on both backends.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from storage import (
     parse_sqlite_url,
 )
 from storage._migrations import check_migrations
-from tests.storage._support import FakeClock, count_rows, enqueue, files_in, query
+from tests.storage._support import FOREIGN_KEY, Backend, FakeClock, enqueue, files_in, query
 
 # ---------------------------------------------------------------- URL parsing
 
@@ -105,9 +108,9 @@ async def test_open_on_a_directory_is_a_store_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- pragmas
 
 
-async def test_pragmas_are_set(store: SqliteStore, db_path: Path) -> None:
+async def test_pragmas_are_set(sqlite_store: SqliteStore, db_path: Path) -> None:
     # foreign_keys, synchronous and busy_timeout are per connection: ask the store's own one.
-    db = store._connection()
+    db = sqlite_store._connection().raw
     values = {}
     for pragma in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout"):
         async with db.execute(f"PRAGMA {pragma}") as cursor:
@@ -124,43 +127,48 @@ async def test_pragmas_are_set(store: SqliteStore, db_path: Path) -> None:
     assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
 
 
-async def test_foreign_keys_are_enforced(store: SqliteStore) -> None:
-    with pytest.raises(ConflictError, match="FOREIGN KEY"):
+async def test_foreign_keys_are_enforced(store: Store) -> None:
+    with pytest.raises(ConflictError, match=FOREIGN_KEY):
         await store.record_message(direction=MessageDirection.INBOUND, thread_id=999)
 
 
 # ---------------------------------------------------------------- migrations
 
 
-async def test_migrations_from_empty(store: SqliteStore, db_path: Path, clock: FakeClock) -> None:
+async def test_migrations_from_empty(store: Store, backend: Backend, clock: FakeClock) -> None:
     assert await store.schema_version() == LATEST_VERSION
-    assert query(db_path, "SELECT version, applied_at FROM schema_migrations") == [
+    assert backend.query("SELECT version, applied_at FROM schema_migrations ORDER BY version") == [
         (m.version, clock.now) for m in MIGRATIONS
     ]
-    tables = {
-        row[0] for row in query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
-    assert {"slack_threads", "messages", "outbox", "processed_deliveries", "kv_store"} <= tables
+    assert {
+        "slack_threads",
+        "messages",
+        "outbox",
+        "processed_deliveries",
+        "kv_store",
+        "inbound_events",
+        "compose_intents",
+    } <= backend.table_names()
 
 
-async def test_reopen_is_a_noop_and_keeps_data(db_path: Path, clock: FakeClock) -> None:
-    async with SqliteStore(db_path, clock=clock) as first:
+async def test_reopen_is_a_noop_and_keeps_data(backend: Backend, clock: FakeClock) -> None:
+    async with backend.new_store(clock) as first:
         await first.kv_set("cursor", "abc")
         await enqueue(first, "key-1")
-    before = query(db_path, "SELECT * FROM schema_migrations")
+    before = backend.query("SELECT * FROM schema_migrations ORDER BY version")
     clock.advance(60)
-    async with SqliteStore(db_path, clock=clock) as second:
+    async with backend.new_store(clock) as second:
         assert await second.schema_version() == LATEST_VERSION
         assert await second.kv_get("cursor") == "abc"
         assert (await second.get_outbox_by_key("key-1")) is not None
     # Not re-applied: same rows, same applied_at.
-    assert query(db_path, "SELECT * FROM schema_migrations") == before
+    assert backend.query("SELECT * FROM schema_migrations ORDER BY version") == before
 
 
 async def test_new_migration_applies_on_reopen_and_keeps_data(
-    db_path: Path, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
-    async with SqliteStore(db_path, clock=clock) as old:
+    async with backend.new_store(clock) as old:
         await old.kv_set("cursor", "abc")
     extra = Migration(
         version=LATEST_VERSION + 1,
@@ -168,49 +176,53 @@ async def test_new_migration_applies_on_reopen_and_keeps_data(
         statements=("CREATE TABLE extra (x INTEGER)", "INSERT INTO extra (x) VALUES (7)"),
     )
     newer = (*MIGRATIONS, extra)
-    async with SqliteStore(db_path, clock=clock, migrations=newer) as new:
+    async with backend.new_store(clock, migrations=newer) as new:
         assert await new.schema_version() == LATEST_VERSION + 1
         assert await new.kv_get("cursor") == "abc"
-    async with SqliteStore(db_path, clock=clock, migrations=newer) as again:
+    async with backend.new_store(clock, migrations=newer) as again:
         assert await again.schema_version() == LATEST_VERSION + 1
-    assert query(db_path, "SELECT x FROM extra") == [(7,)]  # ran exactly once
+    assert backend.query("SELECT x FROM extra") == [(7,)]  # ran exactly once
 
 
-async def test_failing_migration_rolls_back_entirely(db_path: Path) -> None:
+async def test_failing_migration_rolls_back_entirely(backend: Backend, clock: FakeClock) -> None:
     broken = Migration(
         version=LATEST_VERSION + 1,
         description="broken",
         statements=("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"),
     )
     with pytest.raises(StoreError, match="syntax error"):
-        await SqliteStore(db_path, migrations=(*MIGRATIONS, broken)).open()
-    names = {row[0] for row in query(db_path, "SELECT name FROM sqlite_master")}
-    assert "half_done" not in names
-    assert query(db_path, "SELECT MAX(version) FROM schema_migrations") == [(LATEST_VERSION,)]
+        await backend.new_store(clock, migrations=(*MIGRATIONS, broken)).open()
+    assert "half_done" not in backend.table_names()
+    assert backend.query("SELECT MAX(version) FROM schema_migrations") == [(LATEST_VERSION,)]
 
 
-async def test_database_newer_than_code_is_refused(db_path: Path) -> None:
+async def test_database_newer_than_code_is_refused(backend: Backend, clock: FakeClock) -> None:
     extra = Migration(LATEST_VERSION + 1, "future", ("CREATE TABLE future (x INTEGER)",))
-    async with SqliteStore(db_path, migrations=(*MIGRATIONS, extra)):
+    async with backend.new_store(clock, migrations=(*MIGRATIONS, extra)):
         pass
-    with pytest.raises(StoreError, match="newer than this program"):
-        await SqliteStore(db_path).open()
+    older = backend.new_store(clock)
+    newer_than = rf"schema version {LATEST_VERSION + 1}, newer than this program knows"
+    with pytest.raises(StoreError, match=rf"{newer_than} \({LATEST_VERSION}\)"):
+        await older.open()
+    with pytest.raises(StoreError, match="not open"):
+        await older.ping()  # the refused store is left closed
+    assert backend.query("SELECT COUNT(*) FROM future") == [(0,)]  # and the data untouched
 
 
-def test_migration_versions_must_be_consecutive(db_path: Path) -> None:
+def test_migration_versions_must_be_consecutive(backend: Backend, clock: FakeClock) -> None:
     step = MIGRATIONS[0]
     check_migrations(MIGRATIONS)
     with pytest.raises(RuntimeError, match=r"1\.\.n"):
         check_migrations((step, Migration(3, "gap", ())))
     with pytest.raises(RuntimeError, match=r"1\.\.n"):
-        SqliteStore(db_path, migrations=(Migration(2, "out of order", ()), step))
+        backend.new_store(clock, migrations=(Migration(2, "out of order", ()), step))
 
 
 # ---------------------------------------------------------------- lifecycle
 
 
-async def test_ping_close_and_use_after_close(db_path: Path) -> None:
-    store = SqliteStore(db_path)
+async def test_ping_close_and_use_after_close(backend: Backend, clock: FakeClock) -> None:
+    store = backend.new_store(clock)
     with pytest.raises(StoreError, match="not open"):
         await store.ping()
     await store.open()
@@ -224,23 +236,28 @@ async def test_ping_close_and_use_after_close(db_path: Path) -> None:
         await store.kv_set("k", "v")
 
 
-async def test_ping_fails_when_schema_is_gone(store: SqliteStore, db_path: Path) -> None:
-    query(db_path, "DROP TABLE schema_migrations")
+async def test_ping_fails_when_schema_is_gone(store: Store, backend: Backend) -> None:
+    await store.ping()
+    backend.query("DROP TABLE schema_migrations")
     with pytest.raises(StoreError):
         await store.ping()
 
 
-async def test_sqlite_store_satisfies_the_store_protocol(store: SqliteStore) -> None:
-    typed: Store = store  # mypy checks the structural match
-    await typed.ping()
+async def test_both_stores_satisfy_the_store_protocol(backend: Backend, clock: FakeClock) -> None:
+    # mypy checks the structural match of both SqliteStore and PostgresStore here.
+    typed: Store = backend.new_store(clock)
+    async with typed:
+        await typed.ping()
+    # Only PostgreSQL is shared by instances (they then skip start-up recovery of claims).
+    assert typed.shared is (backend.name == "postgres")
 
 
-async def test_two_stores_on_one_file_see_each_others_commits(
-    db_path: Path, clock: FakeClock
+async def test_two_stores_on_one_database_see_each_others_commits(
+    backend: Backend, clock: FakeClock
 ) -> None:
     async with (
-        SqliteStore(db_path, clock=clock) as first,
-        SqliteStore(db_path, clock=clock) as second,
+        backend.new_store(clock) as first,
+        backend.new_store(clock) as second,
     ):
         entry = await enqueue(first, "from-first")
         seen = await second.get_outbox_by_key("from-first")
@@ -259,4 +276,4 @@ async def test_two_stores_on_one_file_see_each_others_commits(
             payload={},
         )
         assert (again.id, created) == (entry.id, False)
-    assert count_rows(db_path, "outbox") == 1
+    assert backend.count_rows("outbox") == 1

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -14,12 +12,12 @@ from storage import (
     OutboxEntry,
     OutboxState,
     OutboxStateError,
-    SqliteStore,
+    Store,
 )
-from tests.storage._support import START, FakeClock, count_rows, enqueue, query
+from tests.storage._support import START, Backend, FakeClock, Rejected, enqueue
 
 
-async def claim(store: SqliteStore, now: float | None = None) -> OutboxEntry:
+async def claim(store: Store, now: float | None = None) -> OutboxEntry:
     entry = await store.claim_next(now)
     assert entry is not None, "expected an entry to claim"
     return entry
@@ -28,7 +26,7 @@ async def claim(store: SqliteStore, now: float | None = None) -> OutboxEntry:
 # ---------------------------------------------------------------- enqueue
 
 
-async def test_enqueue_stores_the_send(store: SqliteStore) -> None:
+async def test_enqueue_stores_the_send(store: Store) -> None:
     entry, created = await store.enqueue(
         idempotency_key="slack-req-1",
         team_id="T1",
@@ -72,7 +70,7 @@ async def test_enqueue_stores_the_send(store: SqliteStore) -> None:
 
 
 async def test_enqueue_same_key_returns_the_first_entry(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
     first = await enqueue(store, "slack-req-1")
     clock.advance(1)
@@ -88,21 +86,20 @@ async def test_enqueue_same_key_returns_the_first_entry(
     )
     assert created is False
     assert again == first
-    assert count_rows(db_path, "outbox") == 1
+    assert backend.count_rows("outbox") == 1
 
 
-async def test_idempotency_key_is_unique_in_the_schema(store: SqliteStore, db_path: Path) -> None:
+async def test_idempotency_key_is_unique_in_the_schema(store: Store, backend: Backend) -> None:
     await enqueue(store, "slack-req-1")
-    with pytest.raises(sqlite3.IntegrityError, match="idempotency_key"):
-        query(
-            db_path,
+    with pytest.raises(Rejected, match="idempotency_key"):
+        backend.query(
             "INSERT INTO outbox (idempotency_key, team_id, channel_id, slack_user_id,"
             " location_id, contact_id, message_type, payload, next_attempt_at, created_at,"
             " updated_at) VALUES ('slack-req-1', 'T', 'C', 'U', 'l', 'c', 'SMS', '{}', 0, 0, 0)",
         )
 
 
-async def test_enqueue_rejects_empty_key_and_bad_payload(store: SqliteStore) -> None:
+async def test_enqueue_rejects_empty_key_and_bad_payload(store: Store) -> None:
     with pytest.raises(ValueError, match="idempotency_key"):
         await enqueue(store, "")
     with pytest.raises(TypeError):
@@ -122,7 +119,7 @@ async def test_enqueue_rejects_empty_key_and_bad_payload(store: SqliteStore) -> 
 # ---------------------------------------------------------------- claim_next
 
 
-async def test_claim_next_moves_one_entry_to_sending(store: SqliteStore, clock: FakeClock) -> None:
+async def test_claim_next_moves_one_entry_to_sending(store: Store, clock: FakeClock) -> None:
     assert await store.claim_next() is None
     entry = await enqueue(store, "k1")
     clock.advance(2)
@@ -137,7 +134,7 @@ async def test_claim_next_moves_one_entry_to_sending(store: SqliteStore, clock: 
 
 
 async def test_claim_order_is_strict_per_contact_and_free_across_contacts(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     a1 = await enqueue(store, "a1", contact_id="contact-a")
     a2 = await enqueue(store, "a2", contact_id="contact-a")
@@ -154,7 +151,7 @@ async def test_claim_order_is_strict_per_contact_and_free_across_contacts(
     assert (await claim(store)).id == a2.id
 
 
-async def test_claim_skips_entries_not_yet_due(store: SqliteStore) -> None:
+async def test_claim_skips_entries_not_yet_due(store: Store) -> None:
     later = await enqueue(store, "later", next_attempt_at=START + 60)
     assert await store.claim_next(START) is None
     assert await store.claim_next(START + 59.9) is None
@@ -162,7 +159,7 @@ async def test_claim_skips_entries_not_yet_due(store: SqliteStore) -> None:
 
 
 async def test_an_older_entry_waiting_for_retry_holds_back_its_contact(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     a1 = await enqueue(store, "a1", contact_id="contact-a")
     a2 = await enqueue(store, "a2", contact_id="contact-a")
@@ -180,20 +177,20 @@ async def test_an_older_entry_waiting_for_retry_holds_back_its_contact(
 
 
 async def test_concurrent_claimers_never_share_an_entry(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
     queued = {(await enqueue(store, f"k{n}", contact_id=f"contact-{n}")).id for n in range(12)}
-    async with SqliteStore(db_path, clock=clock) as second:
+    async with backend.new_store(clock) as second:
         results = await asyncio.gather(
             *(s.claim_next() for _ in range(15) for s in (store, second))
         )
     claimed = [entry.id for entry in results if entry is not None]
     assert sorted(claimed) == sorted(queued)  # every entry exactly once, none twice
-    rows = query(db_path, "SELECT state, attempts FROM outbox")
+    rows = backend.query("SELECT state, attempts FROM outbox")
     assert rows == [("sending", 1)] * 12
 
 
-async def test_concurrent_claimers_keep_one_contact_to_one_send(store: SqliteStore) -> None:
+async def test_concurrent_claimers_keep_one_contact_to_one_send(store: Store) -> None:
     for n in range(5):
         await enqueue(store, f"a{n}", contact_id="contact-a")
     results = await asyncio.gather(*(store.claim_next() for _ in range(10)))
@@ -203,7 +200,7 @@ async def test_concurrent_claimers_keep_one_contact_to_one_send(store: SqliteSto
 # ---------------------------------------------------------------- transitions
 
 
-async def test_mark_sent_records_everything_at_once(store: SqliteStore, clock: FakeClock) -> None:
+async def test_mark_sent_records_everything_at_once(store: Store, clock: FakeClock) -> None:
     thread = await store.upsert_thread(
         team_id="T1",
         channel_id="C1",
@@ -251,7 +248,7 @@ async def test_mark_sent_records_everything_at_once(store: SqliteStore, clock: F
     assert updated_thread.updated_at == START + 1
 
 
-async def test_mark_sent_links_an_echo_that_arrived_first(store: SqliteStore) -> None:
+async def test_mark_sent_links_an_echo_that_arrived_first(store: Store) -> None:
     entry = await enqueue(store, "k1")
     await claim(store)
     echo, _ = await store.record_message(
@@ -264,18 +261,18 @@ async def test_mark_sent_links_an_echo_that_arrived_first(store: SqliteStore) ->
 
 
 async def test_mark_sent_without_any_message_id_still_records_the_send(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Backend
 ) -> None:
     entry = await enqueue(store, "k1", slack_ts="111.1")
     await claim(store)
     sent = await store.mark_sent(entry.id, conversation_id=None, ghl_message_id=None)
     assert (sent.state, sent.conversation_id, sent.ghl_message_ids) == (OutboxState.SENT, None, ())
-    assert query(db_path, "SELECT ghl_message_id, outbox_id, slack_ts FROM messages") == [
+    assert backend.query("SELECT ghl_message_id, outbox_id, slack_ts FROM messages") == [
         (None, entry.id, "111.1")
     ]
 
 
-async def test_mark_sent_only_after_a_send_started(store: SqliteStore) -> None:
+async def test_mark_sent_only_after_a_send_started(store: Store) -> None:
     entry = await enqueue(store, "k1")
     with pytest.raises(OutboxStateError, match="'pending'; cannot mark_sent"):
         await store.mark_sent(entry.id, conversation_id="c", ghl_message_id="m")
@@ -288,7 +285,7 @@ async def test_mark_sent_only_after_a_send_started(store: SqliteStore) -> None:
         await store.mark_sent(entry.id, conversation_id="c", ghl_message_id="m2")
 
 
-async def test_failed_unknown_retry_and_cancel(store: SqliteStore, clock: FakeClock) -> None:
+async def test_failed_unknown_retry_and_cancel(store: Store, clock: FakeClock) -> None:
     entry = await enqueue(store, "k1")
     await claim(store)
     unknown = await store.mark_unknown(entry.id, "read timeout")
@@ -317,7 +314,7 @@ async def test_failed_unknown_retry_and_cancel(store: SqliteStore, clock: FakeCl
         await store.retry_later(entry.id, next_attempt_at=START, error=None)
 
 
-async def test_cannot_cancel_what_the_worker_is_sending(store: SqliteStore) -> None:
+async def test_cannot_cancel_what_the_worker_is_sending(store: Store) -> None:
     entry = await enqueue(store, "k1")
     pending_too = await enqueue(store, "k2", contact_id="contact-b")
     await claim(store)
@@ -327,7 +324,7 @@ async def test_cannot_cancel_what_the_worker_is_sending(store: SqliteStore) -> N
     assert await store.claim_next() is None
 
 
-async def test_set_outbox_slack_ts_before_and_after_sending(store: SqliteStore) -> None:
+async def test_set_outbox_slack_ts_before_and_after_sending(store: Store) -> None:
     before = await enqueue(store, "k1")
     after = await enqueue(store, "k2", contact_id="contact-b")
     assert (await store.set_outbox_slack_ts(before.id, "111.1")).slack_ts == "111.1"
@@ -350,7 +347,7 @@ async def test_set_outbox_slack_ts_before_and_after_sending(store: SqliteStore) 
         await store.set_outbox_slack_ts(after.id + 100, "1.1")
 
 
-async def test_lookups_listing_and_next_due(store: SqliteStore) -> None:
+async def test_lookups_listing_and_next_due(store: Store) -> None:
     assert await store.next_outbox_due_at() is None
     first = await enqueue(store, "k1", next_attempt_at=START + 50)
     second = await enqueue(store, "k2", contact_id="contact-b", next_attempt_at=START + 20)
@@ -373,9 +370,9 @@ async def test_lookups_listing_and_next_due(store: SqliteStore) -> None:
 
 
 async def test_recover_after_crash_turns_sending_into_unknown(
-    db_path: Path, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
-    async with SqliteStore(db_path, clock=clock) as before_crash:
+    async with backend.new_store(clock) as before_crash:
         in_flight_a = await enqueue(before_crash, "a1", contact_id="contact-a")
         in_flight_b = await enqueue(before_crash, "b1", contact_id="contact-b")
         waiting = await enqueue(
@@ -386,7 +383,7 @@ async def test_recover_after_crash_turns_sending_into_unknown(
         # The process dies here: no mark_sent, no mark_failed.
 
     clock.advance(5)
-    async with SqliteStore(db_path, clock=clock) as after_restart:
+    async with backend.new_store(clock) as after_restart:
         assert await after_restart.recover_after_crash() == 2
         assert await after_restart.recover_after_crash() == 0
         for entry_id in (in_flight_a.id, in_flight_b.id):
@@ -408,7 +405,7 @@ async def test_recover_after_crash_turns_sending_into_unknown(
         assert sent.state is OutboxState.SENT
 
 
-async def test_set_outbox_thread_links_the_entry(store: SqliteStore) -> None:
+async def test_set_outbox_thread_links_the_entry(store: Store) -> None:
     thread = await store.upsert_thread(
         team_id="T1", channel_id="C1", location_id="loc", contact_id="contact-a"
     )
@@ -430,7 +427,7 @@ async def test_set_outbox_thread_links_the_entry(store: SqliteStore) -> None:
         await store.set_outbox_thread(999_999, thread.id)
 
 
-async def test_next_due_leaves_out_sends_held_behind_one_in_flight(store: SqliteStore) -> None:
+async def test_next_due_leaves_out_sends_held_behind_one_in_flight(store: Store) -> None:
     first = await enqueue(store, "a1", contact_id="contact-a")
     await enqueue(store, "a2", contact_id="contact-a")
     await enqueue(store, "b1", contact_id="contact-b", next_attempt_at=START + 40)

@@ -187,8 +187,9 @@ def _problem(detail: str, indexes: dict[str, tuple[str, bool, list[str]]]) -> st
     if detail.startswith("USE TEMP B-TREE"):
         return "sorts in a temporary B-tree"
     access = _ACCESS.match(detail)
-    if access is None or detail == "SCAN CONSTANT ROW":
-        return None  # subquery headers and the like: their own lines are checked
+    if access is None or re.fullmatch(r"SCAN (\d+ )?CONSTANT ROWS?", detail):
+        # Subquery headers, and the rows of a VALUES list: their own lines are checked.
+        return None
     if access["kind"] == "SCAN":
         return "reads every row of the table"
     if access["key"] is not None:

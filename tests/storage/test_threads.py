@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -12,14 +10,14 @@ from storage import (
     ConflictError,
     MessageDirection,
     NotFoundError,
-    SqliteStore,
+    Store,
     ThreadRecord,
 )
-from tests.storage._support import START, FakeClock, count_rows, enqueue, query
+from tests.storage._support import START, UNIQUE, Backend, FakeClock, Rejected, enqueue
 
 
 async def upsert(
-    store: SqliteStore,
+    store: Store,
     contact_id: str = "contact-a",
     *,
     channel_id: str = "C1",
@@ -39,7 +37,7 @@ async def upsert(
 
 
 async def test_upsert_creates_then_returns_the_same_thread(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
     created = await store.upsert_thread(
         team_id="T1",
@@ -70,12 +68,10 @@ async def test_upsert_creates_then_returns_the_same_thread(
     clock.advance(10)
     again = await upsert(store, thread_ts="1700000099.000100", conversation_id="conv-other")
     assert again == created  # set columns are never overwritten by upsert
-    assert count_rows(db_path, "slack_threads") == 1
+    assert backend.count_rows("slack_threads") == 1
 
 
-async def test_upsert_fills_columns_that_are_still_null(
-    store: SqliteStore, clock: FakeClock
-) -> None:
+async def test_upsert_fills_columns_that_are_still_null(store: Store, clock: FakeClock) -> None:
     reserved = await upsert(store)
     assert reserved.thread_ts is None and reserved.conversation_id is None
     clock.advance(5)
@@ -90,7 +86,7 @@ async def test_upsert_fills_columns_that_are_still_null(
     assert filled.created_at == START
 
 
-async def test_one_thread_per_contact_per_channel(store: SqliteStore) -> None:
+async def test_one_thread_per_contact_per_channel(store: Store) -> None:
     first = await upsert(store, "contact-a", channel_id="C1")
     other_channel = await upsert(store, "contact-a", channel_id="C2")
     other_contact = await upsert(store, "contact-b", channel_id="C1")
@@ -101,51 +97,51 @@ async def test_one_thread_per_contact_per_channel(store: SqliteStore) -> None:
     assert other_location.id not in {first.id, other_channel.id, other_contact.id}
 
 
-async def test_a_slack_thread_maps_to_one_contact(store: SqliteStore) -> None:
+async def test_a_slack_thread_maps_to_one_contact(store: Store) -> None:
     await upsert(store, "contact-a", thread_ts="111.1")
-    with pytest.raises(ConflictError, match="UNIQUE"):
+    with pytest.raises(ConflictError, match=UNIQUE):
         await upsert(store, "contact-b", thread_ts="111.1")
     # The same ts in another channel is another thread.
     other = await upsert(store, "contact-b", channel_id="C2", thread_ts="111.1")
     assert other.thread_ts == "111.1"
 
 
-async def test_many_reserved_threads_may_share_a_null_thread_ts(store: SqliteStore) -> None:
+async def test_many_reserved_threads_may_share_a_null_thread_ts(store: Store) -> None:
     reserved = [await upsert(store, f"contact-{n}") for n in range(3)]
     assert all(t.thread_ts is None for t in reserved)
     assert len({t.id for t in reserved}) == 3
 
 
-async def test_both_uniques_are_in_the_schema(store: SqliteStore, db_path: Path) -> None:
+async def test_both_uniques_are_in_the_schema(store: Store, backend: Backend) -> None:
     await upsert(store, "contact-a", thread_ts="111.1")
     insert = (
         "INSERT INTO slack_threads (team_id, channel_id, thread_ts, location_id, contact_id,"
         " created_at, updated_at) VALUES ('T1', 'C1', ?, 'loc-1', ?, 0, 0)"
     )
-    with pytest.raises(sqlite3.IntegrityError, match="thread_ts"):
-        query(db_path, insert, ("111.1", "contact-b"))
-    with pytest.raises(sqlite3.IntegrityError, match="contact_id"):
-        query(db_path, insert, ("222.2", "contact-a"))
+    with pytest.raises(Rejected, match="thread_ts"):
+        backend.query(insert, ("111.1", "contact-b"))
+    with pytest.raises(Rejected, match="contact_id"):
+        backend.query(insert, ("222.2", "contact-a"))
 
 
-async def test_concurrent_first_sends_get_one_thread(store: SqliteStore, db_path: Path) -> None:
+async def test_concurrent_first_sends_get_one_thread(store: Store, backend: Backend) -> None:
     threads = await asyncio.gather(*(upsert(store, "contact-a") for _ in range(30)))
     assert len({t.id for t in threads}) == 1
-    assert count_rows(db_path, "slack_threads") == 1
+    assert backend.count_rows("slack_threads") == 1
 
 
 async def test_concurrent_first_sends_from_two_stores_get_one_thread(
-    store: SqliteStore, db_path: Path, clock: FakeClock
+    store: Store, backend: Backend, clock: FakeClock
 ) -> None:
-    async with SqliteStore(db_path, clock=clock) as other:
+    async with backend.new_store(clock) as other:
         threads = await asyncio.gather(
             *(upsert(s, "contact-a") for _ in range(15) for s in (store, other))
         )
     assert len({t.id for t in threads}) == 1
-    assert count_rows(db_path, "slack_threads") == 1
+    assert backend.count_rows("slack_threads") == 1
 
 
-async def test_lookups(store: SqliteStore) -> None:
+async def test_lookups(store: Store) -> None:
     thread = await upsert(store, thread_ts="111.1")
     assert await store.get_thread(thread.id) == thread
     assert await store.get_thread(thread.id + 1) is None
@@ -157,9 +153,7 @@ async def test_lookups(store: SqliteStore) -> None:
     assert await store.find_thread_for_contact("T1", "C1", "loc-2", "contact-a") is None
 
 
-async def test_find_threads_for_conversation_newest_first(
-    store: SqliteStore, clock: FakeClock
-) -> None:
+async def test_find_threads_for_conversation_newest_first(store: Store, clock: FakeClock) -> None:
     in_c1 = await upsert(store, channel_id="C1", conversation_id="conv-a")
     clock.advance(1)
     in_c2 = await upsert(store, channel_id="C2", conversation_id="conv-a")
@@ -173,7 +167,7 @@ async def test_find_threads_for_conversation_newest_first(
     assert await store.find_threads_for_conversation("loc-2", "conv-a") == []
 
 
-async def test_find_threads_for_contact(store: SqliteStore, clock: FakeClock) -> None:
+async def test_find_threads_for_contact(store: Store, clock: FakeClock) -> None:
     first = await upsert(store, channel_id="C1")
     clock.advance(1)
     second = await upsert(store, channel_id="C2")
@@ -182,9 +176,7 @@ async def test_find_threads_for_contact(store: SqliteStore, clock: FakeClock) ->
     assert [t.id for t in found] == [second.id, first.id]
 
 
-async def test_update_thread_changes_only_given_columns(
-    store: SqliteStore, clock: FakeClock
-) -> None:
+async def test_update_thread_changes_only_given_columns(store: Store, clock: FakeClock) -> None:
     thread = await store.upsert_thread(
         team_id="T1",
         channel_id="C1",
@@ -213,7 +205,7 @@ async def test_update_thread_changes_only_given_columns(
         await store.update_thread(thread.id + 100, subject="x")
 
 
-async def test_set_thread_ts_first_root_wins(store: SqliteStore) -> None:
+async def test_set_thread_ts_first_root_wins(store: Store) -> None:
     reserved = await upsert(store)
     posted = await store.set_thread_ts(reserved.id, "111.1")
     assert posted.thread_ts == "111.1"
@@ -233,7 +225,7 @@ async def test_set_thread_ts_first_root_wins(store: SqliteStore) -> None:
         await store.set_thread_ts(other.id + 100, "444.4")
 
 
-async def test_delete_thread_unlinks_messages_and_outbox(store: SqliteStore) -> None:
+async def test_delete_thread_unlinks_messages_and_outbox(store: Store) -> None:
     thread = await upsert(store, thread_ts="111.1")
     message, _ = await store.record_message(
         direction=MessageDirection.INBOUND, thread_id=thread.id, ghl_message_id="m-1"

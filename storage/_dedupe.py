@@ -1,8 +1,8 @@
-"""Dedupe marks and key/value cursors of the SQLite store."""
+"""Dedupe marks and key/value cursors of the store."""
 
 from __future__ import annotations
 
-from storage._sqlite_base import StoreBase, _all, _one
+from storage._base import StoreBase, _all, _one
 
 
 class DedupeMixin(StoreBase):
@@ -11,10 +11,10 @@ class DedupeMixin(StoreBase):
     async def mark_processed(self, source: str, key: str, *, ttl_seconds: float) -> bool:
         """True only for the first caller of (source, key) until the mark expires."""
         now = self._clock()
-        async with self._write() as db:
-            # One statement decides: a fresh insert or the take-over of an expired mark
-            # returns a row; a live mark makes the upsert do nothing and return none.
-            rows = await _all(
+        # One statement decides: a fresh insert or the take-over of an expired mark returns a
+        # row; a live mark makes the upsert do nothing and return none.
+        rows = await self._write_op(
+            lambda db: _all(
                 db,
                 """
                 INSERT INTO processed_deliveries (source, key, expires_at) VALUES (?, ?, ?)
@@ -23,41 +23,52 @@ class DedupeMixin(StoreBase):
                 RETURNING 1
                 """,
                 (source, key, now + ttl_seconds, now),
-            )
+            ),
+            serial=False,
+        )
         return bool(rows)
 
     async def forget_processed(self, source: str, key: str) -> None:
         """Drop a mark, e.g. when handling failed and the delivery should be taken again."""
-        async with self._write() as db:
-            await db.execute(
+        await self._write_op(
+            lambda db: db.execute(
                 "DELETE FROM processed_deliveries WHERE source = ? AND key = ?", (source, key)
-            )
+            ),
+            serial=False,
+        )
 
     async def purge_expired(self, now: float | None = None) -> int:
         """Delete expired dedupe marks; returns how many."""
         when = self._clock() if now is None else now
-        async with self._write() as db:
-            rows = await _all(
+        rows = await self._write_op(
+            lambda db: _all(
                 db, "DELETE FROM processed_deliveries WHERE expires_at <= ? RETURNING 1", (when,)
-            )
+            ),
+            serial=False,
+        )
         return len(rows)
 
     # ---------------------------------------------------------------- key/value
 
     async def kv_get(self, key: str) -> str | None:
-        async with self._read() as db:
-            row = await _one(db, "SELECT value FROM kv_store WHERE key = ?", (key,))
+        row = await self._read_op(
+            lambda db: _one(db, "SELECT value FROM kv_store WHERE key = ?", (key,))
+        )
         return None if row is None else str(row["value"])
 
     async def kv_set(self, key: str, value: str) -> None:
-        async with self._write() as db:
-            await db.execute(
+        now = self._clock()
+        await self._write_op(
+            lambda db: db.execute(
                 "INSERT INTO kv_store (key, value, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
                 " updated_at = excluded.updated_at",
-                (key, value, self._clock()),
-            )
+                (key, value, now),
+            ),
+            serial=False,
+        )
 
     async def kv_delete(self, key: str) -> None:
-        async with self._write() as db:
-            await db.execute("DELETE FROM kv_store WHERE key = ?", (key,))
+        await self._write_op(
+            lambda db: db.execute("DELETE FROM kv_store WHERE key = ?", (key,)), serial=False
+        )

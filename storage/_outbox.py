@@ -1,19 +1,16 @@
-"""Send outbox of the SQLite store: durable, ordered, at-most-once sends to HighLevel."""
+"""Send outbox of the store: durable, ordered, at-most-once sends to HighLevel."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import aiosqlite
-
+from storage._base import Conn, Row, StoreBase, _all, _one, _required, skip_locked
 from storage._errors import NotFoundError, OutboxStateError, StoreError
+from storage._intents import _close_intent
 from storage._records import INTENT_QUEUED, OutboxEntry, OutboxState
-from storage._sqlite_base import StoreBase, _all, _one, _required
-from storage._sqlite_intents import _close_intent
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +32,16 @@ _FROM_STATES: dict[str, frozenset[OutboxState]] = {
         {OutboxState.PENDING, OutboxState.FAILED, OutboxState.UNKNOWN, OutboxState.SENT}
     ),
 }
+
+# Leaving 'sending', a send keeps its claim (with a fresh lease) until its Slack post shows
+# the outcome: the worker then calls release_claim. A process that dies in between leaves the
+# lease to expire, and whoever takes it over shows the outcome (else the post would say
+# "Sending…" for ever, and a person might send again). `state` here is the state before the
+# update; :show_until is NULL for a transition that must not keep it (back to pending).
+_KEEP_SHOW_LEASE = """lease_owner = CASE WHEN state = 'sending'
+            AND CAST(:show_until AS DOUBLE PRECISION) IS NOT NULL THEN lease_owner END,
+        lease_expires_at = CASE WHEN state = 'sending'
+            THEN CAST(:show_until AS DOUBLE PRECISION) END"""
 
 _RECOVERY_ERROR = "process stopped while sending; the request may have reached HighLevel"
 
@@ -93,14 +100,12 @@ class OutboxMixin(StoreBase):
             raise ValueError("idempotency_key must not be empty")
         payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         now = self._clock()
-        async with self._write() as db:
+
+        async def enqueue(db: Conn) -> tuple[Row | None, bool]:
+            # Race-free without the serial lock: of two transactions inserting one key, the
+            # second waits for the first and then inserts nothing, and reads the first's row.
             if close_intent is not None:
                 await _close_intent(db, close_intent, INTENT_QUEUED, now)
-            existing = await _one(
-                db, "SELECT * FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
-            )
-            if existing is not None:
-                return _outbox(existing), False
             row = await _one(
                 db,
                 """
@@ -109,6 +114,7 @@ class OutboxMixin(StoreBase):
                     state, attempts, next_attempt_at, slack_ts, scheduled_at, created_at,
                     updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)
+                ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING *
                 """,
                 (
@@ -129,7 +135,15 @@ class OutboxMixin(StoreBase):
                     now,
                 ),
             )
-        return _outbox(_required(row)), True
+            if row is not None:
+                return row, True
+            existing = await _one(
+                db, "SELECT * FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
+            )
+            return existing, False
+
+        row, created = await self._write_op(enqueue, serial=False)
+        return _outbox(_required(row)), created
 
     async def claim_next(self, now: float | None = None) -> OutboxEntry | None:
         """Move the pending entry due longest (ties: oldest) to 'sending' (attempts + 1) and
@@ -140,12 +154,13 @@ class OutboxMixin(StoreBase):
         waits for a retry). Other contacts are not held up.
         """
         when = self._clock() if now is None else now
-        async with self._write() as db:
-            row = await _one(
+        row = await self._write_op(
+            lambda db: _one(
                 db,
                 f"""
                 UPDATE outbox
-                SET state = 'sending', attempts = attempts + 1, updated_at = :now
+                SET state = 'sending', attempts = attempts + 1, updated_at = :now,
+                    lease_owner = :owner, lease_expires_at = :until
                 WHERE id = (
                     -- In the order of outbox_due (state, next_attempt_at, then rowid), so
                     -- SQLite walks that index and stops at the first claimable entry.
@@ -154,12 +169,14 @@ class OutboxMixin(StoreBase):
                       AND candidate.next_attempt_at <= :now
                       AND {_OUTBOX_FREE_HEAD}
                     ORDER BY candidate.next_attempt_at, candidate.id
-                    LIMIT 1
+                    LIMIT 1 {skip_locked(db)}
                 )
                 RETURNING *
-                """,  # noqa: S608 - only a constant of this module is formatted in
-                {"now": when},
-            )
+                """,  # noqa: S608 - only constants of this package are formatted in
+                {"now": when, "owner": self._instance_id, "until": when + self._lease_seconds},
+            ),
+            serial=False,
+        )
         return None if row is None else _outbox(row)
 
     async def mark_sent(
@@ -181,13 +198,14 @@ class OutboxMixin(StoreBase):
         # Every id HighLevel returned, main one first, each once: each may echo back.
         ids = list(dict.fromkeys([*([ghl_message_id] if ghl_message_id else []), *ghl_message_ids]))
         now = self._clock()
-        async with self._write() as db:
+
+        async def mark(db: Conn) -> OutboxEntry:
             await self._require_state(db, outbox_id, "mark_sent")
             row = _required(
                 await _one(
                     db,
-                    """
-                    UPDATE outbox SET state = 'sent',
+                    f"""
+                    UPDATE outbox SET state = 'sent', {_KEEP_SHOW_LEASE},
                         conversation_id = COALESCE(:conversation_id, conversation_id),
                         ghl_message_id = :ghl_message_id,
                         ghl_email_message_id = :ghl_email_message_id,
@@ -195,7 +213,7 @@ class OutboxMixin(StoreBase):
                         updated_at = :now
                     WHERE id = :id
                     RETURNING *
-                    """,
+                    """,  # noqa: S608 - only a constant of this module is formatted in
                     {
                         "id": outbox_id,
                         "conversation_id": conversation_id,
@@ -203,6 +221,7 @@ class OutboxMixin(StoreBase):
                         "ghl_email_message_id": ghl_email_message_id,
                         "ghl_message_ids": json.dumps(list(ghl_message_ids)),
                         "now": now,
+                        "show_until": now + self._lease_seconds,
                     },
                 )
             )
@@ -224,10 +243,12 @@ class OutboxMixin(StoreBase):
                         "now": now,
                     },
                 )
-        return entry
+            return entry
+
+        return await self._write_op(mark)
 
     async def _record_sent_messages(
-        self, db: aiosqlite.Connection, entry: OutboxEntry, ids: list[str], now: float
+        self, db: Conn, entry: OutboxEntry, ids: list[str], now: float
     ) -> None:
         # The Slack post of the send belongs to the first id only (one post, one row); a GMB
         # send may return several ids, each of which may echo back.
@@ -303,29 +324,35 @@ class OutboxMixin(StoreBase):
         *,
         next_attempt_at: float | None = None,
     ) -> OutboxEntry:
-        async with self._write() as db:
+        now = self._clock()
+
+        async def transition(db: Conn) -> Row | None:
             await self._require_state(db, outbox_id, action)
-            row = await _one(
+            return await _one(
                 db,
-                """
-                UPDATE outbox SET state = :state,
+                f"""
+                UPDATE outbox SET state = :state, {_KEEP_SHOW_LEASE},
                     last_error = COALESCE(:error, last_error),
                     next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at),
                     updated_at = :now
                 WHERE id = :id
                 RETURNING *
-                """,
+                """,  # noqa: S608 - only a constant of this module is formatted in
                 {
                     "state": target.value,
                     "error": error,
                     "next_attempt_at": next_attempt_at,
-                    "now": self._clock(),
+                    "now": now,
                     "id": outbox_id,
+                    "show_until": (
+                        None if target is OutboxState.PENDING else now + self._lease_seconds
+                    ),
                 },
             )
-        return _outbox(_required(row))
 
-    async def _require_state(self, db: aiosqlite.Connection, outbox_id: int, action: str) -> None:
+        return _outbox(_required(await self._write_op(transition)))
+
+    async def _require_state(self, db: Conn, outbox_id: int, action: str) -> None:
         # Called inside a write transaction, so the state cannot change before the update.
         row = await _one(db, "SELECT state FROM outbox WHERE id = ?", (outbox_id,))
         if row is None:
@@ -335,12 +362,15 @@ class OutboxMixin(StoreBase):
 
     async def set_outbox_thread(self, outbox_id: int, thread_id: int) -> OutboxEntry:
         """Link an entry to the thread the worker found or opened for it."""
-        async with self._write() as db:
-            row = await _one(
+        now = self._clock()
+        row = await self._write_op(
+            lambda db: _one(
                 db,
                 "UPDATE outbox SET thread_id = ?, updated_at = ? WHERE id = ? RETURNING *",
-                (thread_id, self._clock(), outbox_id),
-            )
+                (thread_id, now, outbox_id),
+            ),
+            serial=False,  # one UPDATE of one row
+        )
         if row is None:
             raise NotFoundError(f"no outbox entry {outbox_id}")
         return _outbox(row)
@@ -348,7 +378,8 @@ class OutboxMixin(StoreBase):
     async def set_outbox_slack_ts(self, outbox_id: int, slack_ts: str) -> OutboxEntry:
         """Remember the Slack post showing this send (also on its message row, if sent)."""
         now = self._clock()
-        async with self._write() as db:
+
+        async def set_ts(db: Conn) -> OutboxEntry:
             row = await _one(
                 db,
                 "UPDATE outbox SET slack_ts = ?, updated_at = ? WHERE id = ? RETURNING *",
@@ -369,46 +400,52 @@ class OutboxMixin(StoreBase):
                 """,
                 {"channel": entry.channel_id, "ts": slack_ts, "now": now, "outbox_id": outbox_id},
             )
-        return entry
+            return entry
+
+        return await self._write_op(set_ts)
 
     async def get_outbox(self, outbox_id: int) -> OutboxEntry | None:
-        async with self._read() as db:
-            row = await _one(db, "SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        row = await self._read_op(
+            lambda db: _one(db, "SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        )
         return None if row is None else _outbox(row)
 
     async def get_outbox_by_key(self, idempotency_key: str) -> OutboxEntry | None:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db, "SELECT * FROM outbox WHERE idempotency_key = ?", (idempotency_key,)
             )
+        )
         return None if row is None else _outbox(row)
 
     async def list_outbox(
         self, state: OutboxState | None = None, *, limit: int = 100
     ) -> list[OutboxEntry]:
         """Entries, oldest first, optionally only those in `state`."""
-        async with self._read() as db:
-            rows = await _all(
+        rows = await self._read_op(
+            lambda db: _all(
                 db,
-                "SELECT * FROM outbox WHERE (:state IS NULL OR state = :state)"
+                "SELECT * FROM outbox WHERE (CAST(:state AS TEXT) IS NULL OR state = :state)"
                 " ORDER BY id LIMIT :limit",
                 {
                     "state": None if state is None else OutboxState(state).value,
                     "limit": limit,
                 },
             )
+        )
         return [_outbox(row) for row in rows]
 
     async def has_unsettled_send(self, location_id: str, contact_id: str) -> bool:
         """A send to the contact is queued, in flight, or of unknown outcome (no id yet)."""
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 "SELECT 1 FROM outbox WHERE location_id = ? AND contact_id = ?"
                 " AND state IN ('pending', 'sending', 'unknown') AND ghl_message_id IS NULL"
                 " LIMIT 1",
                 (location_id, contact_id),
             )
+        )
         return row is not None
 
     async def next_outbox_due_at(self) -> float | None:
@@ -418,8 +455,8 @@ class OutboxMixin(StoreBase):
         An entry waiting behind its contact's send in flight is not counted: it becomes
         claimable when that send ends, not at any time this could name.
         """
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 f"""
                 SELECT candidate.next_attempt_at FROM outbox AS candidate
@@ -428,6 +465,7 @@ class OutboxMixin(StoreBase):
                 LIMIT 1
                 """,  # noqa: S608 - only a constant of this module is formatted in
             )
+        )
         return None if row is None else float(row[0])
 
     async def count_outbox_by_state(self) -> dict[OutboxState, int]:
@@ -440,12 +478,13 @@ class OutboxMixin(StoreBase):
         """
         states = (OutboxState.PENDING, OutboxState.SENDING, OutboxState.UNKNOWN, OutboxState.FAILED)
         counts = dict.fromkeys(states, 0)
-        async with self._read() as db:
-            rows = await _all(
+        rows = await self._read_op(
+            lambda db: _all(
                 db,
                 "SELECT state, COUNT(*) AS n FROM outbox"
                 " WHERE state IN ('pending', 'sending', 'unknown', 'failed') GROUP BY state",
             )
+        )
         for row in rows:
             counts[OutboxState(row["state"])] = int(row["n"])
         return counts
@@ -457,13 +496,16 @@ class OutboxMixin(StoreBase):
         text the customer twice; 'unknown' entries wait for reconciliation against
         HighLevel instead. Call it only while no other process is sending from this outbox.
         """
-        async with self._write() as db:
-            rows = await _all(
+        now = self._clock()
+        rows = await self._write_op(
+            lambda db: _all(
                 db,
-                "UPDATE outbox SET state = 'unknown', last_error = ?, updated_at = ?"
+                "UPDATE outbox SET state = 'unknown', last_error = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_expires_at = NULL"
                 " WHERE state = 'sending' RETURNING id",
-                (_RECOVERY_ERROR, self._clock()),
+                (_RECOVERY_ERROR, now),
             )
+        )
         if rows:
             log.warning(
                 "%d outbox entries were being sent when the process stopped; marked unknown: %s",
@@ -473,7 +515,7 @@ class OutboxMixin(StoreBase):
         return len(rows)
 
 
-def _outbox(row: sqlite3.Row) -> OutboxEntry:
+def _outbox(row: Row) -> OutboxEntry:
     return OutboxEntry(
         id=row["id"],
         idempotency_key=row["idempotency_key"],

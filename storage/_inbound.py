@@ -1,15 +1,14 @@
-"""Inbound events of the SQLite store: deduplicated webhook and poll events, in order."""
+"""Inbound events of the store: deduplicated webhook and poll events, in order."""
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from storage._base import Conn, Row, StoreBase, _all, _one, _required, skip_locked
 from storage._records import InboundBacklog, InboundEvent, InboundState
-from storage._sqlite_base import StoreBase, _all, _one, _required
 
 # None of the conversation is processing and the pending event `candidate` is its first
 # pending one in the order the messages were sent (sort_at, then id). Each half is one seek
@@ -30,6 +29,27 @@ _INBOUND_FREE_HEAD = """
 """
 
 
+class _AlreadySeen(Exception):
+    """One of an event's keys is live: the event is not stored (its transaction rolls back)."""
+
+
+def _take_keys_sql(count: int) -> str:
+    rows = ", ".join(["('inbound', ?, ?)"] * count)
+    return (
+        "INSERT INTO processed_deliveries (source, key, expires_at)"  # noqa: S608 - only "?"s are formatted in
+        f" VALUES {rows}"
+        " ON CONFLICT (source, key) DO UPDATE SET expires_at = excluded.expires_at"
+        " WHERE processed_deliveries.expires_at <= ? RETURNING key"
+    )
+
+
+def _take_keys_values(keys: list[str], now: float, ttl_seconds: float) -> list[object]:
+    values: list[object] = []
+    for key in keys:
+        values += [key, now + ttl_seconds]
+    return [*values, now]
+
+
 class InboundMixin(StoreBase):
     """Inbound events: stored once, processed per conversation in sent order."""
 
@@ -39,7 +59,7 @@ class InboundMixin(StoreBase):
         source: str,
         event_type: str,
         conversation_key: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | str,
         dedupe_keys: Sequence[str],
         ttl_seconds: float,
         sort_at: float | None = None,
@@ -52,50 +72,66 @@ class InboundMixin(StoreBase):
         `sort_at` is when the message was sent (default: now): a conversation's events are
         processed in that order. `not_before` is when the event may first be processed
         (default: now); until then its conversation's later events wait behind it too.
+        A str `payload` is JSON text, stored as it is (a webhook's body as it arrived).
         """
         now = self._clock()
         for name, value in (("sort_at", sort_at), ("not_before", not_before)):
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite time, got {value!r}")
         keys = list(dict.fromkeys(dedupe_keys))
-        placeholders = ", ".join("?" * len(keys))
-        async with self._write() as db:
-            # One statement looks all keys up and one writes them: each statement is a round
-            # trip to aiosqlite's thread made under the store's lock, and this runs for every
-            # webhook before it is answered.
+        payload_json = payload if isinstance(payload, str) else json.dumps(payload)
+        due = now if not_before is None else not_before
+
+        async def enqueue(db: Conn) -> Row | None:
             if keys:
-                lookup = (
-                    "SELECT 1 FROM processed_deliveries WHERE source = 'inbound'"  # noqa: S608 - only "?"s are formatted in
-                    f" AND key IN ({placeholders}) AND expires_at > ? LIMIT 1"
+                taken = await _all(
+                    db, _take_keys_sql(len(keys)), _take_keys_values(keys, now, ttl_seconds)
                 )
-                seen = await _one(db, lookup, (*keys, now))
-                if seen:
-                    return None
-                await db.executemany(
-                    "INSERT OR REPLACE INTO processed_deliveries (source, key, expires_at)"
-                    " VALUES ('inbound', ?, ?)",
-                    [(key, now + ttl_seconds) for key in keys],
-                )
-            row = await _one(
+                if len(taken) < len(keys):
+                    raise _AlreadySeen
+            return await _one(
                 db,
                 """
                 INSERT INTO inbound_events (source, event_type, conversation_key, payload,
                     next_attempt_at, received_at, updated_at, sort_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                RETURNING *
+                RETURNING id
                 """,
                 (
                     source,
                     event_type,
                     conversation_key,
-                    json.dumps(payload),
-                    now if not_before is None else not_before,
+                    payload_json,
+                    due,
                     now,
                     now,
                     now if sort_at is None else sort_at,
                 ),
             )
-        return _inbound(_required(row))
+
+        try:
+            # Race-free on its own (no serial lock): the keys are taken by one upsert that
+            # returns those it took. A live key held by another transaction makes this one
+            # wait for it and then not take the key, so of two instances given the same
+            # webhook at once exactly one stores it; the other rolls back. Webhooks arriving
+            # together may share a transaction (and its commit), each still all or nothing.
+            row = await self._grouped_write_op(enqueue)
+        except _AlreadySeen:
+            return None
+        # The new row is what was just written: only its id is read back (RETURNING * would
+        # make SQLite hand the whole payload back too).
+        return InboundEvent(
+            id=_required(row)["id"],
+            source=source,
+            event_type=event_type,
+            conversation_key=conversation_key,
+            payload_json=payload_json,
+            state=InboundState.PENDING,
+            attempts=0,
+            last_error=None,
+            next_attempt_at=due,
+            received_at=now,
+        )
 
     async def claim_inbound(self, now: float | None = None) -> InboundEvent | None:
         """Move one due event to 'processing': per conversation, the pending event sent
@@ -105,12 +141,13 @@ class InboundMixin(StoreBase):
         (even one waiting for a retry). Across conversations, the one due longest goes first.
         """
         when = self._clock() if now is None else now
-        async with self._write() as db:
-            row = await _one(
+        row = await self._write_op(
+            lambda db: _one(
                 db,
                 f"""
                 UPDATE inbound_events
-                SET state = 'processing', attempts = attempts + 1, updated_at = :now
+                SET state = 'processing', attempts = attempts + 1, updated_at = :now,
+                    lease_owner = :owner, lease_expires_at = :until
                 WHERE id = (
                     -- In the order of inbound_events_due, so SQLite walks that index and stops
                     -- at the first claimable event; each test on it is one index seek. (Ordered
@@ -121,12 +158,14 @@ class InboundMixin(StoreBase):
                       AND candidate.next_attempt_at <= :now
                       AND {_INBOUND_FREE_HEAD}
                     ORDER BY candidate.next_attempt_at, candidate.id
-                    LIMIT 1
+                    LIMIT 1 {skip_locked(db)}
                 )
                 RETURNING *
-                """,  # noqa: S608 - only a constant of this module is formatted in
-                {"now": when},
-            )
+                """,  # noqa: S608 - only constants of this package are formatted in
+                {"now": when, "owner": self._instance_id, "until": when + self._lease_seconds},
+            ),
+            serial=False,
+        )
         return None if row is None else _inbound(row)
 
     async def finish_inbound(self, event_id: int) -> None:
@@ -142,32 +181,49 @@ class InboundMixin(StoreBase):
     async def _set_inbound(
         self, event_id: int, state: InboundState, error: str | None, next_attempt_at: float | None
     ) -> None:
-        async with self._write() as db:
-            await db.execute(
+        now = self._clock()
+        # Not once another instance has claimed it again (this one's lease had expired): the
+        # event is that instance's now, and it will say how it ended. Between the take-over
+        # and the new claim the owner is NULL, and this finish still counts.
+        await self._write_op(
+            lambda db: db.execute(
                 """
                 UPDATE inbound_events SET state = ?, last_error = COALESCE(?, last_error),
-                    next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?
-                WHERE id = ?
+                    next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)
                 """,
-                (state.value, error, next_attempt_at, self._clock(), event_id),
-            )
+                (
+                    state.value,
+                    error,
+                    next_attempt_at,
+                    now,
+                    event_id,
+                    self._instance_id,
+                ),
+            ),
+            serial=False,
+        )
 
     async def recover_inbound(self) -> int:
         """At start-up, events left 'processing' by a stopped process go back to 'pending'."""
-        async with self._write() as db:
-            rows = await _all(
+        now = self._clock()
+        rows = await self._write_op(
+            lambda db: _all(
                 db,
-                "UPDATE inbound_events SET state = 'pending', updated_at = ?"
+                "UPDATE inbound_events SET state = 'pending', updated_at = ?,"
+                " lease_owner = NULL, lease_expires_at = NULL"
                 " WHERE state = 'processing' RETURNING id",
-                (self._clock(),),
+                (now,),
             )
+        )
         return len(rows)
 
     async def next_inbound_due_at(self) -> float | None:
         """When claim_inbound can next take an event unless one in process ends first: the
         earliest due time of a pending event nothing holds back (None if there is none)."""
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 f"""
                 SELECT candidate.next_attempt_at FROM inbound_events AS candidate
@@ -176,23 +232,27 @@ class InboundMixin(StoreBase):
                 LIMIT 1
                 """,  # noqa: S608 - only a constant of this module is formatted in
             )
+        )
         return None if row is None else float(row[0])
 
     async def count_inbound(self, state: InboundState | None = None) -> int:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
-                "SELECT COUNT(*) FROM inbound_events WHERE (:state IS NULL OR state = :state)",
+                "SELECT COUNT(*) FROM inbound_events"
+                " WHERE (CAST(:state AS TEXT) IS NULL OR state = :state)",
                 {"state": None if state is None else state.value},
             )
+        )
         return int(row[0]) if row else 0
 
     async def last_inbound_at(self, source: str) -> float | None:
         """When the newest event from `source` ('webhook', 'poll') was stored; None if never."""
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db, "SELECT MAX(received_at) FROM inbound_events WHERE source = ?", (source,)
             )
+        )
         return None if row is None or row[0] is None else float(row[0])
 
     async def inbound_backlog(self) -> InboundBacklog:
@@ -203,8 +263,8 @@ class InboundMixin(StoreBase):
         pending event is the one with the smallest id (ids grow with arrival): MIN(id) comes
         from the index, where MIN(received_at) would read every pending row.
         """
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 """
                 SELECT
@@ -216,6 +276,7 @@ class InboundMixin(StoreBase):
                     )) AS oldest
                 """,
             )
+        )
         row = _required(row)
         oldest = row["oldest"]
         return InboundBacklog(
@@ -225,7 +286,7 @@ class InboundMixin(StoreBase):
         )
 
 
-def _inbound(row: sqlite3.Row) -> InboundEvent:
+def _inbound(row: Row) -> InboundEvent:
     return InboundEvent(
         id=row["id"],
         source=row["source"],

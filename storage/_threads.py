@@ -1,13 +1,12 @@
-"""Slack threads of the SQLite store: the Slack thread <-> HighLevel contact map."""
+"""Slack threads of the store: the Slack thread <-> HighLevel contact map."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from storage._base import Conn, Row, StoreBase, _all, _one, _required
 from storage._errors import NotFoundError
 from storage._records import UNSET, ThreadRecord, Unset
-from storage._sqlite_base import StoreBase, _all, _one, _required
 
 
 class ThreadsMixin(StoreBase):
@@ -42,7 +41,8 @@ class ThreadsMixin(StoreBase):
             "subject": subject,
             "contact_label": contact_label,
         }
-        async with self._write() as db:
+
+        async def upsert(db: Conn) -> Row | None:
             # Inside BEGIN IMMEDIATE no other writer can slip in between this look-up and
             # the insert, so concurrent first sends to a contact end up with one thread.
             row = await _one(
@@ -89,48 +89,54 @@ class ThreadsMixin(StoreBase):
                     """,
                     {"id": row["id"], "now": now, **fills},
                 )
-        return _thread(_required(row))
+            return row
+
+        return _thread(_required(await self._write_op(upsert)))
 
     async def get_thread(self, thread_id: int) -> ThreadRecord | None:
-        async with self._read() as db:
-            row = await _one(db, "SELECT * FROM slack_threads WHERE id = ?", (thread_id,))
+        row = await self._read_op(
+            lambda db: _one(db, "SELECT * FROM slack_threads WHERE id = ?", (thread_id,))
+        )
         return None if row is None else _thread(row)
 
     async def get_thread_by_slack(
         self, team_id: str, channel_id: str, thread_ts: str
     ) -> ThreadRecord | None:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 "SELECT * FROM slack_threads"
                 " WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
                 (team_id, channel_id, thread_ts),
             )
+        )
         return None if row is None else _thread(row)
 
     async def find_thread_for_contact(
         self, team_id: str, channel_id: str, location_id: str, contact_id: str
     ) -> ThreadRecord | None:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 "SELECT * FROM slack_threads WHERE team_id = ? AND channel_id = ?"
                 " AND location_id = ? AND contact_id = ?",
                 (team_id, channel_id, location_id, contact_id),
             )
+        )
         return None if row is None else _thread(row)
 
     async def find_threads_for_conversation(
         self, location_id: str, conversation_id: str
     ) -> list[ThreadRecord]:
         """Threads (one per channel) showing this conversation, most recently updated first."""
-        async with self._read() as db:
-            rows = await _all(
+        rows = await self._read_op(
+            lambda db: _all(
                 db,
                 "SELECT * FROM slack_threads WHERE location_id = ? AND conversation_id = ?"
                 " ORDER BY updated_at DESC, id DESC",
                 (location_id, conversation_id),
             )
+        )
         return [_thread(row) for row in rows]
 
     async def find_threads_for_contact(
@@ -140,13 +146,14 @@ class ThreadsMixin(StoreBase):
 
         For inbound messages whose conversation is not yet linked to a thread.
         """
-        async with self._read() as db:
-            rows = await _all(
+        rows = await self._read_op(
+            lambda db: _all(
                 db,
                 "SELECT * FROM slack_threads WHERE location_id = ? AND contact_id = ?"
                 " ORDER BY updated_at DESC, id DESC",
                 (location_id, contact_id),
             )
+        )
         return [_thread(row) for row in rows]
 
     async def update_thread(
@@ -171,10 +178,10 @@ class ThreadsMixin(StoreBase):
         for column, value in given.items():
             params[f"set_{column}"] = value is not UNSET
             params[column] = None if value is UNSET else value
-        async with self._write() as db:
-            # One fixed statement whose CASEs keep unset columns, rather than SQL assembled
-            # from the arguments.
-            row = await _one(
+        # One fixed statement whose CASEs keep unset columns, rather than SQL assembled from
+        # the arguments.
+        row = await self._write_op(
+            lambda db: _one(
                 db,
                 """
                 UPDATE slack_threads SET
@@ -192,7 +199,9 @@ class ThreadsMixin(StoreBase):
                 RETURNING *
                 """,
                 params,
-            )
+            ),
+            serial=False,  # one UPDATE of one row
+        )
         if row is None:
             raise NotFoundError(f"no thread {thread_id}")
         return _thread(row)
@@ -206,30 +215,35 @@ class ThreadsMixin(StoreBase):
         thread_ts with yours, and if it differs, your post lost the race (delete or ignore it).
         ConflictError if another thread in the channel already uses `thread_ts`.
         """
-        async with self._write() as db:
+        now = self._clock()
+
+        async def set_ts(db: Conn) -> Row | None:
             row = await _one(
                 db,
                 "UPDATE slack_threads SET thread_ts = :ts, updated_at = :now"
                 " WHERE id = :id AND (thread_ts IS NULL OR :replace)"
                 " RETURNING *",
-                {"ts": thread_ts, "now": self._clock(), "id": thread_id, "replace": replace},
+                {"ts": thread_ts, "now": now, "id": thread_id, "replace": replace},
             )
             if row is None:
                 row = await _one(db, "SELECT * FROM slack_threads WHERE id = ?", (thread_id,))
+            return row
+
+        # One compare-and-set UPDATE: race-free without the serial lock.
+        row = await self._write_op(set_ts, serial=False)
         if row is None:
             raise NotFoundError(f"no thread {thread_id}")
         return _thread(row)
 
     async def delete_thread(self, thread_id: int) -> bool:
         """Forget a thread (its messages and outbox entries keep existing, unlinked)."""
-        async with self._write() as db:
-            rows = await _all(
-                db, "DELETE FROM slack_threads WHERE id = ? RETURNING id", (thread_id,)
-            )
+        rows = await self._write_op(
+            lambda db: _all(db, "DELETE FROM slack_threads WHERE id = ? RETURNING id", (thread_id,))
+        )
         return bool(rows)
 
 
-def _thread(row: sqlite3.Row) -> ThreadRecord:
+def _thread(row: Row) -> ThreadRecord:
     return ThreadRecord(
         id=row["id"],
         team_id=row["team_id"],

@@ -1,17 +1,13 @@
-"""Compose intents of the SQLite store: what a person asked for, saved before Slack is answered."""
+"""Compose intents of the store: what a person asked for, saved before Slack is answered."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-import aiosqlite
-
-from storage._errors import StoreError
+from storage._base import Conn, Row, StoreBase, _all, _one
 from storage._records import ComposeIntent, IntentState
-from storage._sqlite_base import StoreBase, _all, _one
 
 
 class IntentsMixin(StoreBase):
@@ -36,65 +32,65 @@ class IntentsMixin(StoreBase):
         if not idempotency_key:
             raise ValueError("idempotency_key must not be empty")
         payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        now = self._clock()
         # A Slack ack waits for this insert, so it goes before every store operation queued
         # (only the one running is waited for), and it is one statement in autocommit (atomic
-        # on its own) rather than BEGIN ... COMMIT, three hand-offs to aiosqlite's thread.
-        async with self._lock.urgent():
-            db = self._connection()
-            try:
-                rows = await _all(
-                    db,
-                    """
-                    INSERT INTO compose_intents (idempotency_key, kind, team_id, channel_id,
-                        slack_user_id, payload, response_url, state, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)
-                    ON CONFLICT (idempotency_key) DO NOTHING
-                    RETURNING id
-                    """,
-                    (
-                        idempotency_key,
-                        kind,
-                        team_id,
-                        channel_id,
-                        slack_user_id,
-                        payload_json,
-                        response_url,
-                        self._clock(),
-                    ),
-                )
-            except sqlite3.Error as exc:
-                raise StoreError(str(exc)) from exc
+        # on its own): no BEGIN ... COMMIT around it.
+        rows = await self._urgent_op(
+            lambda db: _all(
+                db,
+                """
+                INSERT INTO compose_intents (idempotency_key, kind, team_id, channel_id,
+                    slack_user_id, payload, response_url, state, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING id
+                """,
+                (
+                    idempotency_key,
+                    kind,
+                    team_id,
+                    channel_id,
+                    slack_user_id,
+                    payload_json,
+                    response_url,
+                    now,
+                ),
+            )
+        )
         return bool(rows)
 
     async def close_intent(self, idempotency_key: str, outcome: str) -> bool:
         """Mark an open intent done with `outcome`; False if none was open under that key."""
-        async with self._write() as db:
-            return await _close_intent(db, idempotency_key, outcome, self._clock())
+        now = self._clock()
+        return await self._write_op(
+            lambda db: _close_intent(db, idempotency_key, outcome, now), serial=False
+        )
 
     async def get_intent(self, idempotency_key: str) -> ComposeIntent | None:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db, "SELECT * FROM compose_intents WHERE idempotency_key = ?", (idempotency_key,)
             )
+        )
         return None if row is None else _intent(row)
 
     async def list_open_intents(
         self, *, created_before: float, limit: int = 100
     ) -> list[ComposeIntent]:
         """Open intents saved before `created_before`, oldest first."""
-        async with self._read() as db:
-            rows = await _all(
+        rows = await self._read_op(
+            lambda db: _all(
                 db,
                 "SELECT * FROM compose_intents WHERE state = 'open' AND created_at < ?"
                 " ORDER BY created_at, id LIMIT ?",
                 (created_before, limit),
             )
+        )
         return [_intent(row) for row in rows]
 
 
-async def _close_intent(
-    db: aiosqlite.Connection, idempotency_key: str, outcome: str, now: float
-) -> bool:
+async def _close_intent(db: Conn, idempotency_key: str, outcome: str, now: float) -> bool:
     rows = await _all(
         db,
         "UPDATE compose_intents SET state = 'done', outcome = ?, closed_at = ?"
@@ -104,7 +100,7 @@ async def _close_intent(
     return bool(rows)
 
 
-def _intent(row: sqlite3.Row) -> ComposeIntent:
+def _intent(row: Row) -> ComposeIntent:
     return ComposeIntent(
         id=row["id"],
         idempotency_key=row["idempotency_key"],

@@ -1,12 +1,10 @@
-"""Messages of the SQLite store: each HighLevel message and the Slack post showing it."""
+"""Messages of the store: each HighLevel message and the Slack post showing it."""
 
 from __future__ import annotations
 
-import sqlite3
-
+from storage._base import Conn, Row, StoreBase, _one, _required
 from storage._errors import NotFoundError
 from storage._records import MessageDirection, MessageRecord
-from storage._sqlite_base import StoreBase, _one, _required
 
 
 class MessagesMixin(StoreBase):
@@ -36,7 +34,10 @@ class MessagesMixin(StoreBase):
         """
         if (slack_channel_id is None) != (slack_ts is None):
             raise ValueError("slack_channel_id and slack_ts go together")
-        async with self._write() as db:
+        direction_value = MessageDirection(direction).value
+        now = self._clock()
+
+        async def record(db: Conn) -> tuple[Row | None, bool]:
             if ghl_message_id is not None:
                 existing = await _one(
                     db, "SELECT * FROM messages WHERE ghl_message_id = ?", (ghl_message_id,)
@@ -50,8 +51,7 @@ class MessagesMixin(StoreBase):
             else:
                 existing = None
             if existing is not None:
-                return _message(existing), False
-            now = self._clock()
+                return existing, False
             row = await _one(
                 db,
                 """
@@ -68,7 +68,7 @@ class MessagesMixin(StoreBase):
                     ghl_message_id,
                     ghl_email_message_id,
                     email_thread_id,
-                    MessageDirection(direction).value,
+                    direction_value,
                     message_type,
                     status,
                     slack_user_id,
@@ -77,38 +77,46 @@ class MessagesMixin(StoreBase):
                     now,
                 ),
             )
-        return _message(_required(row)), True
+            return row, True
+
+        row, created = await self._write_op(record)
+        return _message(_required(row)), created
 
     async def get_message(self, message_id: int) -> MessageRecord | None:
-        async with self._read() as db:
-            row = await _one(db, "SELECT * FROM messages WHERE id = ?", (message_id,))
+        row = await self._read_op(
+            lambda db: _one(db, "SELECT * FROM messages WHERE id = ?", (message_id,))
+        )
         return None if row is None else _message(row)
 
     async def get_message_by_ghl_id(self, ghl_message_id: str) -> MessageRecord | None:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db, "SELECT * FROM messages WHERE ghl_message_id = ?", (ghl_message_id,)
             )
+        )
         return None if row is None else _message(row)
 
     async def get_message_by_slack(self, channel_id: str, ts: str) -> MessageRecord | None:
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 "SELECT * FROM messages WHERE slack_channel_id = ? AND slack_ts = ?",
                 (channel_id, ts),
             )
+        )
         return None if row is None else _message(row)
 
     async def update_message_status(self, ghl_message_id: str, status: str) -> MessageRecord | None:
         """Set the delivery status of a known HighLevel message; None if it is not recorded."""
-        async with self._write() as db:
-            row = await _one(
+        now = self._clock()
+        row = await self._write_op(
+            lambda db: _one(
                 db,
                 "UPDATE messages SET status = ?, updated_at = ? WHERE ghl_message_id = ?"
                 " RETURNING *",
-                (status, self._clock(), ghl_message_id),
+                (status, now, ghl_message_id),
             )
+        )
         return None if row is None else _message(row)
 
     async def latest_message(
@@ -119,14 +127,14 @@ class MessagesMixin(StoreBase):
         message_type: str | None = None,
     ) -> MessageRecord | None:
         """The thread's newest message, optionally of one direction and/or type."""
-        async with self._read() as db:
-            row = await _one(
+        row = await self._read_op(
+            lambda db: _one(
                 db,
                 """
                 SELECT * FROM messages
                 WHERE thread_id = :thread_id
-                  AND (:direction IS NULL OR direction = :direction)
-                  AND (:message_type IS NULL OR message_type = :message_type)
+                  AND (CAST(:direction AS TEXT) IS NULL OR direction = :direction)
+                  AND (CAST(:message_type AS TEXT) IS NULL OR message_type = :message_type)
                 ORDER BY created_at DESC, id DESC
                 LIMIT 1
                 """,
@@ -136,6 +144,7 @@ class MessagesMixin(StoreBase):
                     "message_type": message_type,
                 },
             )
+        )
         return None if row is None else _message(row)
 
     async def attach_slack_ts(
@@ -146,7 +155,9 @@ class MessagesMixin(StoreBase):
         Unless `replace`, a message that already has a post keeps it (compare slack_ts).
         ConflictError if that Slack post is already linked to another message.
         """
-        async with self._write() as db:
+        now = self._clock()
+
+        async def attach(db: Conn) -> Row | None:
             row = await _one(
                 db,
                 "UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now"
@@ -155,19 +166,23 @@ class MessagesMixin(StoreBase):
                 {
                     "channel": slack_channel_id,
                     "ts": slack_ts,
-                    "now": self._clock(),
+                    "now": now,
                     "id": message_id,
                     "replace": replace,
                 },
             )
             if row is None:
                 row = await _one(db, "SELECT * FROM messages WHERE id = ?", (message_id,))
+            return row
+
+        # One compare-and-set UPDATE: race-free without the serial lock.
+        row = await self._write_op(attach, serial=False)
         if row is None:
             raise NotFoundError(f"no message {message_id}")
         return _message(row)
 
 
-def _message(row: sqlite3.Row) -> MessageRecord:
+def _message(row: Row) -> MessageRecord:
     return MessageRecord(
         id=row["id"],
         thread_id=row["thread_id"],

@@ -1,0 +1,126 @@
+"""Rate budgets every instance draws on: HighLevel's per-location limit, Slack's per channel.
+
+Each budget is one row, a token bucket in GCRA form (the "generic cell rate algorithm"):
+`spent_until` is the moment up to which permits have been handed out, each costing
+1/rate seconds. A permit may start once `now >= spent_until - (burst - 1)/rate`, so a
+budget left idle lets `burst` permits go at once and then `rate` a second.
+
+A take reserves the next permit in one upsert, race-free without the serial lock (two
+instances taking at once queue on the row, and the second sees the first's
+`spent_until`): the caller is told when its permit starts and waits until then, so a
+busy budget hands out permits in order, with one round trip each and no polling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from storage._base import StoreBase, _one
+from storage._errors import StoreError
+
+# CAST: PostgreSQL cannot infer the type of a parameter that is only added or compared.
+_TAKE = """
+INSERT INTO rate_budgets (key, spent_until, updated_at)
+VALUES (:key, CAST(:now AS DOUBLE PRECISION) + CAST(:cost AS DOUBLE PRECISION),
+        CAST(:now AS DOUBLE PRECISION))
+ON CONFLICT (key) DO UPDATE SET
+    spent_until = CASE WHEN rate_budgets.spent_until > excluded.updated_at
+                       THEN rate_budgets.spent_until ELSE excluded.updated_at END
+                  + CAST(:cost AS DOUBLE PRECISION),
+    updated_at = excluded.updated_at
+    WHERE rate_budgets.spent_until - excluded.updated_at <= CAST(:allowance AS DOUBLE PRECISION)
+RETURNING spent_until
+"""
+
+_HOLD = """
+INSERT INTO rate_budgets (key, spent_until, updated_at)
+VALUES (:key, CAST(:until AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION))
+ON CONFLICT (key) DO UPDATE SET
+    spent_until = excluded.spent_until, updated_at = excluded.updated_at
+    WHERE rate_budgets.spent_until < excluded.spent_until
+"""
+
+# A take that may wait "forever" still needs a number in the statement.
+_NO_LIMIT = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetGrant:
+    """The answer to a take: a permit starting at `start_at` (store clock), or none.
+
+    `wait` is `start_at - now`: how long the caller waits before it goes. Without a
+    permit (it would have started later than `max_wait`), it is when one could start.
+    """
+
+    granted: bool
+    start_at: float
+    wait: float
+
+
+def _shape(rate: float, burst: int) -> tuple[float, float]:
+    """A permit's cost in seconds and the burst tolerance (GCRA's T and tau)."""
+    if not (rate > 0 and math.isfinite(rate)):
+        raise StoreError("a rate budget needs a positive rate")
+    if burst < 1:
+        raise StoreError("a rate budget needs a burst of at least 1")
+    cost = 1.0 / rate
+    return cost, (burst - 1) * cost
+
+
+class BudgetsMixin(StoreBase):
+    """Token buckets shared by every instance on the database."""
+
+    async def take_budget(
+        self,
+        key: str,
+        *,
+        rate: float,
+        burst: int,
+        max_wait: float | None = None,
+        now: float | None = None,
+    ) -> BudgetGrant:
+        """Reserve the next permit of budget `key` (`rate` a second, bursts of `burst`).
+
+        The permit is granted only if it starts within `max_wait` seconds (None: any
+        wait); a take that is not granted changes nothing. Keys name what is limited
+        (`ghl:<location>`, `slack:<team>:<channel>`), never a person.
+        """
+        cost, tolerance = _shape(rate, burst)
+        when = self._clock() if now is None else now
+        patience = _NO_LIMIT if max_wait is None else max(0.0, max_wait)
+        async with self._write(serial=False) as db:
+            row = await _one(
+                db,
+                _TAKE,
+                {"key": key, "now": when, "cost": cost, "allowance": tolerance + patience},
+            )
+        if row is not None:
+            # spent_until moved to max(old, now) + cost; the permit starts where the burst
+            # tolerance lets it, and never before now.
+            start = max(when, float(row["spent_until"]) - cost - tolerance)
+            return BudgetGrant(granted=True, start_at=start, wait=start - when)
+        async with self._read() as db:
+            current = await _one(db, "SELECT spent_until FROM rate_budgets WHERE key = ?", (key,))
+        spent_until = when if current is None else float(current["spent_until"])
+        start = max(when, spent_until - tolerance)
+        return BudgetGrant(granted=False, start_at=start, wait=start - when)
+
+    async def hold_budget(
+        self,
+        key: str,
+        *,
+        seconds: float,
+        rate: float,
+        burst: int,
+        now: float | None = None,
+    ) -> None:
+        """No permit of `key` starts for `seconds` (after a 429); then one, then `rate` a second.
+
+        A hold never shortens one already in place, nor permits already reserved.
+        """
+        _cost, tolerance = _shape(rate, burst)
+        when = self._clock() if now is None else now
+        until = when + max(0.0, seconds) + tolerance
+        async with self._write(serial=False) as db:
+            await db.execute(_HOLD, {"key": key, "until": until, "now": when})

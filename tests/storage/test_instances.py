@@ -1,0 +1,300 @@
+"""Several instances on one database (issue: PostgreSQL for several instances).
+
+Each test runs on both backends: on PostgreSQL the instances are separate pools racing for
+rows; on SQLite they are separate connections serialised by the file's write lock. They
+migrate an empty database once, never share a claim nor send to one contact twice at once,
+store a webhook delivered to both once, and take over each other's claims only after the
+holder's lease ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from storage import LATEST_VERSION, MIGRATIONS, InboundState, OutboxState, SqliteStore, Store
+from tests.storage._support import START, Backend, FakeClock, enqueue, query
+
+LEASE = 30.0
+
+
+# ---------------------------------------------------------------- opening
+
+
+async def test_instances_opening_an_empty_database_at_once_migrate_it_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    stores = [backend.new_store(clock, instance_id=name) for name in ("a", "b", "c")]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        versions = await asyncio.gather(*(store.schema_version() for store in stores))
+        assert versions == [LATEST_VERSION] * 3
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    assert backend.query("SELECT version FROM schema_migrations ORDER BY version") == [
+        (migration.version,) for migration in MIGRATIONS
+    ]
+
+
+async def test_an_sqlite_store_that_read_the_version_before_another_migrated_migrates_nothing(
+    db_path: Path, clock: FakeClock
+) -> None:
+    # Made to happen rather than hoped for: `first` reads version 0 and is held just before
+    # its first migration until `second` has read version 0 too. Each then migrates on a
+    # stale version, so whichever goes second must find the other's work inside its own
+    # write transaction instead of running the migrations again.
+    loop = asyncio.get_running_loop()
+    first_paused = asyncio.Event()
+    second_read = threading.Event()
+    waited: list[bool] = []
+    begins = 0
+
+    def first_statement(sql: str) -> None:  # on the first store's own thread
+        nonlocal begins
+        if sql.startswith("BEGIN"):
+            begins += 1
+            if begins == 2:  # the first migration's transaction is about to begin
+                loop.call_soon_threadsafe(first_paused.set)
+                waited.append(second_read.wait(timeout=10))
+
+    def second_statement(sql: str) -> None:
+        if sql == "COMMIT":  # ends the transaction that read the version
+            second_read.set()
+
+    first = SqliteStore(db_path, clock=clock, on_statement=first_statement)
+    second = SqliteStore(db_path, clock=clock, on_statement=second_statement)
+    opening = asyncio.create_task(first.open())
+    try:
+        await first_paused.wait()
+        await asyncio.gather(opening, second.open())
+        assert waited == [True], "the second store never read the version"
+        assert [await store.schema_version() for store in (first, second)] == [LATEST_VERSION] * 2
+    finally:
+        await asyncio.gather(first.close(), second.close())
+    assert query(db_path, "SELECT version FROM schema_migrations ORDER BY version") == [
+        (migration.version,) for migration in MIGRATIONS
+    ]
+
+
+# ---------------------------------------------------------------- claiming
+
+
+async def test_two_instances_claiming_at_once_share_no_send_and_no_contact(
+    backend: Backend, clock: FakeClock
+) -> None:
+    contacts = [f"contact-{n}" for n in range(6)]
+    async with (
+        backend.new_store(clock, instance_id="a") as a,
+        backend.new_store(clock, instance_id="b") as b,
+    ):
+        queued: dict[str, list[int]] = defaultdict(list)
+        for n in range(4):
+            for contact in contacts:
+                queued[contact].append((await enqueue(a, f"{contact}-{n}", contact_id=contact)).id)
+
+        claimed_in_order: dict[str, list[int]] = defaultdict(list)
+        in_flight: list[tuple[Store, int]] = []
+        while sum(map(len, claimed_in_order.values())) < 4 * len(contacts):
+            # Both instances claim while the sends of the last round are being settled.
+            settle = [
+                holder.mark_sent(entry_id, conversation_id=None, ghl_message_id=None)
+                for holder, entry_id in in_flight
+            ]
+            claimers = [a, b] * 8
+            results = await asyncio.gather(*(store.claim_next() for store in claimers), *settle)
+            claims = [
+                (store, entry)
+                for store, entry in zip(claimers, results[: len(claimers)], strict=True)
+                if entry is not None
+            ]
+            assert claims or in_flight, "neither instance could claim the queued sends"
+            round_contacts = [entry.contact_id for _, entry in claims]
+            assert len(round_contacts) == len(set(round_contacts)), (
+                f"two sends of one contact claimed at once: {sorted(round_contacts)}"
+            )
+            assert (
+                backend.query(
+                    "SELECT contact_id FROM outbox WHERE state = 'sending'"
+                    " GROUP BY contact_id HAVING COUNT(*) > 1"
+                )
+                == []
+            )
+            for _, entry in claims:
+                claimed_in_order[entry.contact_id].append(entry.id)
+            in_flight = [(store, entry.id) for store, entry in claims]
+        for holder, entry_id in in_flight:
+            await holder.mark_sent(entry_id, conversation_id=None, ghl_message_id=None)
+
+    # Every send claimed once (attempts 1), each contact's in the order they were queued.
+    assert claimed_in_order == queued
+    assert backend.query(
+        "SELECT state, attempts, COUNT(*) FROM outbox GROUP BY state, attempts"
+    ) == [("sent", 1, 4 * len(contacts))]
+
+
+async def test_two_instances_claiming_inbound_at_once_share_no_event_and_no_conversation(
+    backend: Backend, clock: FakeClock
+) -> None:
+    conversations = [f"conv-{n}" for n in range(6)]
+    async with (
+        backend.new_store(clock, instance_id="a") as a,
+        backend.new_store(clock, instance_id="b") as b,
+    ):
+        stored: dict[str, list[int]] = defaultdict(list)
+        for n in range(4):
+            for conversation in conversations:
+                event = await a.enqueue_inbound(
+                    source="webhook",
+                    event_type="InboundMessage",
+                    conversation_key=conversation,
+                    payload={"n": n},
+                    dedupe_keys=[f"message:{conversation}-{n}"],
+                    ttl_seconds=3600,
+                )
+                assert event is not None
+                stored[conversation].append(event.id)
+
+        claimed_in_order: dict[str, list[int]] = defaultdict(list)
+        in_flight: list[tuple[Store, int]] = []
+        while sum(map(len, claimed_in_order.values())) < 4 * len(conversations):
+            settle = [holder.finish_inbound(event_id) for holder, event_id in in_flight]
+            claimers = [a, b] * 8
+            results = await asyncio.gather(*(store.claim_inbound() for store in claimers), *settle)
+            claims = [
+                (store, event)
+                for store, event in zip(claimers, results[: len(claimers)], strict=True)
+                if event is not None
+            ]
+            assert claims or in_flight, "neither instance could claim the stored events"
+            round_conversations = [event.conversation_key for _, event in claims]
+            assert len(round_conversations) == len(set(round_conversations)), (
+                f"two events of one conversation claimed at once: {sorted(round_conversations)}"
+            )
+            for _, event in claims:
+                claimed_in_order[event.conversation_key].append(event.id)
+            in_flight = [(store, event.id) for store, event in claims]
+        for holder, event_id in in_flight:
+            await holder.finish_inbound(event_id)
+
+    assert claimed_in_order == stored
+    assert backend.query(
+        "SELECT state, attempts, COUNT(*) FROM inbound_events GROUP BY state, attempts"
+    ) == [("done", 1, 4 * len(conversations))]
+
+
+# ---------------------------------------------------------------- one webhook, two instances
+
+
+async def test_one_message_delivered_to_two_instances_at_once_is_stored_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    async with (
+        backend.new_store(clock, instance_id="a") as a,
+        backend.new_store(clock, instance_id="b") as b,
+    ):
+        # Retries of one webhook (same ids) and redeliveries (new webhook id, same message).
+        deliveries = [(store, f"w{n % 4}") for n, store in enumerate([a, b] * 15)]
+        results = await asyncio.gather(
+            *(
+                store.enqueue_inbound(
+                    source="webhook",
+                    event_type="InboundMessage",
+                    conversation_key="conv-a",
+                    payload={"webhook": webhook},
+                    dedupe_keys=[f"webhook:{webhook}", "message:m1"],
+                    ttl_seconds=3600,
+                )
+                for store, webhook in deliveries
+            )
+        )
+    stored = [event for event in results if event is not None]
+    assert len(stored) == 1
+    assert backend.count_rows("inbound_events") == 1
+    # Only the stored delivery's keys are taken: the others' transactions left none behind.
+    winner = stored[0].payload["webhook"]
+    keys = {row[0] for row in backend.query("SELECT key FROM processed_deliveries")}
+    assert keys == {f"webhook:{winner}", "message:m1"}
+
+
+# ---------------------------------------------------------------- leases
+
+
+async def test_a_send_is_taken_over_only_after_its_lease_ran_out_and_is_never_resent(
+    backend: Backend,
+) -> None:
+    clock_a, clock_b = FakeClock(), FakeClock()
+    async with (
+        backend.new_store(clock_a, instance_id="a", lease_seconds=LEASE) as a,
+        backend.new_store(clock_b, instance_id="b", lease_seconds=LEASE) as b,
+    ):
+        entry = await enqueue(a, "k1")
+        claimed = await a.claim_next()
+        assert claimed is not None and claimed.id == entry.id
+        assert backend.query("SELECT lease_owner, lease_expires_at FROM outbox") == [
+            ("a", START + LEASE)
+        ]
+        assert await b.renew_leases() == 0  # b renews only its own claims
+
+        clock_b.advance(LEASE - 1)
+        assert (await b.take_over_expired()).sends == 0
+        clock_a.advance(LEASE - 1)
+        assert await a.renew_leases() == 1
+        assert backend.query("SELECT lease_expires_at FROM outbox") == [
+            (START + LEASE - 1 + LEASE,)
+        ]
+        clock_b.advance(LEASE - 1)  # past the first lease, within the renewed one
+        assert (await b.take_over_expired()).sends == 0
+        assert (await b.get_outbox(entry.id)).state is OutboxState.SENDING  # type: ignore[union-attr]
+
+        clock_b.advance(LEASE)  # a stopped renewing: its lease ran out
+        takeover = await b.take_over_expired()
+        assert (takeover.sends, takeover.events) == (1, 0)
+        taken = await b.get_outbox(entry.id)
+        assert taken is not None and taken.state is OutboxState.UNKNOWN
+        assert taken.last_error is not None and "may have reached HighLevel" in taken.last_error
+        assert backend.query("SELECT lease_owner, lease_expires_at FROM outbox") == [(None, None)]
+        # Never resent by either instance: it waits for reconciliation.
+        assert await b.claim_next(START + 10 * LEASE) is None
+        assert await a.claim_next(START + 10 * LEASE) is None
+        assert (await b.take_over_expired()).sends == 0
+
+
+async def test_an_event_is_taken_over_after_its_lease_and_the_late_holder_cannot_finish_it(
+    backend: Backend,
+) -> None:
+    clock_a, clock_b = FakeClock(), FakeClock()
+    async with (
+        backend.new_store(clock_a, instance_id="a", lease_seconds=LEASE) as a,
+        backend.new_store(clock_b, instance_id="b", lease_seconds=LEASE) as b,
+    ):
+        stored = await a.enqueue_inbound(
+            source="webhook",
+            event_type="InboundMessage",
+            conversation_key="conv-a",
+            payload={},
+            dedupe_keys=["message:m1"],
+            ttl_seconds=3600,
+        )
+        assert stored is not None
+        assert (await a.claim_inbound()) is not None
+        clock_b.advance(LEASE - 1)
+        assert (await b.take_over_expired()).events == 0
+        assert await b.claim_inbound() is None  # a holds it
+
+        clock_b.advance(2)
+        takeover = await b.take_over_expired()
+        assert (takeover.sends, takeover.events) == (0, 1)
+        assert await b.count_inbound(InboundState.PENDING) == 1
+        again = await b.claim_inbound()
+        assert again is not None and again.id == stored.id and again.attempts == 2
+
+        # a comes back and reports the event it lost: b's claim stands.
+        await a.finish_inbound(stored.id)
+        await a.fail_inbound(stored.id, "late")
+        assert backend.query("SELECT state, lease_owner, last_error FROM inbound_events") == [
+            ("processing", "b", None)
+        ]
+        await b.finish_inbound(stored.id)
+        assert await b.count_inbound(InboundState.DONE) == 1
