@@ -15,7 +15,7 @@ from storage import (
     SqliteStore,
     Store,
 )
-from storage._sqlite import _StoreLock
+from storage._sqlite_thread import _StoreLock
 from tests.storage._support import START, Backend, FakeClock, query
 
 
