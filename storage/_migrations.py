@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage._errors import StoreError
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -322,6 +324,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     _RATE_BUDGETS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def refuse_newer_schema(database: str, current: int, migrations: tuple[Migration, ...]) -> None:
+    """StoreError when the database's schema is newer than the program's migrations know."""
+    known = migrations[-1].version if migrations else 0
+    if current > known:
+        raise StoreError(
+            f"database {database} has schema version {current}, newer than this "
+            f"program knows ({known}); refusing to touch it"
+        )
 
 
 def check_migrations(migrations: tuple[Migration, ...]) -> None:

@@ -29,7 +29,13 @@ from storage._inbound import InboundMixin
 from storage._intents import IntentsMixin
 from storage._leases import LeasesMixin
 from storage._messages import MessagesMixin
-from storage._migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS, Migration, check_migrations
+from storage._migrations import (
+    CREATE_MIGRATIONS_TABLE,
+    MIGRATIONS,
+    Migration,
+    check_migrations,
+    refuse_newer_schema,
+)
 from storage._outbox import OutboxMixin
 from storage._threads import ThreadsMixin
 from storage._url import redact_url
@@ -154,12 +160,7 @@ class PostgresStore(
         try:
             await conn.execute(CREATE_MIGRATIONS_TABLE)
             current = await _schema_version(conn)
-            known = self._migrations[-1].version if self._migrations else 0
-            if current > known:
-                raise StoreError(
-                    f"database {self.url} has schema version {current}, newer than this "
-                    f"program knows ({known}); refusing to touch it"
-                )
+            refuse_newer_schema(self.url, current, self._migrations)
             for migration in self._migrations:
                 if migration.version <= current:
                     continue

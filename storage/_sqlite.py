@@ -29,6 +29,7 @@ from storage._migrations import (
     MIGRATIONS,
     Migration,
     check_migrations,
+    refuse_newer_schema,
 )
 from storage._outbox import OutboxMixin
 from storage._sqlite_thread import (
@@ -201,12 +202,7 @@ class SqliteStore(
         async with _transaction(db):
             await db.execute(CREATE_MIGRATIONS_TABLE)
             current = await _schema_version(db)
-        known = self._migrations[-1].version if self._migrations else 0
-        if current > known:
-            raise StoreError(
-                f"database {self._path!r} has schema version {current}, newer than this "
-                f"program knows ({known}); refusing to touch it"
-            )
+        refuse_newer_schema(repr(self._path), current, self._migrations)
         for migration in self._migrations:
             if migration.version <= current:
                 continue
