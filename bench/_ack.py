@@ -8,7 +8,7 @@ from typing import Any
 from bench._config import ACK_P99_RATIO_MAX
 from bench._loadgen import LoadPlan, LoadResult
 from bench._outbound import accounting
-from bench._procs import start_baseline
+from bench._procs import cpu_seconds_of, start_baseline
 from bench._report import Report, at_most, reported
 from bench._sandbox import SIGNING_SECRET, Sandbox
 from bench._stats import latency_summary, percentile, spread
@@ -27,6 +27,9 @@ async def ack_phase(sandbox: Sandbox, report: Report, say: Callable[[str], None]
         cpus=sandbox.placement.server if sandbox.placement else None,
     )
     levels: dict[str, Any] = {}
+    # The bare Bolt app's CPU per acked command (every request it answered, warm-up included):
+    # the floor of a send's ack (bench._stack_floor).
+    bolt_cpu, bolt_acks = 0.0, 0
     all_texts: list[str] = []
     rounds = max(1, config.ack_rounds)
     per_round, extra = divmod(config.ack_requests, rounds)
@@ -54,7 +57,11 @@ async def ack_phase(sandbox: Sandbox, report: Report, say: Callable[[str], None]
                         slack_signing_secret=SIGNING_SECRET,
                     )
                     name = f"ack-c{concurrency}-{target}-{round_index}"
+                    cpu_before = cpu_seconds_of(baseline.pid)
                     results[target].append(await sandbox.load(plan, name))
+                    if target == "bolt":
+                        bolt_cpu += cpu_seconds_of(baseline.pid) - cpu_before
+                        bolt_acks += len(requests)
                     if target == "bridge":
                         all_texts.extend(texts)
                         # The sends behind these acks finish before anything else is timed.
@@ -87,7 +94,11 @@ async def ack_phase(sandbox: Sandbox, report: Report, say: Callable[[str], None]
     finally:
         await baseline.stop()
     sends = accounting(all_texts, sandbox.sent_texts(), await sandbox.database.outbox_states())
-    report.of(column)["ack"] = {"levels": levels, "sends_behind_the_acks": sends}
+    report.of(column)["ack"] = {
+        "levels": levels,
+        "sends_behind_the_acks": sends,
+        "bolt_cpu_ms_per_ack": bolt_cpu * 1000 / max(1, bolt_acks),
+    }
     spreads: list[str] = []
     for concurrency in config.ack_concurrency:
         level = levels[str(concurrency)]

@@ -23,6 +23,7 @@ from bench._postgres import fresh_schema, probe
 from bench._procs import LoadGenerator, Placement
 from bench._report import Report, at_most, holds, reported
 from bench._sandbox import Sandbox, metered
+from bench._stack_floor import stack_floor_phase
 from storage import redact_url
 
 
@@ -104,6 +105,8 @@ async def run_column(
             async with metered(sandbox, report, "inbound"):
                 await inbound_phase(sandbox, report, say)
             memory = [bridge.memory() for bridge in bridges]
+            # The bridges are idle from here: the floor client's calls are its own.
+            await stack_floor_phase(sandbox, report, say)
         finally:
             codes = await sandbox.stop()
     after, peak = [m.rss_mb for m in memory], [m.peak_mb for m in memory]

@@ -17,7 +17,7 @@ from bench._config import (
     OPEN_LOOP_LOAD,
 )
 from bench._loadgen import LoadPlan, LoadResult, PlannedRequest
-from bench._procs import ServerProcess, start_floor
+from bench._procs import ServerProcess, cpu_seconds_of, start_floor
 from bench._report import Report, at_least, at_most, holds, reported
 from bench._sandbox import Sandbox
 from bench._stats import cpu_ms_per, latency_summary, spread
@@ -124,7 +124,7 @@ async def inbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], N
     closed_markers = [f"bench-in-{i:06d}" for i in range(config.inbound_webhooks)]
     pushed: list[LoadResult] = []
     floor_pushed: list[LoadResult] = []
-    bridge_cpu = 0.0
+    bridge_cpu = floor_cpu = 0.0
     try:
         closed_requests = await _signed_webhooks(sandbox, closed_markers, first_index=0)
         start = 0
@@ -143,9 +143,11 @@ async def inbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], N
 
             # The floor first, while the bridges are idle: their Slack posts after their own
             # closed loop would otherwise run beside the floor's.
+            cpu_before = sum(cpu_seconds_of(floor.pid) for floor in floors)
             floor_pushed.append(
                 await sandbox.load(closed_plan(floor_urls), f"inbound-floor-closed-{round_index}")
             )
+            floor_cpu += sum(cpu_seconds_of(floor.pid) for floor in floors) - cpu_before
             cpu_before = sandbox.bridge_cpu()
             pushed.append(
                 await sandbox.load(closed_plan(bridge_urls), f"inbound-closed-{round_index}")
@@ -225,6 +227,8 @@ async def inbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], N
         "slack_429s_whole_column": slack_429s,
         "bridge_cpu_seconds": bridge_cpu,
         "bridge_cpu_ms_per_message": per_message,
+        # The floor servers' CPU per webhook accepted in the closed loop (bench._stack_floor).
+        "floor_cpu_ms_per_webhook": cpu_ms_per(floor_cpu, len(closed_markers)),
     }
     report.of(column)["inbound"] = data
     say(

@@ -55,6 +55,7 @@ async def _burst(sandbox: Sandbox, count: int, label: str) -> dict[str, Any]:
     """``count`` quick sends at once; returns when the last echo webhook is handled."""
     config = sandbox.config
     first_request = len(sandbox.highlevel.requests)
+    first_slack_call, first_webhook = len(sandbox.slack.calls), sandbox.webhooks.emitted
     requests, texts = sandbox.quick_sends(count, label)
     plan = sandbox.slack_plan(requests, config.outbound_concurrency)
     # The bridges' CPU from the first command to the last echo webhook handled: the ack, the
@@ -64,6 +65,8 @@ async def _burst(sandbox: Sandbox, count: int, label: str) -> dict[str, Any]:
     await sandbox.wait_idle(config.drain_timeout)
     cpu = sandbox.bridge_cpu() - cpu_before
     phase_requests = sandbox.highlevel.requests[first_request:]
+    slack_calls = collections.Counter(c.method for c in sandbox.slack.calls[first_slack_call:])
+    posts = slack_calls["chat.postMessage"]
     states = await sandbox.database.outbox_states()
     return {
         "texts": texts,
@@ -75,6 +78,14 @@ async def _burst(sandbox: Sandbox, count: int, label: str) -> dict[str, Any]:
             "send" if (r.method, r.path) == SEND_PATH else "other" for r in phase_requests
         ),
         "429s": sum(1 for r in phase_requests if r.status == 429),
+        # What each send cost in calls, for the stack's floor (bench._stack_floor).
+        "calls_per_send": {
+            "highlevel": len(phase_requests) / count,
+            "slack_posts": posts / count,
+            "slack_other": (slack_calls.total() - posts) / count,
+            "webhooks": (sandbox.webhooks.emitted - first_webhook) / count,
+            "slack_by_method": {m: n / count for m, n in sorted(slack_calls.items())},
+        },
         "sends": accounting(texts, sandbox.sent_texts(), states),
         "cpu": cpu,
     }
@@ -112,6 +123,7 @@ async def outbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], 
         "fraction_of_ceiling": fraction,
         "highlevel_requests": dict(burst["requests"]),
         "highlevel_429s": rate_limited,
+        "calls_per_send": burst["calls_per_send"],
         "bridge_cpu_seconds": burst["cpu"],
         "bridge_cpu_ms_per_send": per_send,
     }

@@ -342,3 +342,29 @@ class LoadGenerator:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
             await self._process.wait()
+
+
+async def run_client_floor(
+    settings: Mapping[str, str], *, workdir: Path, cpus: frozenset[int] | None = None
+) -> dict[str, float]:
+    """`python -m bench.client_floor` to its end: CPU milliseconds per bare call, by call."""
+    log_path = workdir / "client-floor.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.client_floor",
+            env=child_environment(settings),
+            cwd=workdir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+        if cpus is not None:
+            pin(process.pid, cpus)
+        out, _ = await asyncio.wait_for(process.communicate(), 120)
+    if process.returncode != 0:
+        tail = (await asyncio.to_thread(_read, log_path))[-2000:]
+        raise RuntimeError(f"bench.client_floor exited {process.returncode}\n{tail}")
+    figures: dict[str, float] = json.loads(out.decode("utf-8").strip().splitlines()[-1])
+    return figures

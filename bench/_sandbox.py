@@ -96,8 +96,11 @@ class SpreadWebhooks(WebhookSender):
         )
         self.targets: list[str] = []
         self._turn = 0
+        self.emitted = 0  # events sent to the bridges so far
 
     def emit(self, payload: dict[str, Any]) -> WebhookDelivery:
+        if self.url is not None:
+            self.emitted += 1
         if self.url is not None and self.targets:
             self.url = self.targets[self._turn % len(self.targets)]
             self._turn += 1

@@ -36,14 +36,17 @@ from bot.tenancy import ServedLocations
 from bot.webhook_auth import WebhookVerifier
 from bot.workers import PeriodicWorker, Worker, WorkerGroup
 from handlers.webhooks import WebhookEndpoint
-from storage import Store
+from storage import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 3600.0
 # The workers' share when the listeners took the whole grace: a send already at HighLevel
-# usually answers in this time; one cut off is reconciled at the next start.
+# usually answers in this time; one cut off is handed over (see `Bridge.aclose`).
 WORKER_STOP_MIN_SECONDS = 2.0
+# The hand-over of what is left after the grace: three UPDATEs. A database that cannot take
+# them in this time leaves the claims to expire, as a crash would.
+HAND_OVER_SECONDS = 5.0
 
 
 def build_slack_client(
@@ -107,6 +110,7 @@ class Bridge:
         slack_client: AsyncWebClient,
         bolt_app: AsyncApp,
         workers: WorkerGroup,
+        lease_keeper: LeaseKeeper,
         webhooks: WebhookEndpoint,
         listener_work: ListenerWork,
         metrics: BridgeMetrics,
@@ -117,6 +121,10 @@ class Bridge:
         self.slack_client = slack_client
         self.bolt_app = bolt_app
         self.workers = workers
+        self.lease_keeper = lease_keeper
+        # Apart from the other workers: it renews this instance's claims until they are
+        # handed over, after the others have stopped.
+        self._lease_workers = WorkerGroup([lease_keeper])
         self.webhooks = webhooks
         self.listener_work = listener_work
         self.metrics = metrics
@@ -205,17 +213,24 @@ class Bridge:
             bolt_app,
             Deps(settings=settings, outbound=outbound, contacts=contacts, intents=intents),
         )
+
+        def work_returned() -> None:
+            outbox.wake()
+            inbound_worker.wake()
+
+        lease_keeper = LeaseKeeper(
+            store,
+            on_sends_taken=outbox.request_reconcile,
+            on_events_taken=inbound_worker.wake,
+            on_work_returned=work_returned,
+            sends_in_flight=outbox.sends_in_flight,
+            observer=metrics,
+        )
         workers: list[Worker] = [
             # Sends a stop or a crash cut off between the ack and the outbox entry.
             IntentRecovery(store=store, intents=intents, outbound=outbound, session=slack_session),
             outbox,
             inbound_worker,
-            LeaseKeeper(
-                store,
-                on_sends_taken=outbox.request_reconcile,
-                on_events_taken=inbound_worker.wake,
-                observer=metrics,
-            ),
             PeriodicWorker(
                 "purge-deliveries",
                 lambda: store.purge_expired(time.time()),
@@ -238,6 +253,7 @@ class Bridge:
             slack_client=slack_client,
             bolt_app=bolt_app,
             workers=WorkerGroup(workers),
+            lease_keeper=lease_keeper,
             webhooks=webhooks,
             listener_work=listener_work,
             metrics=metrics,
@@ -249,6 +265,7 @@ class Bridge:
         self._readiness = Readiness(self.store, self._database)
         self._socket_mode = socket_mode
         self.workers.start()
+        self._lease_workers.start()
         self._started = True
 
     async def healthy(self) -> str | None:
@@ -257,7 +274,11 @@ class Bridge:
         failing, or Socket Mode is not connected."""
         if not self._started:
             return "not running"
-        problem = await self._database.problem() or self.workers.problem()
+        problem = (
+            await self._database.problem()
+            or self.workers.problem()
+            or self._lease_workers.problem()
+        )
         if problem is None and self._socket_mode is not None:
             problem = self._socket_mode.problem()
         return problem
@@ -271,13 +292,21 @@ class Bridge:
 
     async def aclose(self, grace: float = 0.0) -> None:
         """Wait for the Slack listeners still at work, then stop the workers (each finishes its
-        current item), then close the clients and the database, all within about `grace` s.
+        current item), hand over what is left, then close the clients and the database, all
+        within about `grace` s.
 
         Call it once no new Slack request can arrive. A listener still running after `grace`
-        is cancelled: its compose intent stays open and the next start finishes it.
+        is cancelled: its compose intent stays open and the next start (or, on a shared
+        database, another instance after a lease) finishes it. The claims the workers were cut
+        off from are handed over (`LeaseKeeper.hand_over`): another instance takes them at
+        once, or this bridge's next start does.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
+        started = self._started
+        # What it took over now, the stopping workers would not finish; its own claims it
+        # keeps renewing until they are handed over.
+        self.lease_keeper.stop_taking_over()
         in_flight = self.listener_work.in_flight
         finished, left = await self.listener_work.drain(grace)
         if in_flight or left:
@@ -288,11 +317,24 @@ class Bridge:
                 left,
             )
         # The workers went on sending what the listeners queued meanwhile; now each finishes
-        # the item in hand (an item cut off is reconciled at the next start, never resent).
+        # the item in hand (an item cut off is handed over below, never resent blindly).
         await self.workers.stop(grace=max(deadline - loop.time(), WORKER_STOP_MIN_SECONDS))
+        await self._lease_workers.stop(grace=WORKER_STOP_MIN_SECONDS)
+        if started:
+            await self._hand_over()
         self._started = False
         self.webhooks.not_served.flush()  # the count since its last line, not lost at a stop
         await self.highlevel.aclose()
         if self.slack_client.session is not None:
             await self.slack_client.session.close()
         await self.store.close()
+
+    async def _hand_over(self) -> None:
+        try:
+            await asyncio.wait_for(self.lease_keeper.hand_over(), HAND_OVER_SECONDS)
+        except (StoreError, TimeoutError) as exc:
+            log.warning(
+                "stopping: could not hand over this instance's claims (%s); they are taken "
+                "over once their lease has run out",
+                " ".join(str(exc).split()) or type(exc).__name__,
+            )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.compose import ComposeContext, Draft, FieldErrors, check_draft
 from bot.deps import Deps
 from bot.highlevel import MessageChannel
 from bot.outbound import NOT_SAVED, SlackOrigin
-from bot.outbound.intents import QuickSendIntent
+from bot.outbound.intents import Notice, QuickSendIntent
 from bot.recipients import RecipientError, RecipientKind, split_recipient
 from bot.ui.help_builder import usage_blocks, usage_text
 from bot.ui.notice_builder import error_notice
@@ -26,6 +28,8 @@ HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 # A database slower than this does not make Slack's 3 s window pass: the ack goes out and
 # the person learns the outcome in a moment.
 INTENT_SAVE_WAIT_SECONDS = 2.0
+# How long the person's notice may take to reach Slack: what Bolt's respond() allows.
+RESPOND_TIMEOUT_SECONDS = 30.0
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -65,7 +69,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             return
         await quick_send(
-            deps, ack, command, respond, Draft(recipient=recipient.value, message=message)
+            deps, ack, command, respond, Draft(recipient=recipient.value, message=message), client
         )
 
     @app.command("/sendemail")
@@ -81,7 +85,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 
 async def quick_send(
-    deps: Deps, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, draft: Draft
+    deps: Deps,
+    ack: AsyncAck,
+    command: dict[str, Any],
+    respond: AsyncRespond,
+    draft: Draft,
+    client: AsyncWebClient,
 ) -> None:
     """`/sendsms <recipient> <message>`: saved before the ack, then queued, and the person told.
 
@@ -110,4 +119,22 @@ async def quick_send(
     await ack()
     notice = await deps.intents.finish(intent, recording=recording, announce_queued=True)
     if notice is not None:
+        await tell(client, respond, notice)
+
+
+async def tell(client: AsyncWebClient, respond: AsyncRespond, notice: Notice) -> None:
+    """The person's ephemeral notice, through the command's response_url.
+
+    Bolt's respond() opens an HTTP session of its own for each call: a new connection (and,
+    to Slack, a TLS handshake) for every quick send. The Web API client's session keeps its
+    connections open, so the notice goes through that instead, as respond() would send it.
+    """
+    if respond.response_url is None:
         await respond(text=notice.text, blocks=notice.blocks, response_type="ephemeral")
+        return
+    webhook = AsyncWebhookClient(
+        respond.response_url, proxy=respond.proxy, ssl=respond.ssl, session=client.session
+    )
+    # A shared session has no timeout of its own per request: the one respond() would have.
+    async with asyncio.timeout(RESPOND_TIMEOUT_SECONDS):
+        await webhook.send(text=notice.text, blocks=notice.blocks, response_type="ephemeral")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from storage._budgets import BudgetGrant
 from storage._copy import copy_database
 from storage._errors import ConflictError, NotFoundError, OutboxStateError, StoreError
-from storage._leases import Takeover
+from storage._leases import HandOver, Takeover
 from storage._migrations import LATEST_VERSION, MIGRATIONS, Migration
 from storage._open import create_store, open_store
 from storage._protocol import Store
@@ -53,6 +53,7 @@ __all__ = [
     "BudgetGrant",
     "ComposeIntent",
     "ConflictError",
+    "HandOver",
     "InboundBacklog",
     "InboundEvent",
     "InboundState",

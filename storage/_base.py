@@ -110,11 +110,22 @@ class StoreBase(ABC):
         async with self._write(serial=serial) as db:
             return await operation(db)
 
+    async def _single_write_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
+        """`operation`, a write that needs no transaction on PostgreSQL: there it writes with
+        one statement, atomic and race-free on its own (an upsert, a compare-and-set UPDATE,
+        data-modifying WITH), and anything after it only reads (the row a conflict kept, why
+        an UPDATE matched nothing). PostgreSQL autocommits each statement (no BEGIN/COMMIT
+        round trips), each seeing what is committed when it runs. By default, and on SQLite,
+        it is a write transaction like any (see `_write`), so an SQLite branch of it (which
+        has no UPDATE or INSERT inside WITH) may write with several statements."""
+        return await self._write_op(operation, serial=False)
+
     async def _grouped_write_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
         """`operation` as a write that needs no serial lock (see `_write`), which may share
         its transaction with other grouped writes made at the same time: each still all or
-        nothing, and returned only once the transaction holding it has committed."""
-        return await self._write_op(operation, serial=False)
+        nothing, and returned only once the transaction holding it has committed. Where
+        writes are not grouped (PostgreSQL) it is a `_single_write_op`."""
+        return await self._single_write_op(operation)
 
     async def _read_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
         """`operation` on a connection for reads (see `_read`)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from storage._base import StoreBase, _one
+from storage._base import Conn, Row, StoreBase, _one
 from storage._errors import StoreError
 
 # CAST: PostgreSQL cannot infer the type of a parameter that is only added or compared.
@@ -89,20 +89,27 @@ class BudgetsMixin(StoreBase):
         cost, tolerance = _shape(rate, burst)
         when = self._clock() if now is None else now
         patience = _NO_LIMIT if max_wait is None else max(0.0, max_wait)
-        async with self._write(serial=False) as db:
+
+        async def take(db: Conn) -> tuple[bool, Row | None]:
             row = await _one(
                 db,
                 _TAKE,
                 {"key": key, "now": when, "cost": cost, "allowance": tolerance + patience},
             )
-        if row is not None:
+            if row is not None:
+                return True, row
+            # Not granted (nothing changed): when one could start.
+            return False, await _one(
+                db, "SELECT spent_until FROM rate_budgets WHERE key = ?", (key,)
+            )
+
+        granted, row = await self._single_write_op(take)
+        if granted and row is not None:
             # spent_until moved to max(old, now) + cost; the permit starts where the burst
             # tolerance lets it, and never before now.
             start = max(when, float(row["spent_until"]) - cost - tolerance)
             return BudgetGrant(granted=True, start_at=start, wait=start - when)
-        async with self._read() as db:
-            current = await _one(db, "SELECT spent_until FROM rate_budgets WHERE key = ?", (key,))
-        spent_until = when if current is None else float(current["spent_until"])
+        spent_until = when if row is None else float(row["spent_until"])
         start = max(when, spent_until - tolerance)
         return BudgetGrant(granted=False, start_at=start, wait=start - when)
 
@@ -122,5 +129,6 @@ class BudgetsMixin(StoreBase):
         _cost, tolerance = _shape(rate, burst)
         when = self._clock() if now is None else now
         until = when + max(0.0, seconds) + tolerance
-        async with self._write(serial=False) as db:
-            await db.execute(_HOLD, {"key": key, "until": until, "now": when})
+        await self._single_write_op(
+            lambda db: db.execute(_HOLD, {"key": key, "until": until, "now": when})
+        )

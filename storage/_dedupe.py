@@ -13,7 +13,7 @@ class DedupeMixin(StoreBase):
         now = self._clock()
         # One statement decides: a fresh insert or the take-over of an expired mark returns a
         # row; a live mark makes the upsert do nothing and return none.
-        rows = await self._write_op(
+        rows = await self._single_write_op(
             lambda db: _all(
                 db,
                 """
@@ -23,28 +23,25 @@ class DedupeMixin(StoreBase):
                 RETURNING 1
                 """,
                 (source, key, now + ttl_seconds, now),
-            ),
-            serial=False,
+            )
         )
         return bool(rows)
 
     async def forget_processed(self, source: str, key: str) -> None:
         """Drop a mark, e.g. when handling failed and the delivery should be taken again."""
-        await self._write_op(
+        await self._single_write_op(
             lambda db: db.execute(
                 "DELETE FROM processed_deliveries WHERE source = ? AND key = ?", (source, key)
-            ),
-            serial=False,
+            )
         )
 
     async def purge_expired(self, now: float | None = None) -> int:
         """Delete expired dedupe marks; returns how many."""
         when = self._clock() if now is None else now
-        rows = await self._write_op(
+        rows = await self._single_write_op(
             lambda db: _all(
                 db, "DELETE FROM processed_deliveries WHERE expires_at <= ? RETURNING 1", (when,)
-            ),
-            serial=False,
+            )
         )
         return len(rows)
 
@@ -58,17 +55,16 @@ class DedupeMixin(StoreBase):
 
     async def kv_set(self, key: str, value: str) -> None:
         now = self._clock()
-        await self._write_op(
+        await self._single_write_op(
             lambda db: db.execute(
                 "INSERT INTO kv_store (key, value, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
                 " updated_at = excluded.updated_at",
                 (key, value, now),
-            ),
-            serial=False,
+            )
         )
 
     async def kv_delete(self, key: str) -> None:
-        await self._write_op(
-            lambda db: db.execute("DELETE FROM kv_store WHERE key = ?", (key,)), serial=False
+        await self._single_write_op(
+            lambda db: db.execute("DELETE FROM kv_store WHERE key = ?", (key,))
         )

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from storage._base import Conn, Row, StoreBase, _all, _one, _required, skip_locked
+from storage._errors import StoreError
 from storage._records import InboundBacklog, InboundEvent, InboundState
 
 # None of the conversation is processing and the pending event `candidate` is its first
@@ -50,6 +51,72 @@ def _take_keys_values(keys: list[str], now: float, ttl_seconds: float) -> list[o
     return [*values, now]
 
 
+_INSERT_EVENT = """
+    INSERT INTO inbound_events (source, event_type, conversation_key, payload,
+        next_attempt_at, received_at, updated_at, sort_at)
+"""
+_STORE_EVENT = f"""{_INSERT_EVENT}
+    VALUES (:source, :event_type, :conversation_key, :payload, :due, :now, :now, :sort_at)
+    RETURNING id
+"""
+
+# The error a statement of _TAKE_KEYS_AND_STORE fails with (rolling back what it did) when it
+# took only some of the keys: another delivery, in flight when it began, had the others.
+_TAKEN_MEANWHILE = "inbound: a dedupe key of the event was taken meanwhile"
+
+# PostgreSQL: enqueue_inbound in one statement, atomic without a transaction. Nothing is taken
+# if a key is live when it begins (`live`: a repeat, the common case; it returns no row).
+# Else it takes the keys (:keys, sorted, so that two deliveries sharing keys wait for each
+# other in one order) and stores the event, but a key another delivery took meanwhile makes
+# it fail: plain SQL cannot roll back a statement that took only some keys but by an error,
+# here a cast of _TAKEN_MEANWHILE to a boolean.
+_TAKE_KEYS_AND_STORE = f"""
+    WITH live AS (
+        SELECT 1 FROM processed_deliveries
+        WHERE source = 'inbound' AND key = ANY(CAST(:keys AS TEXT[]))
+          AND expires_at > CAST(:now AS DOUBLE PRECISION)
+        LIMIT 1
+    ),
+    taken AS (
+        INSERT INTO processed_deliveries (source, key, expires_at)
+        SELECT 'inbound', key, CAST(:expires_at AS DOUBLE PRECISION)
+        FROM unnest(CAST(:keys AS TEXT[])) AS key
+        WHERE NOT EXISTS (SELECT 1 FROM live)
+        ON CONFLICT (source, key) DO UPDATE SET expires_at = excluded.expires_at
+            WHERE processed_deliveries.expires_at <= CAST(:now AS DOUBLE PRECISION)
+        RETURNING key
+    )
+    {_INSERT_EVENT}
+    SELECT CAST(:source AS TEXT), CAST(:event_type AS TEXT), CAST(:conversation_key AS TEXT),
+        CAST(:payload AS TEXT), CAST(:due AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION),
+        CAST(:now AS DOUBLE PRECISION), CAST(:sort_at AS DOUBLE PRECISION)
+    WHERE CAST(CASE
+        WHEN EXISTS (SELECT 1 FROM live) THEN 'false'
+        WHEN (SELECT COUNT(*) FROM taken) = cardinality(CAST(:keys AS TEXT[])) THEN 'true'
+        ELSE '{_TAKEN_MEANWHILE}'
+    END AS BOOLEAN)
+    RETURNING id
+"""  # noqa: S608 - only constants of this module are formatted in
+
+
+async def _take_keys_and_store(
+    db: Conn, keys: list[str], expires_at: float, event: Mapping[str, Any]
+) -> Row:
+    try:
+        row = await _one(
+            db,
+            _TAKE_KEYS_AND_STORE,
+            {**event, "keys": sorted(keys), "expires_at": expires_at},
+        )
+    except StoreError as exc:
+        if _TAKEN_MEANWHILE in str(exc):
+            raise _AlreadySeen from exc
+        raise
+    if row is None:
+        raise _AlreadySeen
+    return row
+
+
 class InboundMixin(StoreBase):
     """Inbound events: stored once, processed per conversation in sent order."""
 
@@ -67,8 +134,9 @@ class InboundMixin(StoreBase):
     ) -> InboundEvent | None:
         """Store an event unless any of its keys (webhookId, messageId…) was seen; None if so.
 
-        The keys and the event are written in one transaction, so an event is either stored
-        with all its keys or not at all: a crash cannot leave a key that hides a lost event.
+        The keys and the event are written in one transaction (on PostgreSQL one statement),
+        so an event is either stored with all its keys or not at all: a crash cannot leave a
+        key that hides a lost event.
         `sort_at` is when the message was sent (default: now): a conversation's events are
         processed in that order. `not_before` is when the event may first be processed
         (default: now); until then its conversation's later events wait behind it too.
@@ -82,39 +150,34 @@ class InboundMixin(StoreBase):
         payload_json = payload if isinstance(payload, str) else json.dumps(payload)
         due = now if not_before is None else not_before
 
+        event = {
+            "source": source,
+            "event_type": event_type,
+            "conversation_key": conversation_key,
+            "payload": payload_json,
+            "due": due,
+            "now": now,
+            "sort_at": now if sort_at is None else sort_at,
+        }
+
         async def enqueue(db: Conn) -> Row | None:
+            if keys and db.dialect == "postgresql":
+                return await _take_keys_and_store(db, keys, now + ttl_seconds, event)
             if keys:
                 taken = await _all(
                     db, _take_keys_sql(len(keys)), _take_keys_values(keys, now, ttl_seconds)
                 )
                 if len(taken) < len(keys):
                     raise _AlreadySeen
-            return await _one(
-                db,
-                """
-                INSERT INTO inbound_events (source, event_type, conversation_key, payload,
-                    next_attempt_at, received_at, updated_at, sort_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                RETURNING id
-                """,
-                (
-                    source,
-                    event_type,
-                    conversation_key,
-                    payload_json,
-                    due,
-                    now,
-                    now,
-                    now if sort_at is None else sort_at,
-                ),
-            )
+            return await _one(db, _STORE_EVENT, event)
 
         try:
             # Race-free on its own (no serial lock): the keys are taken by one upsert that
             # returns those it took. A live key held by another transaction makes this one
             # wait for it and then not take the key, so of two instances given the same
-            # webhook at once exactly one stores it; the other rolls back. Webhooks arriving
-            # together may share a transaction (and its commit), each still all or nothing.
+            # webhook at once exactly one stores it; the other rolls back. On SQLite,
+            # webhooks arriving together may share a transaction (and its commit), each
+            # still all or nothing; on PostgreSQL each is one statement.
             row = await self._grouped_write_op(enqueue)
         except _AlreadySeen:
             return None
@@ -141,7 +204,7 @@ class InboundMixin(StoreBase):
         (even one waiting for a retry). Across conversations, the one due longest goes first.
         """
         when = self._clock() if now is None else now
-        row = await self._write_op(
+        row = await self._single_write_op(
             lambda db: _one(
                 db,
                 f"""
@@ -163,8 +226,7 @@ class InboundMixin(StoreBase):
                 RETURNING *
                 """,  # noqa: S608 - only constants of this package are formatted in
                 {"now": when, "owner": self._instance_id, "until": when + self._lease_seconds},
-            ),
-            serial=False,
+            )
         )
         return None if row is None else _inbound(row)
 
@@ -185,7 +247,7 @@ class InboundMixin(StoreBase):
         # Not once another instance has claimed it again (this one's lease had expired): the
         # event is that instance's now, and it will say how it ended. Between the take-over
         # and the new claim the owner is NULL, and this finish still counts.
-        await self._write_op(
+        await self._single_write_op(
             lambda db: db.execute(
                 """
                 UPDATE inbound_events SET state = ?, last_error = COALESCE(?, last_error),
@@ -201,14 +263,13 @@ class InboundMixin(StoreBase):
                     event_id,
                     self._instance_id,
                 ),
-            ),
-            serial=False,
+            )
         )
 
     async def recover_inbound(self) -> int:
         """At start-up, events left 'processing' by a stopped process go back to 'pending'."""
         now = self._clock()
-        rows = await self._write_op(
+        rows = await self._single_write_op(
             lambda db: _all(
                 db,
                 "UPDATE inbound_events SET state = 'pending', updated_at = ?,"

@@ -63,8 +63,8 @@ class IntentsMixin(StoreBase):
     async def close_intent(self, idempotency_key: str, outcome: str) -> bool:
         """Mark an open intent done with `outcome`; False if none was open under that key."""
         now = self._clock()
-        return await self._write_op(
-            lambda db: _close_intent(db, idempotency_key, outcome, now), serial=False
+        return await self._single_write_op(
+            lambda db: _close_intent(db, idempotency_key, outcome, now)
         )
 
     async def get_intent(self, idempotency_key: str) -> ComposeIntent | None:
@@ -90,12 +90,18 @@ class IntentsMixin(StoreBase):
         return [_intent(row) for row in rows]
 
 
+# Closes the open intent :intent with :outcome at :closed_at (also a CTE of enqueue's insert).
+CLOSE_INTENT = (
+    "UPDATE compose_intents SET state = 'done', outcome = :outcome, closed_at = :closed_at"
+    " WHERE idempotency_key = :intent AND state = 'open'"
+)
+
+
 async def _close_intent(db: Conn, idempotency_key: str, outcome: str, now: float) -> bool:
     rows = await _all(
         db,
-        "UPDATE compose_intents SET state = 'done', outcome = ?, closed_at = ?"
-        " WHERE idempotency_key = ? AND state = 'open' RETURNING id",
-        (outcome, now, idempotency_key),
+        CLOSE_INTENT + " RETURNING id",
+        {"outcome": outcome, "closed_at": now, "intent": idempotency_key},
     )
     return bool(rows)
 

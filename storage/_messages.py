@@ -37,30 +37,33 @@ class MessagesMixin(StoreBase):
         direction_value = MessageDirection(direction).value
         now = self._clock()
 
+        # The insert decides (no look-up first, no serial lock): of callers recording one
+        # message at once, one inserts it and the others' upserts do nothing; they, and a
+        # caller recording a known message, then read the row that was kept.
+        if ghl_message_id is not None:
+            conflict = "ON CONFLICT (ghl_message_id) WHERE ghl_message_id IS NOT NULL DO NOTHING"
+            lookup = "SELECT * FROM messages WHERE ghl_message_id = ?"
+            key: tuple[str, ...] = (ghl_message_id,)
+        elif slack_ts is not None and slack_channel_id is not None:
+            conflict = (
+                "ON CONFLICT (slack_channel_id, slack_ts) WHERE slack_ts IS NOT NULL DO NOTHING"
+            )
+            lookup = "SELECT * FROM messages WHERE slack_channel_id = ? AND slack_ts = ?"
+            key = (slack_channel_id, slack_ts)
+        else:
+            conflict, lookup, key = "", "", ()
+
         async def record(db: Conn) -> tuple[Row | None, bool]:
-            if ghl_message_id is not None:
-                existing = await _one(
-                    db, "SELECT * FROM messages WHERE ghl_message_id = ?", (ghl_message_id,)
-                )
-            elif slack_ts is not None:
-                existing = await _one(
-                    db,
-                    "SELECT * FROM messages WHERE slack_channel_id = ? AND slack_ts = ?",
-                    (slack_channel_id, slack_ts),
-                )
-            else:
-                existing = None
-            if existing is not None:
-                return existing, False
             row = await _one(
                 db,
-                """
+                f"""
                 INSERT INTO messages (thread_id, slack_channel_id, slack_ts, ghl_message_id,
                     ghl_email_message_id, email_thread_id, direction, message_type, status,
                     slack_user_id, outbox_id, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                {conflict}
                 RETURNING *
-                """,
+                """,  # noqa: S608 - only constants of this function are formatted in
                 (
                     thread_id,
                     slack_channel_id,
@@ -77,9 +80,11 @@ class MessagesMixin(StoreBase):
                     now,
                 ),
             )
-            return row, True
+            if row is not None or not lookup:
+                return row, True
+            return await _one(db, lookup, key), False
 
-        row, created = await self._write_op(record)
+        row, created = await self._single_write_op(record)
         return _message(_required(row)), created
 
     async def get_message(self, message_id: int) -> MessageRecord | None:
@@ -109,7 +114,7 @@ class MessagesMixin(StoreBase):
     async def update_message_status(self, ghl_message_id: str, status: str) -> MessageRecord | None:
         """Set the delivery status of a known HighLevel message; None if it is not recorded."""
         now = self._clock()
-        row = await self._write_op(
+        row = await self._single_write_op(
             lambda db: _one(
                 db,
                 "UPDATE messages SET status = ?, updated_at = ? WHERE ghl_message_id = ?"
@@ -176,7 +181,7 @@ class MessagesMixin(StoreBase):
             return row
 
         # One compare-and-set UPDATE: race-free without the serial lock.
-        row = await self._write_op(attach, serial=False)
+        row = await self._single_write_op(attach)
         if row is None:
             raise NotFoundError(f"no message {message_id}")
         return _message(row)

@@ -9,7 +9,7 @@ from typing import Any
 
 from storage._base import Conn, Row, StoreBase, _all, _one, _required, skip_locked
 from storage._errors import NotFoundError, OutboxStateError, StoreError
-from storage._intents import _close_intent
+from storage._intents import CLOSE_INTENT, _close_intent
 from storage._records import INTENT_QUEUED, OutboxEntry, OutboxState
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,12 @@ _FROM_STATES: dict[str, frozenset[OutboxState]] = {
     ),
 }
 
+
+def _from_states_sql(action: str) -> str:
+    """The states `action` may start from, as a list of SQL literals (enum constants)."""
+    return ", ".join(f"'{state.value}'" for state in sorted(_FROM_STATES[action]))
+
+
 # Leaving 'sending', a send keeps its claim (with a fresh lease) until its Slack post shows
 # the outcome: the worker then calls release_claim. A process that dies in between leaves the
 # lease to expire, and whoever takes it over shows the outcome (else the post would say
@@ -43,7 +49,109 @@ _KEEP_SHOW_LEASE = """lease_owner = CASE WHEN state = 'sending'
         lease_expires_at = CASE WHEN state = 'sending'
             THEN CAST(:show_until AS DOUBLE PRECISION) END"""
 
+_MARK_SENT = f"""
+    UPDATE outbox SET state = 'sent', {_KEEP_SHOW_LEASE},
+        conversation_id = COALESCE(:conversation_id, conversation_id),
+        ghl_message_id = :ghl_message_id,
+        ghl_email_message_id = :ghl_email_message_id,
+        ghl_message_ids = :ghl_message_ids,
+        updated_at = :now
+    WHERE id = :id AND state IN ({_from_states_sql("mark_sent")})
+    RETURNING *
+"""  # noqa: S608 - only constants of this module are formatted in
+
+# PostgreSQL: _MARK_SENT, and in the same statement what mark_sent's other statements do on
+# SQLite (_record_sent_messages, the thread's UPDATE), from the row it returned. :ids is
+# every id HighLevel returned, in order, or [NULL] (one row without an id). The message rows
+# see the snapshot the statement began with, as the look-up before the inserts did.
+_MARK_SENT_RECORDED = f"""
+    WITH sent AS ({_MARK_SENT}),
+    recorded AS (
+        INSERT INTO messages (thread_id, slack_channel_id, slack_ts, ghl_message_id,
+            ghl_email_message_id, email_thread_id, direction, message_type, status,
+            slack_user_id, outbox_id, created_at, updated_at)
+        SELECT sent.thread_id,
+            CASE WHEN shown.first THEN sent.channel_id END,
+            CASE WHEN shown.first THEN sent.slack_ts END,
+            ids.ghl_id,
+            CASE WHEN ids.n = 1 THEN sent.ghl_email_message_id END,
+            NULL, 'outbound', sent.message_type, NULL, sent.slack_user_id, sent.id,
+            sent.updated_at, sent.updated_at
+        FROM sent
+        CROSS JOIN unnest(CAST(:ids AS TEXT[])) WITH ORDINALITY AS ids (ghl_id, n)
+        CROSS JOIN LATERAL (
+            -- The Slack post belongs to the first id only, unless recorded elsewhere already.
+            SELECT ids.n = 1 AND sent.slack_ts IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM messages AS other
+                WHERE other.slack_channel_id = sent.channel_id
+                  AND other.slack_ts = sent.slack_ts
+            ) AS first
+        ) AS shown
+        ON CONFLICT (ghl_message_id) WHERE ghl_message_id IS NOT NULL DO UPDATE SET
+            outbox_id = COALESCE(messages.outbox_id, excluded.outbox_id),
+            updated_at = excluded.updated_at
+    ),
+    threaded AS (
+        UPDATE slack_threads SET
+            conversation_id = COALESCE(slack_threads.conversation_id, sent.conversation_id),
+            channel_type = sent.message_type,
+            updated_at = sent.updated_at
+        FROM sent
+        WHERE slack_threads.id = sent.thread_id
+    )
+    SELECT * FROM sent
+"""  # noqa: S608 - only constants of this module are formatted in
+
+
+def _shown_message(channel: str) -> str:
+    """The WHERE of an UPDATE of messages picking the row that shows the Slack post (`channel`,
+    :ts) of outbox entry :outbox_id: its first row without a post, unless the post or the
+    entry is linked to one already."""
+    return f"""
+        WHERE messages.id = (SELECT id FROM messages WHERE outbox_id = :outbox_id
+                             AND slack_ts IS NULL ORDER BY id LIMIT 1)
+          AND NOT EXISTS (SELECT 1 FROM messages
+                          WHERE slack_channel_id = {channel} AND slack_ts = :ts)
+          AND NOT EXISTS (SELECT 1 FROM messages
+                          WHERE outbox_id = :outbox_id AND slack_ts IS NOT NULL)
+    """  # noqa: S608 - only constants of this module are formatted in
+
+
+_SHOW_ON_MESSAGE = f"""
+    UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now
+    {_shown_message(":channel")}
+"""  # noqa: S608 - only constants of this module are formatted in
+
+# PostgreSQL: set_outbox_slack_ts in one statement, and the entry's state as the statement's
+# snapshot saw it (state_seen: when it differs, a transition committed in between).
+_SET_SLACK_TS_SHOWN = f"""
+    WITH entry AS (
+        UPDATE outbox SET slack_ts = :ts, updated_at = :now WHERE id = :outbox_id RETURNING *
+    ),
+    shown AS (
+        UPDATE messages SET slack_channel_id = entry.channel_id, slack_ts = :ts,
+            updated_at = :now
+        FROM entry
+        {_shown_message("entry.channel_id")}
+    )
+    SELECT entry.*, seen.state AS state_seen
+    FROM entry LEFT JOIN outbox AS seen ON seen.id = entry.id
+"""  # noqa: S608 - only constants of this module are formatted in
+
 _RECOVERY_ERROR = "process stopped while sending; the request may have reached HighLevel"
+
+_INSERT_ENTRY = """
+    INSERT INTO outbox (idempotency_key, team_id, channel_id, slack_user_id, thread_id,
+        location_id, contact_id, conversation_id, message_type, payload, state, attempts,
+        next_attempt_at, slack_ts, scheduled_at, created_at, updated_at)
+    VALUES (:key, :team_id, :channel_id, :slack_user_id, :thread_id, :location_id,
+        :contact_id, :conversation_id, :message_type, :payload, 'pending', 0,
+        :next_attempt_at, :slack_ts, :scheduled_at, :now, :now)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+"""
+# PostgreSQL: the compose intent :intent closed by the statement inserting its entry.
+_CLOSE_INTENT_INSERT_ENTRY = f"WITH closed AS ({CLOSE_INTENT}) {_INSERT_ENTRY}"
 
 # None of the contact's sends is in flight and the pending entry `candidate` is the first
 # pending one of its contact (tested in this order: the first rejects a backlog held behind a
@@ -101,40 +209,36 @@ class OutboxMixin(StoreBase):
         payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         now = self._clock()
 
+        values = {
+            "key": idempotency_key,
+            "team_id": team_id,
+            "channel_id": channel_id,
+            "slack_user_id": slack_user_id,
+            "thread_id": thread_id,
+            "location_id": location_id,
+            "contact_id": contact_id,
+            "conversation_id": conversation_id,
+            "message_type": message_type,
+            "payload": payload_json,
+            "next_attempt_at": now if next_attempt_at is None else next_attempt_at,
+            "slack_ts": slack_ts,
+            "scheduled_at": scheduled_at,
+            "now": now,
+        }
+        closing = {"intent": close_intent, "outcome": INTENT_QUEUED, "closed_at": now}
+
         async def enqueue(db: Conn) -> tuple[Row | None, bool]:
-            # Race-free without the serial lock: of two transactions inserting one key, the
-            # second waits for the first and then inserts nothing, and reads the first's row.
-            if close_intent is not None:
+            # Race-free without the serial lock: of two inserting one key, the second waits
+            # for the first and then inserts nothing, and reads the first's row.
+            if close_intent is None:
+                row = await _one(db, _INSERT_ENTRY, values)
+            elif db.dialect == "postgresql":
+                # The intent closed by the same statement: atomic without a transaction, and
+                # one round trip (SQLite has no UPDATE inside WITH).
+                row = await _one(db, _CLOSE_INTENT_INSERT_ENTRY, {**values, **closing})
+            else:
                 await _close_intent(db, close_intent, INTENT_QUEUED, now)
-            row = await _one(
-                db,
-                """
-                INSERT INTO outbox (idempotency_key, team_id, channel_id, slack_user_id,
-                    thread_id, location_id, contact_id, conversation_id, message_type, payload,
-                    state, attempts, next_attempt_at, slack_ts, scheduled_at, created_at,
-                    updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)
-                ON CONFLICT (idempotency_key) DO NOTHING
-                RETURNING *
-                """,
-                (
-                    idempotency_key,
-                    team_id,
-                    channel_id,
-                    slack_user_id,
-                    thread_id,
-                    location_id,
-                    contact_id,
-                    conversation_id,
-                    message_type,
-                    payload_json,
-                    now if next_attempt_at is None else next_attempt_at,
-                    slack_ts,
-                    scheduled_at,
-                    now,
-                    now,
-                ),
-            )
+                row = await _one(db, _INSERT_ENTRY, values)
             if row is not None:
                 return row, True
             existing = await _one(
@@ -142,7 +246,7 @@ class OutboxMixin(StoreBase):
             )
             return existing, False
 
-        row, created = await self._write_op(enqueue, serial=False)
+        row, created = await self._single_write_op(enqueue)
         return _outbox(_required(row)), created
 
     async def claim_next(self, now: float | None = None) -> OutboxEntry | None:
@@ -154,7 +258,7 @@ class OutboxMixin(StoreBase):
         waits for a retry). Other contacts are not held up.
         """
         when = self._clock() if now is None else now
-        row = await self._write_op(
+        row = await self._single_write_op(
             lambda db: _one(
                 db,
                 f"""
@@ -174,8 +278,7 @@ class OutboxMixin(StoreBase):
                 RETURNING *
                 """,  # noqa: S608 - only constants of this package are formatted in
                 {"now": when, "owner": self._instance_id, "until": when + self._lease_seconds},
-            ),
-            serial=False,
+            )
         )
         return None if row is None else _outbox(row)
 
@@ -199,33 +302,31 @@ class OutboxMixin(StoreBase):
         ids = list(dict.fromkeys([*([ghl_message_id] if ghl_message_id else []), *ghl_message_ids]))
         now = self._clock()
 
+        params = {
+            "id": outbox_id,
+            "conversation_id": conversation_id,
+            "ghl_message_id": ghl_message_id,
+            "ghl_email_message_id": ghl_email_message_id,
+            "ghl_message_ids": json.dumps(list(ghl_message_ids)),
+            "now": now,
+            "show_until": now + self._lease_seconds,
+        }
+
         async def mark(db: Conn) -> OutboxEntry:
-            await self._require_state(db, outbox_id, "mark_sent")
-            row = _required(
-                await _one(
-                    db,
-                    f"""
-                    UPDATE outbox SET state = 'sent', {_KEEP_SHOW_LEASE},
-                        conversation_id = COALESCE(:conversation_id, conversation_id),
-                        ghl_message_id = :ghl_message_id,
-                        ghl_email_message_id = :ghl_email_message_id,
-                        ghl_message_ids = :ghl_message_ids,
-                        updated_at = :now
-                    WHERE id = :id
-                    RETURNING *
-                    """,  # noqa: S608 - only a constant of this module is formatted in
-                    {
-                        "id": outbox_id,
-                        "conversation_id": conversation_id,
-                        "ghl_message_id": ghl_message_id,
-                        "ghl_email_message_id": ghl_email_message_id,
-                        "ghl_message_ids": json.dumps(list(ghl_message_ids)),
-                        "now": now,
-                        "show_until": now + self._lease_seconds,
-                    },
+            if db.dialect == "postgresql":
+                # All of it in one statement: atomic without a transaction, one round trip.
+                return _outbox(
+                    await _transition_from(
+                        db,
+                        outbox_id,
+                        "mark_sent",
+                        _MARK_SENT_RECORDED,
+                        {**params, "ids": ids or [None]},
+                    )
                 )
-            )
-            entry = _outbox(row)
+            # The entry's row first: its UPDATE holds the row until this commits, so a
+            # transition of the same entry (or set_outbox_slack_ts) waits, then sees it.
+            entry = _outbox(await _transition_from(db, outbox_id, "mark_sent", _MARK_SENT, params))
             await self._record_sent_messages(db, entry, ids, now)
             if entry.thread_id is not None:
                 await db.execute(
@@ -245,7 +346,9 @@ class OutboxMixin(StoreBase):
                 )
             return entry
 
-        return await self._write_op(mark)
+        # No serial lock: each statement is race-free on its own (a conditional UPDATE, an
+        # upsert on the message id); on SQLite the transaction makes them one outcome.
+        return await self._single_write_op(mark)
 
     async def _record_sent_messages(
         self, db: Conn, entry: OutboxEntry, ids: list[str], now: float
@@ -260,26 +363,19 @@ class OutboxMixin(StoreBase):
         ):
             slack_ts = None  # already recorded elsewhere; never fail a send over display data
         for index, ghl_id in enumerate(ids or [None]):
-            existing = None
-            if ghl_id is not None:
-                existing = await _one(
-                    db, "SELECT id FROM messages WHERE ghl_message_id = ?", (ghl_id,)
-                )
-            if existing is not None:
-                # The echo webhook got here first; just link that row to this send.
-                await db.execute(
-                    "UPDATE messages SET outbox_id = COALESCE(outbox_id, ?), updated_at = ?"
-                    " WHERE id = ?",
-                    (entry.id, now, existing["id"]),
-                )
-                continue
             ts = slack_ts if index == 0 else None
+            # An upsert, not a look-up and an insert: the echo webhook's record_message may
+            # insert the same id at the same time. If it got here first, its row is only
+            # linked to this send.
             await db.execute(
                 """
                 INSERT INTO messages (thread_id, slack_channel_id, slack_ts, ghl_message_id,
                     ghl_email_message_id, email_thread_id, direction, message_type, status,
                     slack_user_id, outbox_id, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, NULL, 'outbound', ?, NULL, ?, ?, ?, ?)
+                ON CONFLICT (ghl_message_id) WHERE ghl_message_id IS NOT NULL DO UPDATE SET
+                    outbox_id = COALESCE(messages.outbox_id, excluded.outbox_id),
+                    updated_at = excluded.updated_at
                 """,
                 (
                     entry.thread_id,
@@ -326,18 +422,19 @@ class OutboxMixin(StoreBase):
     ) -> OutboxEntry:
         now = self._clock()
 
-        async def transition(db: Conn) -> Row | None:
-            await self._require_state(db, outbox_id, action)
-            return await _one(
+        async def transition(db: Conn) -> Row:
+            return await _transition_from(
                 db,
+                outbox_id,
+                action,
                 f"""
                 UPDATE outbox SET state = :state, {_KEEP_SHOW_LEASE},
                     last_error = COALESCE(:error, last_error),
                     next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at),
                     updated_at = :now
-                WHERE id = :id
+                WHERE id = :id AND state IN ({_from_states_sql(action)})
                 RETURNING *
-                """,  # noqa: S608 - only a constant of this module is formatted in
+                """,  # noqa: S608 - only constants of this module are formatted in
                 {
                     "state": target.value,
                     "error": error,
@@ -350,26 +447,18 @@ class OutboxMixin(StoreBase):
                 },
             )
 
-        return _outbox(_required(await self._write_op(transition)))
-
-    async def _require_state(self, db: Conn, outbox_id: int, action: str) -> None:
-        # Called inside a write transaction, so the state cannot change before the update.
-        row = await _one(db, "SELECT state FROM outbox WHERE id = ?", (outbox_id,))
-        if row is None:
-            raise NotFoundError(f"no outbox entry {outbox_id}")
-        if OutboxState(row["state"]) not in _FROM_STATES[action]:
-            raise OutboxStateError(outbox_id, row["state"], action)
+        # One compare-and-set UPDATE: race-free without the serial lock.
+        return _outbox(await self._single_write_op(transition))
 
     async def set_outbox_thread(self, outbox_id: int, thread_id: int) -> OutboxEntry:
         """Link an entry to the thread the worker found or opened for it."""
         now = self._clock()
-        row = await self._write_op(
+        row = await self._single_write_op(
             lambda db: _one(
                 db,
                 "UPDATE outbox SET thread_id = ?, updated_at = ? WHERE id = ? RETURNING *",
                 (thread_id, now, outbox_id),
-            ),
-            serial=False,  # one UPDATE of one row
+            )
         )
         if row is None:
             raise NotFoundError(f"no outbox entry {outbox_id}")
@@ -379,30 +468,38 @@ class OutboxMixin(StoreBase):
         """Remember the Slack post showing this send (also on its message row, if sent)."""
         now = self._clock()
 
+        params = {"ts": slack_ts, "now": now, "outbox_id": outbox_id}
+
         async def set_ts(db: Conn) -> OutboxEntry:
-            row = await _one(
-                db,
-                "UPDATE outbox SET slack_ts = ?, updated_at = ? WHERE id = ? RETURNING *",
-                (slack_ts, now, outbox_id),
-            )
-            if row is None:
-                raise NotFoundError(f"no outbox entry {outbox_id}")
-            entry = _outbox(row)
-            await db.execute(
-                """
-                UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now
-                WHERE id = (SELECT id FROM messages WHERE outbox_id = :outbox_id
-                            AND slack_ts IS NULL ORDER BY id LIMIT 1)
-                  AND NOT EXISTS (SELECT 1 FROM messages
-                                  WHERE slack_channel_id = :channel AND slack_ts = :ts)
-                  AND NOT EXISTS (SELECT 1 FROM messages
-                                  WHERE outbox_id = :outbox_id AND slack_ts IS NOT NULL)
-                """,
-                {"channel": entry.channel_id, "ts": slack_ts, "now": now, "outbox_id": outbox_id},
-            )
+            if db.dialect == "postgresql":
+                row = await _one(db, _SET_SLACK_TS_SHOWN, params)
+                if row is None:
+                    raise NotFoundError(f"no outbox entry {outbox_id}")
+                if row["state_seen"] == row["state"]:
+                    return _outbox(row)
+                # A transition committed while this waited for the row (mark_sent, which
+                # records the message rows, changes the state): the message UPDATE above
+                # read rows as they were before it. Do it again, seeing them now.
+                entry = _outbox(row)
+            else:
+                row = await _one(
+                    db,
+                    "UPDATE outbox SET slack_ts = :ts, updated_at = :now WHERE id = :outbox_id"
+                    " RETURNING *",
+                    params,
+                )
+                if row is None:
+                    raise NotFoundError(f"no outbox entry {outbox_id}")
+                entry = _outbox(row)
+            await db.execute(_SHOW_ON_MESSAGE, {"channel": entry.channel_id, **params})
             return entry
 
-        return await self._write_op(set_ts)
+        # No serial lock: the entry's row is updated first and held until the commit, so
+        # mark_sent of the same entry (which records its messages) runs before or after
+        # this whole, never between; the message UPDATE checks its own conditions. On
+        # PostgreSQL it is one statement, unless it raced mark_sent (then the message's
+        # UPDATE, display data only, follows in a statement of its own).
+        return await self._single_write_op(set_ts)
 
     async def get_outbox(self, outbox_id: int) -> OutboxEntry | None:
         row = await self._read_op(
@@ -497,7 +594,7 @@ class OutboxMixin(StoreBase):
         HighLevel instead. Call it only while no other process is sending from this outbox.
         """
         now = self._clock()
-        rows = await self._write_op(
+        rows = await self._single_write_op(
             lambda db: _all(
                 db,
                 "UPDATE outbox SET state = 'unknown', last_error = ?, updated_at = ?,"
@@ -513,6 +610,33 @@ class OutboxMixin(StoreBase):
                 sorted(row["id"] for row in rows),
             )
         return len(rows)
+
+
+# A transition that keeps meeting a state it may start from, yet changes no row, is racing
+# something that never settles: give up rather than spin.
+_TRANSITION_TRIES = 5
+
+
+async def _transition_from(
+    db: Conn, outbox_id: int, action: str, update: str, params: Mapping[str, Any]
+) -> Row:
+    """Run `update`, an UPDATE ... WHERE id = :id AND state IN (the states `action` may start
+    from) RETURNING *, and return its row; else say why not (NotFoundError, OutboxStateError).
+
+    The state is tested by the UPDATE itself, so no serial lock is needed: on PostgreSQL a
+    concurrent change of the row makes it wait and test the row as that change left it.
+    """
+    for _ in range(_TRANSITION_TRIES):
+        row = await _one(db, update, params)
+        if row is not None:
+            return row
+        current = await _one(db, "SELECT state FROM outbox WHERE id = ?", (outbox_id,))
+        if current is None:
+            raise NotFoundError(f"no outbox entry {outbox_id}")
+        if OutboxState(current["state"]) not in _FROM_STATES[action]:
+            raise OutboxStateError(outbox_id, current["state"], action)
+        # Changed into a state this may start from since the UPDATE looked: try again.
+    raise StoreError(f"outbox entry {outbox_id} kept changing under {action}")
 
 
 def _outbox(row: Row) -> OutboxEntry:

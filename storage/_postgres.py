@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Any, Self, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -42,6 +42,8 @@ from storage._url import redact_url
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Advisory lock classes (the first of pg_advisory_lock's two keys; the second is the
 # schema's hash, so bridges in different schemas of one database never wait for each other).
 _MIGRATION_LOCK = 0x6768_6C01  # held by the instance migrating, for the whole migration
@@ -68,10 +70,11 @@ class PostgresStore(
 ):
     """The store on PostgreSQL through a pool of asyncpg connections.
 
-    Several processes share it. Writes that decide on what they read take one advisory
-    lock for their transaction (see StoreBase._write), which gives them SQLite's
-    one-writer-at-a-time semantics; the hot paths (claims, dedupe marks, webhook ingest)
-    are race-free single statements and run side by side.
+    Several processes share it. Every write of the store is race-free on its own (upserts,
+    UPDATEs whose WHERE tests the state they start from, SKIP LOCKED claims) and most are one
+    autocommitted statement: one round trip each (see StoreBase._single_write_op). A serial
+    write (StoreBase._write) still takes one advisory lock for its transaction, which gives
+    it SQLite's one-writer-at-a-time semantics.
     """
 
     shared = True
@@ -110,7 +113,16 @@ class PostgresStore(
             return
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size, command_timeout=60
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                command_timeout=60,
+                # asyncpg's default reset costs a round trip per release (advisory unlock,
+                # CLOSE ALL, UNLISTEN, RESET ALL) to undo session state this store never
+                # leaves: no SET, LISTEN or cursor, transaction-scoped advisory locks only,
+                # and the migration's session lock is unlocked (or its connection closed).
+                # An open transaction is still rolled back on release by asyncpg itself.
+                reset=_keep_session,
             )
         except (*_DATABASE_ERRORS, ValueError) as exc:
             raise StoreError(f"cannot open database {self.url}: {_reason(exc)}") from exc
@@ -180,9 +192,18 @@ class PostgresStore(
                     migration.description,
                 )
         finally:
-            await conn.execute(
-                "SELECT pg_advisory_unlock($1, $2)", _MIGRATION_LOCK, self._schema_key
-            )
+            # The pool does not reset sessions (see open): a connection that may still hold
+            # this lock must never go back to it, or that instance would hold every later
+            # migration up.
+            try:
+                unlocked = await conn.fetchval(
+                    "SELECT pg_advisory_unlock($1, $2)", _MIGRATION_LOCK, self._schema_key
+                )
+            except BaseException:
+                conn.terminate()
+                raise
+            if not unlocked:
+                conn.terminate()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[_Connection]:
@@ -202,7 +223,7 @@ class PostgresStore(
     @asynccontextmanager
     async def _write(self, *, serial: bool = True) -> AsyncIterator[Conn]:
         if not serial:
-            async with self._connection() as conn, conn.transaction():
+            async with self._connection() as conn, self._transaction(conn, serial=False):
                 yield PgConn(conn)
             return
         # Serial writes of this process queue here, not on the advisory lock: each waiting
@@ -211,12 +232,38 @@ class PostgresStore(
         async with (
             self._serial,
             self._connection() as conn,
-            conn.transaction(),
+            self._transaction(conn, serial=True),
         ):
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)", _WRITE_LOCK, self._schema_key
-            )
             yield PgConn(conn)
+
+    @asynccontextmanager
+    async def _transaction(self, conn: _Connection, *, serial: bool) -> AsyncIterator[None]:
+        """BEGIN ... COMMIT, rolled back on any error; a serial one takes the write lock in
+        the round trip of its BEGIN (one simple query: both values are our own integers)."""
+        await conn.execute(
+            f"BEGIN; SELECT pg_advisory_xact_lock({_WRITE_LOCK}, {self._schema_key})"
+            if serial
+            else "BEGIN"
+        )
+        try:
+            yield
+        except BaseException:
+            try:
+                await conn.execute("ROLLBACK")
+            except Exception:
+                # Its transaction state is unknown: it must not go back to the pool.
+                conn.terminate()
+            except BaseException:
+                conn.terminate()
+                raise
+            raise
+        await conn.execute("COMMIT")
+
+    async def _single_write_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
+        # Autocommit: the one write is atomic on its own, and a read after it needs no
+        # transaction (see StoreBase._single_write_op).
+        async with self._connection() as conn:
+            return await operation(PgConn(conn))
 
     def _urgent(self) -> Any:
         # A pool has no queue to jump: any free connection serves the ack's insert.
@@ -235,14 +282,15 @@ class PostgresStore(
 
     async def check_writable(self) -> None:
         """Raise StoreError unless a small write commits now (the readiness probe)."""
-        async with self._write(serial=False) as db:
-            now = self._clock()
-            await db.execute(
+        now = self._clock()
+        await self._single_write_op(
+            lambda db: db.execute(
                 "INSERT INTO kv_store (key, value, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
                 " updated_at = excluded.updated_at",
                 (_WRITE_PROBE_KEY, repr(now), now),
             )
+        )
 
 
 class PgConn(Conn):
@@ -273,6 +321,10 @@ class PgConn(Conn):
             await self.raw.executemany(text, [numbered_values(order, row) for row in rows])
         except _DATABASE_ERRORS as exc:
             raise _store_error(exc) from exc
+
+
+async def _keep_session(conn: object) -> None:
+    """The pool's reset: nothing to undo (see PostgresStore.open)."""
 
 
 def _store_error(exc: BaseException) -> StoreError:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from storage._budgets import BudgetGrant
-from storage._leases import Takeover
+from storage._leases import HandOver, Takeover
 from storage._records import (
     UNSET,
     ComposeIntent,
@@ -201,6 +201,8 @@ class Store(Protocol):
     async def renew_leases(self) -> int: ...
     async def take_over_expired(self, *, every_claim: bool = False) -> Takeover: ...
     async def release_claim(self, outbox_id: int) -> None: ...
+    async def hand_over(self, *, may_have_sent: Collection[int] = ()) -> HandOver: ...
+    async def last_hand_over(self) -> str | None: ...
 
     # shared rate budgets
     async def take_budget(

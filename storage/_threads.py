@@ -43,55 +43,60 @@ class ThreadsMixin(StoreBase):
         }
 
         async def upsert(db: Conn) -> Row | None:
-            # Inside BEGIN IMMEDIATE no other writer can slip in between this look-up and
-            # the insert, so concurrent first sends to a contact end up with one thread.
+            # One upsert decides, without the serial lock: of concurrent first sends to a
+            # contact, one inserts the thread and the others wait for it, then fill only
+            # what is still NULL. When nothing is left to fill it changes nothing and
+            # returns no row, and the thread is read.
             row = await _one(
                 db,
-                "SELECT * FROM slack_threads WHERE team_id = ? AND channel_id = ?"
-                " AND location_id = ? AND contact_id = ?",
-                (team_id, channel_id, location_id, contact_id),
+                """
+                INSERT INTO slack_threads (team_id, channel_id, thread_ts, location_id,
+                    contact_id, conversation_id, channel_type, email_thread_id, subject,
+                    contact_label, created_at, updated_at)
+                VALUES (:team_id, :channel_id, :thread_ts, :location_id, :contact_id,
+                    :conversation_id, :channel_type, :email_thread_id, :subject,
+                    :contact_label, :now, :now)
+                ON CONFLICT (team_id, channel_id, location_id, contact_id) DO UPDATE SET
+                    thread_ts = COALESCE(slack_threads.thread_ts, excluded.thread_ts),
+                    conversation_id = COALESCE(slack_threads.conversation_id,
+                        excluded.conversation_id),
+                    channel_type = COALESCE(slack_threads.channel_type, excluded.channel_type),
+                    email_thread_id = COALESCE(slack_threads.email_thread_id,
+                        excluded.email_thread_id),
+                    subject = COALESCE(slack_threads.subject, excluded.subject),
+                    contact_label = COALESCE(slack_threads.contact_label,
+                        excluded.contact_label),
+                    updated_at = excluded.updated_at
+                WHERE (slack_threads.thread_ts IS NULL AND excluded.thread_ts IS NOT NULL)
+                   OR (slack_threads.conversation_id IS NULL
+                       AND excluded.conversation_id IS NOT NULL)
+                   OR (slack_threads.channel_type IS NULL AND excluded.channel_type IS NOT NULL)
+                   OR (slack_threads.email_thread_id IS NULL
+                       AND excluded.email_thread_id IS NOT NULL)
+                   OR (slack_threads.subject IS NULL AND excluded.subject IS NOT NULL)
+                   OR (slack_threads.contact_label IS NULL
+                       AND excluded.contact_label IS NOT NULL)
+                RETURNING *
+                """,
+                {
+                    "team_id": team_id,
+                    "channel_id": channel_id,
+                    "location_id": location_id,
+                    "contact_id": contact_id,
+                    "now": now,
+                    **fills,
+                },
             )
             if row is None:
                 row = await _one(
                     db,
-                    """
-                    INSERT INTO slack_threads (team_id, channel_id, thread_ts, location_id,
-                        contact_id, conversation_id, channel_type, email_thread_id, subject,
-                        contact_label, created_at, updated_at)
-                    VALUES (:team_id, :channel_id, :thread_ts, :location_id, :contact_id,
-                        :conversation_id, :channel_type, :email_thread_id, :subject,
-                        :contact_label, :now, :now)
-                    RETURNING *
-                    """,
-                    {
-                        "team_id": team_id,
-                        "channel_id": channel_id,
-                        "location_id": location_id,
-                        "contact_id": contact_id,
-                        "now": now,
-                        **fills,
-                    },
-                )
-            elif any(row[column] is None and value is not None for column, value in fills.items()):
-                row = await _one(
-                    db,
-                    """
-                    UPDATE slack_threads SET
-                        thread_ts = COALESCE(thread_ts, :thread_ts),
-                        conversation_id = COALESCE(conversation_id, :conversation_id),
-                        channel_type = COALESCE(channel_type, :channel_type),
-                        email_thread_id = COALESCE(email_thread_id, :email_thread_id),
-                        subject = COALESCE(subject, :subject),
-                        contact_label = COALESCE(contact_label, :contact_label),
-                        updated_at = :now
-                    WHERE id = :id
-                    RETURNING *
-                    """,
-                    {"id": row["id"], "now": now, **fills},
+                    "SELECT * FROM slack_threads WHERE team_id = ? AND channel_id = ?"
+                    " AND location_id = ? AND contact_id = ?",
+                    (team_id, channel_id, location_id, contact_id),
                 )
             return row
 
-        return _thread(_required(await self._write_op(upsert)))
+        return _thread(_required(await self._single_write_op(upsert)))
 
     async def get_thread(self, thread_id: int) -> ThreadRecord | None:
         row = await self._read_op(
@@ -180,7 +185,7 @@ class ThreadsMixin(StoreBase):
             params[column] = None if value is UNSET else value
         # One fixed statement whose CASEs keep unset columns, rather than SQL assembled from
         # the arguments.
-        row = await self._write_op(
+        row = await self._single_write_op(
             lambda db: _one(
                 db,
                 """
@@ -199,8 +204,7 @@ class ThreadsMixin(StoreBase):
                 RETURNING *
                 """,
                 params,
-            ),
-            serial=False,  # one UPDATE of one row
+            )
         )
         if row is None:
             raise NotFoundError(f"no thread {thread_id}")
@@ -230,14 +234,14 @@ class ThreadsMixin(StoreBase):
             return row
 
         # One compare-and-set UPDATE: race-free without the serial lock.
-        row = await self._write_op(set_ts, serial=False)
+        row = await self._single_write_op(set_ts)
         if row is None:
             raise NotFoundError(f"no thread {thread_id}")
         return _thread(row)
 
     async def delete_thread(self, thread_id: int) -> bool:
         """Forget a thread (its messages and outbox entries keep existing, unlinked)."""
-        rows = await self._write_op(
+        rows = await self._single_write_op(
             lambda db: _all(db, "DELETE FROM slack_threads WHERE id = ? RETURNING id", (thread_id,))
         )
         return bool(rows)

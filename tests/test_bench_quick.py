@@ -129,6 +129,20 @@ def check_column(data: dict[str, Any], instances: int) -> None:
     assert set(data["cpu_seconds"]) == {"outbound", "capacity", "ack", "inbound"}
     assert all(spent["bridges"] > 0 for spent in data["cpu_seconds"].values())
 
+    # The stack's floor: each bare part measured, and the sums are the sums of the parts.
+    calls = outbound["calls_per_send"]
+    assert calls["highlevel"] >= 1 and calls["webhooks"] >= 1 and calls["slack_posts"] > 0
+    assert data["ack"]["bolt_cpu_ms_per_ack"] > 0 and inbound["floor_cpu_ms_per_webhook"] > 0
+    floor = data["stack_floor"]
+    assert set(floor["cpu_ms_per_call"]) == {
+        "highlevel_send_ms",
+        "slack_post_ms",
+        "slack_update_ms",
+    }
+    assert all(ms > 0 for ms in floor["cpu_ms_per_call"].values())
+    assert floor["send_ms"] == pytest.approx(sum(floor["send_parts_ms"].values()))
+    assert floor["inbound_ms"] == pytest.approx(sum(floor["inbound_parts_ms"].values()))
+
 
 @pytest.mark.slow  # a whole quick bench, three columns: 40 to 60 s
 async def test_the_smallest_bench_run_measures_every_phase_in_every_column(

@@ -35,6 +35,7 @@ from ._models import (
     UpsertContactResponse,
 )
 from ._ratelimit import RateLimiter
+from ._transport import AiohttpTransport
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "HighLevelClient", "RequestObserver"]
 
@@ -123,7 +124,8 @@ class HighLevelClient:
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
-            transport=transport,
+            # aiohttp underneath unless a test gives its own (see _transport: CPU per request).
+            transport=transport if transport is not None else AiohttpTransport(),
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             follow_redirects=False,
         )

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # Slack accepts posts to a response_url for 30 minutes; an older intent's person is told with
 # chat.postEphemeral instead (a few minutes' margin for the clocks and the request itself).
 RESPONSE_URL_FRESH_SECONDS = 25 * 60
+# How long telling the person through a response_url may take before an ephemeral is used.
+RESPOND_TIMEOUT_SECONDS = 10.0
 # A send cut off this long ago is not sent after a restart: "running 10 min late" hours later
 # would do more harm than good. The person is told, and can send it again.
 STALE_AFTER_SECONDS = 3600.0
@@ -375,11 +377,13 @@ class IntentRecovery:
         )
 
     async def _respond(self, url: str, notice: Notice) -> bool:
-        client = AsyncWebhookClient(url, timeout=10, session=self._session)
+        client = AsyncWebhookClient(url, session=self._session)
         try:
-            response = await client.send(
-                text=notice.text, blocks=notice.blocks, response_type="ephemeral"
-            )
+            # slack_sdk applies no timeout of its own to a session it was given.
+            async with asyncio.timeout(RESPOND_TIMEOUT_SECONDS):
+                response = await client.send(
+                    text=notice.text, blocks=notice.blocks, response_type="ephemeral"
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Only the error's kind: its text may carry the URL, which works like a token.
             log.info("response_url post failed (%s); telling with an ephemeral", type(exc).__name__)

@@ -132,6 +132,9 @@ class OutboxWorker:
         self._clock = clock
         self._reconcile_asked = asyncio.Event()
         self._to_show: set[int] = set()
+        # Claims whose request to HighLevel has started and whose handling has not ended
+        # (also one cut off by a stop or a crash): never put back in the queue by a hand-over.
+        self._requested: set[int] = set()
         looks = QueueLooks(self._store.claim_next, self._store.next_outbox_due_at)
         self._slots = QueueSlots(
             "outbox",
@@ -170,6 +173,11 @@ class OutboxWorker:
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
+
+    def sends_in_flight(self) -> frozenset[int]:
+        """The claimed sends whose request may have reached HighLevel without their outcome
+        being settled here: what a hand-over at a stop must not put back in the queue."""
+        return frozenset(self._requested)
 
     def request_reconcile(self, taken: Takeover | None = None) -> None:
         """Sends were taken over from a dead instance: reconcile them, and show the outcome
@@ -247,12 +255,15 @@ class OutboxWorker:
         # The post shows the outcome now: the claim, kept until here (a process dying before
         # this leaves it to expire, and the outcome is shown by whoever takes it over), ends.
         await self._store.release_claim(entry.id)
+        self._requested.discard(entry.id)
 
     async def _process(
         self, entry: OutboxEntry, request: SendMessageRequest, display: Display
     ) -> None:
         thread = await self._thread_for(entry, display)
         thread, entry = await self._presenter.show_sending(entry, thread, display)
+        # From here the request may reach HighLevel, even if this task is cut off at once.
+        self._requested.add(entry.id)
         try:
             response = await self._highlevel.send_message(request)
         except HighLevelError as exc:

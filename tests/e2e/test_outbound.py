@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bot.sandbox.highlevel import (
     ADA_LOVELACE_ID,
@@ -14,7 +15,7 @@ from bot.sandbox.highlevel import (
     GRACE_HOPPER_ID,
     HighLevelSimulator,
 )
-from bot.sandbox.slack import SlackMessage
+from bot.sandbox.slack import SlackMessage, SlackSimulator
 from bot.sandbox.stack import AGENT_USER, NO_BOT_CHANNEL, OTHER_USER, SALES_CHANNEL, SandboxStack
 from tests.e2e.conftest import eventually, stack_on, stack_store
 
@@ -113,6 +114,52 @@ async def test_unknown_number_creates_the_contact_and_says_so(stack: SandboxStac
     assert len(created) == 1
     assert stack.highlevel.contacts[created.pop()].phone == "+14155550199"
     assert "Created contact" in await eventually(lambda: notices(stack))
+
+
+class ConnectionsSeen(SlackSimulator):
+    """The Slack simulator, noting the client end of the connection each request came over:
+    `peers` for every request, in order, and `notices` for the response_url posts among them."""
+
+    def __init__(self) -> None:
+        super().__init__(post_rate_per_second=50.0, post_burst=50)
+        self.peers: list[object] = []
+        self.notices: list[tuple[int, object]] = []  # (position in `peers`, peer)
+
+    def _seen(self, request: web.Request) -> object:
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        self.peers.append(peer)
+        return peer
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        return await super()._handle_api(request)
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        peer = self._seen(request)
+        self.notices.append((len(self.peers) - 1, peer))
+        return await super()._handle_response_url(request)
+
+
+async def test_quick_send_notices_reuse_open_connections(database_url: str) -> None:
+    # Each quick send tells the person through its response_url; a new connection for each
+    # (to Slack, a TLS handshake) cost about ten times the CPU of a kept-alive one.
+    slack = ConnectionsSeen()
+    async with stack_on(database_url, slack=slack) as stack:
+        for number in range(1, 4):
+            await quick_send(stack, f"+1 415 555 0100 notice {number}")
+
+            def done(count: int = number) -> bool:
+                shown = stack.slack.channel_messages(SALES_CHANNEL)
+                return len(slack.notices) == count and bool(shown) and went_out(shown[-1])
+
+            await eventually(done)
+        assert len(stack.slack.ephemerals(user=AGENT_USER)) == 3
+        # Each notice goes over a connection that earlier requests opened and left idle; one
+        # may need its own while the send's own posts hold the others (a notice per
+        # connection: all three).
+        fresh = [peer for position, peer in slack.notices if peer not in slack.peers[:position]]
+        assert len(fresh) <= 1, (slack.notices, slack.peers)
 
 
 async def test_bad_recipient_is_an_ephemeral_message_and_nothing_is_sent(

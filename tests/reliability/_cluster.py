@@ -10,15 +10,22 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from bot.sandbox.slack import SlackDriver, SlackSimulator
+from bot.sandbox.stack import SANDBOX_SIGNING_SECRET
 from tests._serve_process import ServeProcess
 
 TAKEOVER = re.compile(
     r"took over the claims of a stopped instance: (\d+) sends .*?, (\d+) inbound events"
+)
+HAND_OVER = re.compile(
+    r"handed over (\d+) sends back to the queue .*?, (\d+) sends for another instance .*?"
+    r", (\d+) inbound events back to the queue"
 )
 
 
@@ -76,13 +83,24 @@ class Instance:
 
 
 class Cluster:
-    """`count` instances named `<prefix>-a`, `<prefix>-b`, … started together on `env`."""
+    """`count` instances named `<prefix>-a`, `<prefix>-b`, … started together on `env`;
+    `overrides` adds to the environment of some of them (by index)."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *, count: int, prefix: str) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        *,
+        count: int,
+        prefix: str,
+        overrides: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> None:
         self._exits = AsyncExitStack()
         self.logs_dir: Path | None = None
+        extra = overrides or {}
         self.instances = [
-            Instance(f"{prefix}-{chr(ord('a') + i)}", env, cwd, self._exits) for i in range(count)
+            Instance(f"{prefix}-{chr(ord('a') + i)}", {**env, **extra.get(i, {})}, cwd, self._exits)
+            for i in range(count)
         ]
 
     def __len__(self) -> int:
@@ -124,6 +142,19 @@ class Cluster:
                     events += int(match.group(2))
         return sends, events
 
+    def hand_overs(self) -> tuple[int, int, int]:
+        """(sends put back in the queue, sends left to take over, inbound events put back in
+        the queue) by instances stopping, as the logs say."""
+        requeued = expired = events = 0
+        for instance in self.instances:
+            for line in instance.lines:
+                match = HAND_OVER.search(line)
+                if match:
+                    requeued += int(match.group(1))
+                    expired += int(match.group(2))
+                    events += int(match.group(3))
+        return requeued, expired, events
+
     def log_lines(self, pattern: re.Pattern[str]) -> list[str]:
         """Every stderr line matching `pattern`, prefixed with its instance's name."""
         return [
@@ -141,3 +172,22 @@ class Cluster:
                 (directory / f"{instance.name}.{number}.log").write_text(run.output + "\n")
         self.logs_dir = directory
         return directory
+
+
+class Drivers:
+    """One signed-request driver per instance address (a restart brings a new address)."""
+
+    def __init__(self, slack: SlackSimulator) -> None:
+        self._slack = slack
+        self._drivers: dict[str, SlackDriver] = {}
+
+    def __call__(self, url: str) -> SlackDriver:
+        if url not in self._drivers:
+            self._drivers[url] = SlackDriver(
+                f"{url}/slack/events", SANDBOX_SIGNING_SECRET, self._slack, timeout_seconds=30
+            )
+        return self._drivers[url]
+
+    async def aclose(self) -> None:
+        for driver in self._drivers.values():
+            await driver.aclose()

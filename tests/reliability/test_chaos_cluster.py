@@ -41,7 +41,7 @@ from bot.sandbox.highlevel import HighLevelSimulator, SimContact
 from bot.sandbox.slack import SlackDriver, SlackMessage, SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SANDBOX_SIGNING_SECRET
 from tests._serve_process import serve_env
-from tests.reliability._cluster import Cluster, Instance
+from tests.reliability._cluster import Cluster, Drivers, Instance
 from tests.reliability._helpers import (
     PostState,
     SignedWebhook,
@@ -180,25 +180,6 @@ async def _paced(
             await asyncio.sleep(delay)  # load shape, not synchronisation
         tasks.append(asyncio.create_task(start(index)))
     await asyncio.gather(*tasks)
-
-
-class Drivers:
-    """One signed-request driver per instance address (a restart brings a new address)."""
-
-    def __init__(self, slack: SlackSimulator) -> None:
-        self._slack = slack
-        self._drivers: dict[str, SlackDriver] = {}
-
-    def __call__(self, url: str) -> SlackDriver:
-        if url not in self._drivers:
-            self._drivers[url] = SlackDriver(
-                f"{url}/slack/events", SANDBOX_SIGNING_SECRET, self._slack, timeout_seconds=30
-            )
-        return self._drivers[url]
-
-    async def aclose(self) -> None:
-        for driver in self._drivers.values():
-            await driver.aclose()
 
 
 async def _send_commands(

@@ -12,9 +12,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from storage import LATEST_VERSION, MIGRATIONS, InboundState, OutboxState, SqliteStore, Store
+from storage import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    InboundState,
+    MessageDirection,
+    OutboxEntry,
+    OutboxState,
+    OutboxStateError,
+    SqliteStore,
+    Store,
+)
 from tests.storage._support import START, Backend, FakeClock, enqueue, query
 
 LEASE = 30.0
@@ -298,3 +310,150 @@ async def test_an_event_is_taken_over_after_its_lease_and_the_late_holder_cannot
         ]
         await b.finish_inbound(stored.id)
         assert await b.count_inbound(InboundState.DONE) == 1
+
+
+# ---------------------------------------------------------------- lock-free writes, many callers
+#
+# These writes take no serial lock on PostgreSQL: each decides in one race-free statement (an
+# upsert, an UPDATE whose WHERE tests the state). Three instances call each at once, many
+# times over, so a look-up followed by a write would be overtaken.
+
+CALLERS = 24  # per test, spread over the three instances
+
+
+@asynccontextmanager
+async def _three(backend: Backend, clock: FakeClock) -> AsyncIterator[list[Store]]:
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(backend.new_store(clock, instance_id=name))
+            for name in ("a", "b", "c")
+        ]
+
+
+async def test_first_sends_to_a_contact_from_three_instances_make_one_thread_with_one_root(
+    backend: Backend, clock: FakeClock
+) -> None:
+    async with _three(backend, clock) as stores:
+        threads = await asyncio.gather(
+            *(
+                stores[n % 3].upsert_thread(
+                    team_id="T1",
+                    channel_id="C1",
+                    location_id="loc-1",
+                    contact_id="contact-a",
+                    thread_ts=f"1700000000.{n:06d}",
+                    contact_label=f"label {n}",
+                )
+                for n in range(CALLERS)
+            )
+        )
+    # Every caller got the one thread, and the root (and label) the first of them gave it.
+    assert len({thread.id for thread in threads}) == 1
+    assert len({thread.thread_ts for thread in threads}) == 1
+    assert len({thread.contact_label for thread in threads}) == 1
+    assert backend.count_rows("slack_threads") == 1
+
+
+async def test_one_message_recorded_by_three_instances_at_once_is_one_row(
+    backend: Backend, clock: FakeClock
+) -> None:
+    async with _three(backend, clock) as stores:
+        results = await asyncio.gather(
+            *(
+                stores[n % 3].record_message(
+                    direction=MessageDirection.INBOUND, ghl_message_id=f"m-{n % 4}"
+                )
+                for n in range(CALLERS)
+            )
+        )
+    assert [created for _, created in results].count(True) == 4
+    for message_id in range(4):
+        ids = {record.id for record, _ in results if record.ghl_message_id == f"m-{message_id}"}
+        assert len(ids) == 1
+    assert backend.count_rows("messages") == 4
+
+
+async def test_a_send_recorded_while_its_echo_is_recorded_elsewhere_is_one_linked_row(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """mark_sent on one instance, the echo webhook's record_message on the others, at once."""
+    async with _three(backend, clock) as stores:
+        entries = [await enqueue(stores[0], f"send-{n}", contact_id=f"c-{n}") for n in range(8)]
+        for n in range(len(entries)):
+            assert await stores[n % 3].claim_next() is not None
+        await asyncio.gather(
+            *(
+                stores[0].mark_sent(entry.id, conversation_id="conv", ghl_message_id=f"g-{n}")
+                for n, entry in enumerate(entries)
+            ),
+            *(
+                stores[1 + k % 2].record_message(
+                    direction=MessageDirection.OUTBOUND, ghl_message_id=f"g-{n}"
+                )
+                for n in range(len(entries))
+                for k in range(2)
+            ),
+        )
+    rows = backend.query("SELECT ghl_message_id, outbox_id FROM messages ORDER BY ghl_message_id")
+    assert rows == sorted((f"g-{n}", entry.id) for n, entry in enumerate(entries))
+
+
+async def test_one_send_marked_sent_by_three_instances_at_once_is_sent_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    async with _three(backend, clock) as stores:
+        entry = await enqueue(stores[0], "k1")
+        assert await stores[0].claim_next() is not None
+        outcomes = await asyncio.gather(
+            *(
+                stores[n % 3].mark_sent(entry.id, conversation_id="conv", ghl_message_id="g-1")
+                for n in range(CALLERS)
+            ),
+            return_exceptions=True,
+        )
+    sent = [outcome for outcome in outcomes if isinstance(outcome, OutboxEntry)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, OutboxStateError)]
+    assert (len(sent), len(refused)) == (1, CALLERS - 1), outcomes
+    assert backend.query("SELECT ghl_message_id, outbox_id FROM messages") == [("g-1", entry.id)]
+
+
+async def test_a_send_taken_to_unknown_by_three_instances_at_once_moves_once(
+    backend: Backend, clock: FakeClock
+) -> None:
+    async with _three(backend, clock) as stores:
+        entry = await enqueue(stores[0], "k1")
+        assert await stores[0].claim_next() is not None
+        outcomes = await asyncio.gather(
+            *(stores[n % 3].mark_unknown(entry.id, f"timeout {n}") for n in range(CALLERS)),
+            return_exceptions=True,
+        )
+    moved = [outcome for outcome in outcomes if isinstance(outcome, OutboxEntry)]
+    assert len(moved) == 1, outcomes
+    assert all(
+        isinstance(outcome, OutboxStateError) for outcome in outcomes if outcome not in moved
+    )
+    (error,) = backend.query("SELECT last_error FROM outbox")
+    assert error == (moved[0].last_error,)
+
+
+async def test_a_send_cancelled_while_instances_claim_it_is_either_sent_or_cancelled(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """Never both: a cancel that read 'pending' must not overwrite a claim made meanwhile."""
+    async with _three(backend, clock) as stores:
+        entries = [await enqueue(stores[0], f"k{n}", contact_id=f"c-{n}") for n in range(CALLERS)]
+        outcomes = await asyncio.gather(
+            *(stores[n % 3].mark_cancelled(entry.id) for n, entry in enumerate(entries)),
+            *(stores[n % 3].claim_next() for n in range(CALLERS)),
+            return_exceptions=True,
+        )
+    cancels, claims = outcomes[:CALLERS], outcomes[CALLERS:]
+    claimed = {claim.id for claim in claims if isinstance(claim, OutboxEntry)}
+    for entry, cancel in zip(entries, cancels, strict=True):
+        if entry.id in claimed:
+            assert isinstance(cancel, OutboxStateError), (entry.id, cancel)
+        else:
+            assert isinstance(cancel, OutboxEntry), (entry.id, cancel)
+    states = dict(backend.query("SELECT id, state FROM outbox"))
+    assert {entry_id for entry_id, state in states.items() if state == "sending"} == claimed
+    assert sum(state == "cancelled" for state in states.values()) == CALLERS - len(claimed)

@@ -11,7 +11,7 @@ import pytest
 
 from storage import LATEST_VERSION, PostgresStore, StoreError, open_store
 from tests._postgres import PostgresServer, server
-from tests.storage._support import FakeClock, PostgresBackend
+from tests.storage._support import FakeClock, PostgresBackend, enqueue
 
 
 @pytest.fixture
@@ -64,3 +64,51 @@ async def test_bridges_in_two_schemas_of_one_database_are_apart(
             assert thread.id > 0
         assert first.count_rows("slack_threads") == 0
         assert second.count_rows("slack_threads") == 1
+
+
+async def test_a_post_shown_while_its_send_is_recorded_elsewhere_lands_on_the_message(
+    postgres_url: str, postgres_server: PostgresServer, clock: FakeClock
+) -> None:
+    """set_outbox_slack_ts is one statement, which reads the message rows as they were when
+    it began. Made to happen: it begins while mark_sent of the same entry (on another
+    instance) waits for the entry's row, and gets the row only once mark_sent has recorded
+    the entry's message. The post must still land on that message."""
+    backend = PostgresBackend(postgres_server, postgres_url)
+    async with (
+        backend.new_store(clock, instance_id="a") as a,
+        backend.new_store(clock, instance_id="b") as b,
+        backend.new_store(clock, instance_id="holder") as holder,
+    ):
+        entry = await enqueue(a, "k1")
+        assert await a.claim_next() is not None
+        async with holder._write(serial=False) as db:
+            await db.execute("SELECT 1 FROM outbox WHERE id = ? FOR UPDATE", (entry.id,))
+            marking = asyncio.create_task(
+                a.mark_sent(entry.id, conversation_id="conv", ghl_message_id="g-1")
+            )
+            await _until_waiting(holder, "%WITH sent AS%")
+            showing = asyncio.create_task(b.set_outbox_slack_ts(entry.id, "1700000000.000100"))
+            await _until_waiting(holder, "%state_seen%")
+        # The holder let go: mark_sent goes first (it queued first), then set_outbox_slack_ts.
+        await marking
+        shown = await showing
+    assert shown.slack_ts == "1700000000.000100"
+    assert backend.query("SELECT ghl_message_id, slack_channel_id, slack_ts FROM messages") == [
+        ("g-1", "C1", "1700000000.000100")
+    ]
+
+
+async def _until_waiting(store: PostgresStore, query_like: str) -> None:
+    """Return once a statement like `query_like` waits for a lock on the server."""
+    async with asyncio.timeout(10):
+        while True:
+            rows = await store._read_op(
+                lambda db: db.fetch(
+                    "SELECT COUNT(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE ?",
+                    (query_like,),
+                )
+            )
+            if rows[0][0]:
+                return
+            await asyncio.sleep(0.01)
