@@ -12,12 +12,15 @@ import re
 import signal
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import httpx
+
 from bot.sandbox.slack import SlackDriver, SlackSimulator
-from bot.sandbox.stack import SANDBOX_SIGNING_SECRET
+from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SANDBOX_SIGNING_SECRET
 from tests._serve_process import ServeProcess
 
 TAKEOVER = re.compile(
@@ -191,3 +194,49 @@ class Drivers:
     async def aclose(self) -> None:
         for driver in self._drivers.values():
             await driver.aclose()
+
+
+@dataclass
+class CommandTally:
+    """What happened to the /sendsms commands, by text."""
+
+    acked: list[str] = field(default_factory=list)  # 200 with an empty body: taken
+    refused: list[tuple[str, str]] = field(default_factory=list)  # 200 saying why not
+    cut: list[str] = field(default_factory=list)  # the connection broke after it was sent
+    other: list[tuple[str, int]] = field(default_factory=list)  # any other answer
+    passed_on: int = 0  # a dead or stopped instance's closed port: sent to the next instance
+
+
+async def send_command(
+    cluster: Cluster,
+    drivers: Drivers,
+    first: int,
+    phone: str,
+    text: str,
+    tally: CommandTally,
+    *,
+    channel: str = SALES_CHANNEL,
+) -> None:
+    """`/sendsms phone text` to instance `first`, or the next one whose port is open, as a load
+    balancer does with a refused connect; what came of it goes into `tally`."""
+    for step in range(len(cluster)):
+        instance = cluster[(first + step) % len(cluster)]
+        try:
+            result = await drivers(instance.url).slash_command(
+                "/sendsms", f"{phone} {text}", user_id=AGENT_USER, channel_id=channel
+            )
+        except httpx.ConnectError:
+            tally.passed_on += 1
+            continue
+        except httpx.TransportError:
+            # Killed while answering: Slack shows the person an error and does not retry.
+            tally.cut.append(text)
+            return
+        if result.status == 200 and not result.text:
+            tally.acked.append(text)
+        elif result.status == 200:
+            tally.refused.append((text, result.text))
+        else:
+            tally.other.append((text, result.status))
+        return
+    tally.cut.append(text)  # every instance refused the connection

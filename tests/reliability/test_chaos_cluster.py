@@ -41,7 +41,7 @@ from bot.sandbox.highlevel import HighLevelSimulator, SimContact
 from bot.sandbox.slack import SlackDriver, SlackMessage, SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SANDBOX_SIGNING_SECRET
 from tests._serve_process import serve_env
-from tests.reliability._cluster import Cluster, Drivers, Instance
+from tests.reliability._cluster import Cluster, CommandTally, Drivers, Instance, send_command
 from tests.reliability._helpers import (
     PostState,
     SignedWebhook,
@@ -72,17 +72,6 @@ LEASE_SECONDS = 3
 SEND_ANSWER_DELAY = 0.3
 SETTLE_WITHIN = 120.0
 CHANNELS = (SALES_CHANNEL, INBOX_CHANNEL)
-
-
-@dataclass
-class SendTally:
-    """What happened to the /sendsms commands, by text."""
-
-    acked: list[str] = field(default_factory=list)  # 200 with an empty body: taken
-    refused_at_ack: list[tuple[str, str]] = field(default_factory=list)  # 200 saying why not
-    cut: list[str] = field(default_factory=list)  # the connection broke after it was sent
-    other: list[tuple[str, int]] = field(default_factory=list)  # any other answer
-    socket_refusals: int = 0  # a dead instance's port: passed on to the next instance
 
 
 @dataclass
@@ -183,34 +172,14 @@ async def _paced(
 
 
 async def _send_commands(
-    cluster: Cluster, drivers: Drivers, commands: list[tuple[str, str]], tally: SendTally
+    cluster: Cluster, drivers: Drivers, commands: list[tuple[str, str]], tally: CommandTally
 ) -> None:
     """Each command to the next instance in turn; one whose port is closed (killed, not yet
     restarted) goes on to the next instance, as a load balancer does with a refused connect."""
 
     async def one(index: int) -> None:
         phone, text = commands[index]
-        for step in range(len(cluster)):
-            instance = cluster[(index + step) % len(cluster)]
-            try:
-                result = await drivers(instance.url).slash_command(
-                    "/sendsms", f"{phone} {text}", user_id=AGENT_USER, channel_id=SALES_CHANNEL
-                )
-            except httpx.ConnectError:
-                tally.socket_refusals += 1
-                continue
-            except httpx.TransportError:
-                # Killed while answering: Slack shows the person an error and does not retry.
-                tally.cut.append(text)
-                return
-            if result.status == 200 and not result.text:
-                tally.acked.append(text)
-            elif result.status == 200:
-                tally.refused_at_ack.append((text, result.text))
-            else:
-                tally.other.append((text, result.status))
-            return
-        tally.cut.append(text)  # every instance refused the connection (never seen here)
+        await send_command(cluster, drivers, index, phone, text, tally)
 
     await _paced(len(commands), SEND_RATE, one)
 
@@ -280,7 +249,7 @@ async def _deliver_webhooks(
 async def _chaos(
     cluster: Cluster,
     highlevel: HighLevelSimulator,
-    sends: SendTally,
+    sends: CommandTally,
     rng: random.Random,
     kills: list[Kill],
 ) -> None:
@@ -405,7 +374,7 @@ class Run:
     seed: int
     run: str
     started: float = field(default_factory=time.monotonic)
-    sends: SendTally = field(default_factory=SendTally)
+    sends: CommandTally = field(default_factory=CommandTally)
     hooks: WebhookTally = field(default_factory=WebhookTally)
     kills: list[Kill] = field(default_factory=list)
     load_seconds: float = 0.0
@@ -539,7 +508,7 @@ async def test_three_instances_two_kill_9s_lose_double_and_429_nothing(
     # Commands cut off mid-answer were never acknowledged: at most once, whatever happened.
     for text in sends.cut:
         assert at_highlevel[text] <= 1 and len(found[text]) <= 1, (text, seed)
-    for text, _ in sends.refused_at_ack:
+    for text, _ in sends.refused:
         assert at_highlevel[text] == 0, (text, seed)
     assert sends.other == [], sends.other
     # Every webhook answer was a 200 or a failure at the socket of a killed instance.
@@ -604,7 +573,7 @@ def _summary(
         f"chaos (seed {state.seed}): {INSTANCES} instances on PostgreSQL, lease {LEASE_SECONDS} s,"
         f" kill -9 of {killed}, each restarted at once under its name; "
         f"{SENDS} /sendsms: {len(sends.acked)} acknowledged, {len(sends.cut)} cut off unanswered, "
-        f"{len(sends.refused_at_ack)} refused at the ack, {sends.socket_refusals} refused at a "
+        f"{len(sends.refused)} refused at the ack, {sends.passed_on} refused at a "
         f"dead socket and passed on; of the acknowledged {reached[1]} reached HighLevel once, "
         f"{reached[2]} more than once, {reached[0]} never; shown {_count(shown.elements())} "
         f"({uncertain_but_sent} reached HighLevel yet shown uncertain, "

@@ -39,7 +39,7 @@ from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SANDBOX_
 from bot.server import SHUTDOWN_GRACE_SECONDS
 from storage._base import DEFAULT_LEASE_SECONDS
 from tests._serve_process import serve_env
-from tests.reliability._cluster import Cluster, Drivers
+from tests.reliability._cluster import Cluster, CommandTally, Drivers, send_command
 from tests.reliability._helpers import (
     PostState,
     SignedWebhook,
@@ -167,50 +167,11 @@ def _send_request(request: web.Request, _body: bytes) -> bool:
 
 
 @dataclass
-class Load:
+class Load(CommandTally):
     """What happened to the commands and webhooks, by text."""
 
-    acked: list[str] = field(default_factory=list)  # 200 with an empty body: taken
-    refused: list[tuple[str, str]] = field(default_factory=list)  # 200 saying why not
-    cut: list[str] = field(default_factory=list)  # the connection broke after it was sent
-    other: list[tuple[str, int]] = field(default_factory=list)
-    passed_on: int = 0  # a stopped instance's closed port: sent to the next instance
     hooks: list[str] = field(default_factory=list)  # webhook texts answered 200 somewhere
     hook_answers: dict[str, int] = field(default_factory=dict)
-
-
-async def _command(
-    cluster: Cluster,
-    drivers: Drivers,
-    first: int,
-    phone: str,
-    text: str,
-    load: Load,
-    *,
-    channel: str = SALES_CHANNEL,
-) -> None:
-    """`/sendsms phone text` in `channel` to instance `first`, or the next one whose port is
-    open."""
-    for step in range(len(cluster)):
-        instance = cluster[(first + step) % len(cluster)]
-        try:
-            result = await drivers(instance.url).slash_command(
-                "/sendsms", f"{phone} {text}", user_id=AGENT_USER, channel_id=channel
-            )
-        except httpx.ConnectError:
-            load.passed_on += 1
-            continue
-        except httpx.TransportError:
-            load.cut.append(text)
-            return
-        if result.status == 200 and not result.text:
-            load.acked.append(text)
-        elif result.status == 200:
-            load.refused.append((text, result.text))
-        else:
-            load.other.append((text, result.status))
-        return
-    load.cut.append(text)
 
 
 async def _customer_writes(
@@ -396,7 +357,7 @@ class World:
         text = f"sigterm-{self.run}-send-{self.offered:03d}{HOLD if hold else ''}"
         phone = str(self.send_contacts[self.offered % SEND_CONTACTS].phone)
         channel = HOLD_CHANNEL if hold else SALES_CHANNEL
-        await _command(cluster, self.drivers, 0, phone, text, self.load, channel=channel)
+        await send_command(cluster, self.drivers, 0, phone, text, self.load, channel=channel)
         assert text in self.load.acked, (text, self.load)
         return text
 
@@ -509,7 +470,7 @@ async def _stop_mid_load(w: World, cluster: Cluster, tmp_path: Path) -> None:
 
     async def one_send(index: int) -> None:
         phone, text = sends[index]
-        await _command(cluster, w.drivers, index % INSTANCES, phone, text, load)
+        await send_command(cluster, w.drivers, index % INSTANCES, phone, text, load)
 
     async def one_hook(index: int) -> None:
         contact, text = hooks[index]
