@@ -180,6 +180,17 @@ def build_parser(options_for: Collection[str] = LAZY_COMMANDS) -> argparse.Argum
         description="Run each check and print ✓ or ✗ with the fix in one line. "
         "Exit 0 only when all pass.",
     )
+    commands.add_parser(
+        "keygen",
+        help="print a new TOKEN_ENCRYPTION_KEY",
+        description=textwrap.fill(
+            "Print a new key for TOKEN_ENCRYPTION_KEY (Fernet: 32 random bytes, url-safe "
+            "base64), which encrypts the HighLevel tokens the bridge stores. Give every "
+            "instance the same key and keep it: a lost key means connecting every "
+            "sub-account again.",
+            width=help_width(),
+        ),
+    )
     _add_db_command(commands)
     subparsers = {"sandbox": sandbox, "demo": demo_parser, "doctor": doctor_parser}
     for command in options_for:
@@ -324,6 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(doctor.run(args))
     if args.command == "db":
         return run_db(args)
+    if args.command == "keygen":
+        from cryptography.fernet import Fernet
+
+        print(Fernet.generate_key().decode("ascii"))
+        return 0
     if args.command == "sandbox":
         from bot.sandbox.highlevel import cli as sandbox_cli
 

@@ -19,12 +19,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.cluster import SharedBudget
 from bot.cluster.leases import LeaseKeeper
-from bot.contacts import ContactDirectory
 from bot.deps import Deps
 from bot.health import DatabaseProbe, HealthSource, open_writable_store
-from bot.highlevel import HighLevelClient, RateLimiter
+from bot.highlevel import HighLevelClient, HighLevelOAuth, RateLimiter
 from bot.inbound import InboundService, InboundWorker
-from bot.inbound.polling import InboundPoller
+from bot.inbound.polling import PollingWorker
 from bot.listener_work import ListenerWork
 from bot.observability import BridgeMetrics, Readiness, new_instance_id, program_version
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
@@ -32,9 +31,15 @@ from bot.outbound.intents import ComposeIntents, IntentRecovery
 from bot.posting.pacing import ChannelPacer
 from bot.posting.poster import SlackPoster
 from bot.settings import Settings
-from bot.tenancy import ServedLocations
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.crypto import TokenCipher
+from bot.tenancy.install import InstallOutcome, OAuthInstaller
+from bot.tenancy.lifecycle import AppEvents, LostAccess
+from bot.tenancy.routing import ChannelRouting
+from bot.tenancy.tokens import TokenKeeper
 from bot.webhook_auth import WebhookVerifier
 from bot.workers import PeriodicWorker, Worker, WorkerGroup
+from handlers.oauth import OAuthPages
 from handlers.webhooks import WebhookEndpoint
 from storage import Store, StoreError
 
@@ -106,7 +111,8 @@ class Bridge:
         settings: Settings,
         *,
         store: Store,
-        highlevel: HighLevelClient,
+        accounts: SubAccounts,
+        oauth: HighLevelOAuth | None,
         slack_client: AsyncWebClient,
         bolt_app: AsyncApp,
         workers: WorkerGroup,
@@ -114,10 +120,13 @@ class Bridge:
         webhooks: WebhookEndpoint,
         listener_work: ListenerWork,
         metrics: BridgeMetrics,
+        oauth_pages: OAuthPages,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.highlevel = highlevel
+        self.accounts = accounts
+        self._oauth = oauth
+        self.oauth_pages = oauth_pages
         self.slack_client = slack_client
         self.bolt_app = bolt_app
         self.workers = workers
@@ -151,14 +160,48 @@ class Bridge:
         )
         # Several instances on one PostgreSQL share HighLevel's and Slack's rate limits.
         budget = SharedBudget(store) if store.shared else None
-        highlevel = HighLevelClient(
-            token=settings.ghl_api_token,
-            location_id=settings.ghl_location_id,
-            base_url=settings.ghl_api_url,
-            timeout=highlevel_timeout(settings),
-            observer=metrics,
-            limiter=RateLimiter.for_location(settings.ghl_location_id, budget=budget),
+        pit = settings.pit_location
+        if pit is not None:
+            # The GHL_API_TOKEN sub-account is connected at every start (its token is never
+            # stored: it lives in the settings).
+            await store.save_location(pit[0], auth="pit")
+        oauth: HighLevelOAuth | None = None
+        cipher: TokenCipher | None = None
+        if settings.oauth_enabled:
+            assert settings.ghl_client_id and settings.ghl_client_secret  # noqa: S101
+            assert settings.token_encryption_key is not None  # noqa: S101
+            oauth = HighLevelOAuth(
+                client_id=settings.ghl_client_id,
+                client_secret=settings.ghl_client_secret,
+                base_url=settings.ghl_api_url,
+                timeout=highlevel_timeout(settings),
+            )
+            cipher = TokenCipher(settings.token_encryption_key)
+
+        async def access_lost(location_id: str, reason: str) -> None:
+            await lost.access_lost(location_id, reason)
+
+        keeper = TokenKeeper(
+            store,
+            oauth,
+            cipher,
+            pit=pit,
+            app_id=settings.app_id,
+            on_access_lost=access_lost,
         )
+
+        def make_client(location_id: str) -> HighLevelClient:
+            return HighLevelClient(
+                token=keeper.source(location_id),
+                location_id=location_id,
+                base_url=settings.ghl_api_url,
+                timeout=highlevel_timeout(settings),
+                observer=metrics,
+                limiter=RateLimiter.for_location(location_id, budget=budget),
+            )
+
+        accounts = SubAccounts(store, make_client)
+        routing = ChannelRouting(store, accounts, default_inbox=settings.slack_inbox_channel)
         # One keep-alive connection pool for every Web API call (Bolt's per-request clients
         # reuse the session of `slack_client` too); closed in `aclose`.
         slack_session = aiohttp.ClientSession()
@@ -173,35 +216,62 @@ class Bridge:
             ),
             observer=metrics,
         )
-        presenter = SendPresenter(store=store, poster=poster, outcomes=metrics)
-        outbox = OutboxWorker(
-            store=store, highlevel=highlevel, presenter=presenter, outcomes=metrics
-        )
-        contacts = ContactDirectory(highlevel)
-        outbound = OutboundService(
+        presenter = SendPresenter(store=store, poster=poster, outcomes=metrics, accounts=accounts)
+        install_url = f"{settings.public_url}/ghl/install" if settings.oauth_enabled else None
+        lost = LostAccess(
             store=store,
-            highlevel=highlevel,
-            contacts=contacts,
+            accounts=accounts,
+            routing=routing,
             poster=poster,
             presenter=presenter,
-            location_id=settings.ghl_location_id,
+            reconnect_url=install_url,
+        )
+        installer: OAuthInstaller | None = None
+        if oauth is not None:
+            assert settings.ghl_client_id and settings.oauth_redirect_uri  # noqa: S101
+            installer = OAuthInstaller(
+                store,
+                oauth,
+                keeper,
+                client_id=settings.ghl_client_id,
+                marketplace_url=settings.ghl_marketplace_url,
+                redirect_uri=settings.oauth_redirect_uri,
+                app_id=settings.app_id or "",
+            )
+
+        async def connected(outcome: InstallOutcome) -> None:
+            # Served at once by this instance; the others see it within RELOAD_SECONDS.
+            await accounts.reload()
+
+        oauth_pages = OAuthPages(installer, on_connected=connected)
+        outbox = OutboxWorker(store=store, accounts=accounts, presenter=presenter, outcomes=metrics)
+        connect_hint = (
+            f" An admin can connect one at {install_url} (or `/highlevel connect`)."
+            if install_url
+            else ""
+        )
+        outbound = OutboundService(
+            store=store,
+            accounts=accounts,
+            routing=routing,
+            poster=poster,
+            presenter=presenter,
             wake_worker=outbox.wake,
+            connect_hint=connect_hint,
         )
         inbound_worker = InboundWorker(
             store=store,
             poster=poster,
             presenter=presenter,
-            contacts=contacts,
-            location_id=settings.ghl_location_id,
-            inbox_channel=settings.slack_inbox_channel,
+            accounts=accounts,
+            routing=routing,
         )
-        inbound = InboundService(
-            store=store, wake_worker=inbound_worker.wake, location_id=settings.ghl_location_id
-        )
+        inbound = InboundService(store=store, wake_worker=inbound_worker.wake)
         webhooks = WebhookEndpoint(
             WebhookVerifier(settings.ghl_webhook_public_key),
             inbound,
-            ServedLocations([settings.ghl_location_id]),
+            accounts,
+            app_events=AppEvents(installer, accounts) if installer is not None else None,
         )
         bolt_app = build_bolt_app(settings, slack_client)
         listener_work = ListenerWork()
@@ -211,7 +281,13 @@ class Bridge:
         )
         handlers.register_all(
             bolt_app,
-            Deps(settings=settings, outbound=outbound, contacts=contacts, intents=intents),
+            Deps(
+                settings=settings,
+                outbound=outbound,
+                intents=intents,
+                accounts=accounts,
+                routing=routing,
+            ),
         )
 
         def work_returned() -> None:
@@ -239,17 +315,19 @@ class Bridge:
         ]
         if settings.ghl_poll_seconds > 0:
             workers.append(
-                InboundPoller(
-                    highlevel=highlevel,
+                PollingWorker(
+                    accounts=accounts,
                     inbound=inbound,
                     store=store,
                     interval=settings.ghl_poll_seconds,
+                    legacy_location=pit[0] if pit is not None else None,
                 )
             )
         return cls(
             settings,
             store=store,
-            highlevel=highlevel,
+            accounts=accounts,
+            oauth=oauth,
             slack_client=slack_client,
             bolt_app=bolt_app,
             workers=WorkerGroup(workers),
@@ -257,6 +335,7 @@ class Bridge:
             webhooks=webhooks,
             listener_work=listener_work,
             metrics=metrics,
+            oauth_pages=oauth_pages,
         )
 
     def start(self, *, socket_mode: HealthSource | None = None) -> None:
@@ -324,7 +403,9 @@ class Bridge:
             await self._hand_over()
         self._started = False
         self.webhooks.not_served.flush()  # the count since its last line, not lost at a stop
-        await self.highlevel.aclose()
+        await self.accounts.aclose()
+        if self._oauth is not None:
+            await self._oauth.aclose()
         if self.slack_client.session is not None:
             await self.slack_client.session.close()
         await self.store.close()

@@ -64,6 +64,7 @@ class ComposeField(enum.StrEnum):
     HTML = "html"
     SCHEDULE = "schedule"
     FROM_NUMBER = "from_number"
+    SUB_ACCOUNT = "sub_account"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class Draft:
     html: str = ""
     from_number: str = ""
     schedule_at: int | None = None  # UTC epoch seconds
+    # The HighLevel sub-account (location) to send from; "" lets the channel decide.
+    location_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class ReplyContext:
     email_thread_id: str | None = None
     reply_message_id: str | None = None
     email_reply_mode: EmailReplyMode | None = None
+    # The thread's sub-account; "" in what was saved before sub-accounts were kept here.
+    location_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,7 @@ class CheckedDraft:
     html: str | None
     from_number: str | None
     schedule_at: int | None
+    location_id: str = ""  # "" lets the channel decide (see Draft)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +208,7 @@ def check_draft(
         html=html if is_email and html else None,
         from_number=from_number,
         schedule_at=draft.schedule_at,
+        location_id=draft.location_id,
     )
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeVar
 
+from bot.demo_tenancy import STEP_SUB_ACCOUNTS, play_sub_accounts
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, GRACE_HOPPER_ID, HighLevelSimulator
 from bot.sandbox.slack import DriverResult, SimView, SlackMessage
 from bot.sandbox.stack import (
@@ -141,12 +142,22 @@ async def run(args: argparse.Namespace, *, highlevel: HighLevelSimulator | None 
             await stack.stop()
         threads = await _read_threads(path, stack)
         out.thread_map(threads, names, kept_at=keep)
+        if failure is None:
+            out.line()
+            # A bridge and database of its own (bot/demo_tenancy.py), beside this one.
+            problem = await play_sub_accounts(
+                path.with_name(path.stem + "-subaccounts.sqlite3"),
+                out,
+                step_seconds=float(args.step_timeout),
+            )
+            if problem is not None:
+                failure = StepFailed(problem, STEP_SUB_ACCOUNTS)
     elapsed = time.monotonic() - started
     out.line()
     if failure is not None:
         out.line(out.red(f"✗ Demo failed: step “{failure.step}” did not happen: {failure.reason}"))
         return EXIT_STEP_FAILED
-    out.line(out.green(f"✓ All {len(STEPS)} steps happened in {elapsed:.1f} s."))
+    out.line(out.green(f"✓ All {len(STEPS) + 1} steps happened in {elapsed:.1f} s."))
     return EXIT_OK
 
 

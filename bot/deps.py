@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.contacts import ContactDirectory
 from bot.outbound import OutboundService
 from bot.outbound.intents import ComposeIntents
 from bot.settings import Settings
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.routing import ChannelRouting
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,5 +17,6 @@ class Deps:
 
     settings: Settings
     outbound: OutboundService
-    contacts: ContactDirectory
     intents: ComposeIntents
+    accounts: SubAccounts
+    routing: ChannelRouting

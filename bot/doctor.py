@@ -177,6 +177,10 @@ async def diagnose(
     checks.append(await _highlevel_check(settings))
     checks.append(_webhook_key_check(settings))
     checks += await _store_checks(settings)
+    # Imported here: bot.doctor_accounts builds on this module's Check.
+    from bot.doctor_accounts import account_checks
+
+    checks += await account_checks(settings)
     bridge = await _running_bridge_check(settings)
     if bridge is not None:
         checks.append(bridge)
@@ -367,11 +371,17 @@ async def _app_token_check(settings: Settings) -> Check:
 
 
 async def _highlevel_check(settings: Settings) -> Check:
-    location = settings.ghl_location_id
     url = settings.ghl_api_url
+    if settings.pit_location is None:
+        return Check(
+            HIGHLEVEL_AUTH,
+            True,
+            "no GHL_API_TOKEN: sub-accounts connect through the Marketplace app (/ghl/install)",
+        )
+    location, token = settings.pit_location
     try:
         async with HighLevelClient(
-            token=settings.ghl_api_token,
+            token=token,
             location_id=location,
             base_url=url,
             timeout=httpx.Timeout(NETWORK_TIMEOUT_SECONDS),

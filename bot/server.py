@@ -49,7 +49,8 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def build_web_app(bridge: Bridge, guard: ConnectionGuard | None = None) -> web.Application:
-    """Routes: POST /slack/events, POST /ghl/webhooks, GET /healthz, /readyz and /metrics."""
+    """Routes: POST /slack/events, POST /ghl/webhooks, GET /healthz, /readyz and /metrics,
+    and the HighLevel install's GET /ghl/install and /ghl/oauth/callback."""
     settings = bridge.settings
     app = web.Application(
         client_max_size=SLACK_MAX_BODY_BYTES,
@@ -80,6 +81,8 @@ def build_web_app(bridge: Bridge, guard: ConnectionGuard | None = None) -> web.A
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ghl/install", bridge.oauth_pages.install)
+    app.router.add_get("/ghl/oauth/callback", bridge.oauth_pages.callback)
     app.on_cleanup.append(_close_body_gates)
     return app
 

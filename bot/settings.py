@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import phonenumbers
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storage import validate_database_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_GHL_API_URL = "https://services.leadconnectorhq.com"
+DEFAULT_GHL_MARKETPLACE_URL = "https://marketplace.gohighlevel.com"
 
 
 def highlevel_webhook_key_pem() -> str:
@@ -41,9 +53,29 @@ HINTS: dict[str, str] = {
     "SLACK_API_URL": "set it to an http(s) URL ending in /api/, or leave it unset",
     "SLACK_INBOX_CHANNEL": "set it to a channel ID such as C0123456789",
     "GHL_API_TOKEN": (
-        "set it to a HighLevel Private Integration Token or a sub-account OAuth access token"
+        "set it to a sub-account's Private Integration Token (Settings → Private "
+        "Integrations) and GHL_LOCATION_ID to its location id, or set GHL_CLIENT_ID and "
+        "GHL_CLIENT_SECRET to connect sub-accounts through a Marketplace app"
     ),
-    "GHL_LOCATION_ID": "set it to the HighLevel sub-account (location) id",
+    "GHL_LOCATION_ID": "set it to the HighLevel sub-account (location) id of GHL_API_TOKEN",
+    "GHL_CLIENT_ID": "set it to the Marketplace app's Client ID (Advanced Settings → Auth)",
+    "GHL_CLIENT_SECRET": "set it to the Marketplace app's Client Secret, beside GHL_CLIENT_ID",
+    "GHL_APP_ID": (
+        "set it to the Marketplace app's id, or leave it unset to take the part of "
+        "GHL_CLIENT_ID before its first -"
+    ),
+    "PUBLIC_URL": (
+        "set it to the bridge's public https base URL, such as https://bridge.example.com "
+        "(HighLevel redirects to PUBLIC_URL/ghl/oauth/callback)"
+    ),
+    "GHL_MARKETPLACE_URL": (
+        "set it to an http(s) URL, or leave it unset for https://marketplace.gohighlevel.com"
+    ),
+    "TOKEN_ENCRYPTION_KEY": (
+        "set it to a key printed by `ghl-bridge keygen` (it encrypts the stored HighLevel "
+        "tokens; keep it, and the same on every instance)"
+    ),
+    "ADMIN_SLACK_USERS": "set it to comma-separated Slack user IDs, or leave it unset",
     "GHL_API_URL": "set it to an http(s) URL, or leave it unset for HighLevel's API",
     "GHL_WEBHOOK_PUBLIC_KEY": (
         "set it to an Ed25519 public key in PEM (\\n escapes allowed), or leave it unset "
@@ -107,10 +139,48 @@ class Settings(BaseSettings):
         default=None,
         description="channel ID where inbound conversations with no thread yet are opened",
     )
-    ghl_api_token: SecretStr = Field(
-        description="Private Integration Token or sub-account OAuth access token"
+    ghl_api_token: SecretStr | None = Field(
+        default=None,
+        description="a sub-account's Private Integration Token",
+        json_schema_extra={"default_text": "required unless GHL_CLIENT_ID is set"},
     )
-    ghl_location_id: str = Field(min_length=1, description="sub-account (location) id")
+    ghl_location_id: str | None = Field(
+        default=None,
+        description="the sub-account (location) id of GHL_API_TOKEN",
+        json_schema_extra={"default_text": "required with GHL_API_TOKEN"},
+    )
+    ghl_client_id: str | None = Field(
+        default=None,
+        description="Marketplace app Client ID; with GHL_CLIENT_SECRET, sub-accounts connect "
+        "through OAuth (/ghl/install)",
+    )
+    ghl_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Marketplace app Client Secret",
+        json_schema_extra={"default_text": "required with GHL_CLIENT_ID"},
+    )
+    ghl_app_id: str | None = Field(
+        default=None,
+        description="Marketplace app id (for an agency install's list of sub-accounts)",
+        json_schema_extra={"default_text": "GHL_CLIENT_ID up to its first -"},
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="the bridge's public base URL; OAuth redirects to "
+        "PUBLIC_URL/ghl/oauth/callback",
+        json_schema_extra={"default_text": "required with GHL_CLIENT_ID"},
+    )
+    ghl_marketplace_url: str = Field(
+        default=DEFAULT_GHL_MARKETPLACE_URL,
+        description="HighLevel Marketplace base URL, where /ghl/install sends people to choose "
+        "sub-accounts (the seam to a simulator)",
+    )
+    token_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key encrypting stored HighLevel tokens (`ghl-bridge keygen` prints "
+        "one)",
+        json_schema_extra={"default_text": "required with GHL_CLIENT_ID"},
+    )
     ghl_api_url: str = Field(default=DEFAULT_GHL_API_URL, description="HighLevel API base URL")
     ghl_webhook_public_key: str = Field(
         default_factory=highlevel_webhook_key_pem,
@@ -165,6 +235,12 @@ class Settings(BaseSettings):
         description="optional comma-separated allowlist of Slack channel IDs",
         json_schema_extra={"default_text": "unset (everyone)"},
     )
+    admin_slack_users: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(),
+        description="comma-separated Slack user IDs who may link channels to sub-accounts, "
+        "beside the workspace's admins and owners",
+        json_schema_extra={"default_text": "unset (admins and owners only)"},
+    )
     slack_post_rate: float = Field(
         default=1.0,
         gt=0,
@@ -206,7 +282,9 @@ class Settings(BaseSettings):
         "past that a webhook gets 429 with Retry-After, a Slack request 503",
     )
 
-    @field_validator("allowed_slack_users", "allowed_slack_channels", mode="before")
+    @field_validator(
+        "allowed_slack_users", "allowed_slack_channels", "admin_slack_users", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_ids(value)
@@ -227,19 +305,51 @@ class Settings(BaseSettings):
             raise ValueError("must start with xapp-")
         return value
 
-    @field_validator("slack_signing_secret", "slack_inbox_channel", mode="before")
+    @field_validator(
+        "slack_signing_secret",
+        "slack_inbox_channel",
+        "ghl_api_token",
+        "ghl_location_id",
+        "ghl_client_id",
+        "ghl_client_secret",
+        "ghl_app_id",
+        "public_url",
+        "token_encryption_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
+        return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("ghl_api_token")
+    @field_validator("ghl_location_id", "ghl_client_id", "ghl_app_id")
     @classmethod
-    def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("is empty")
+    def _stripped(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
+
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value().strip().encode("ascii"))
+            except (ValueError, UnicodeEncodeError) as exc:
+                raise ValueError("is not a Fernet key (32 url-safe base64-encoded bytes)") from exc
         return value
 
-    @field_validator("slack_api_url", "ghl_api_url")
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://bridge.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL, without ? or #")
+        return url
+
+    @field_validator("slack_api_url", "ghl_api_url", "ghl_marketplace_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -285,16 +395,110 @@ class Settings(BaseSettings):
             raise ValueError("is not a log level")
         return level
 
+    @field_validator("ghl_marketplace_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _signing_secret_for_http_mode(self) -> Settings:
         if self.slack_app_token is None and self.slack_signing_secret is None:
-            raise ValueError("SLACK_SIGNING_SECRET is required in HTTP mode")
+            raise ValueError("SLACK_SIGNING_SECRET is not set (required in HTTP mode)")
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _highlevel_access_with_other_errors(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+    ) -> Settings:
+        # When other variables are wrong pydantic skips the "after" checks below: the way to
+        # HighLevel is checked on what was given, so one run names every problem.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            problem = highlevel_access_problem(data) if isinstance(data, Mapping) else None
+            errors = exc.errors(include_url=False)
+            if problem is None or any(error["loc"] == () for error in errors):
+                raise
+            line_errors: list[InitErrorDetails] = [
+                {
+                    "type": error["type"],
+                    "loc": error["loc"],
+                    "input": error["input"],
+                    **({"ctx": error["ctx"]} if "ctx" in error else {}),  # type: ignore[typeddict-item]
+                }
+                for error in errors
+            ]
+            line_errors.append(
+                {
+                    "type": PydanticCustomError("highlevel_access", problem),
+                    "loc": (),
+                    "input": data,
+                }
+            )
+            raise ValidationError.from_exception_data(exc.title, line_errors) from None
+
+    @model_validator(mode="after")
+    def _a_way_to_highlevel(self) -> Settings:
+        problem = highlevel_access_problem(self.model_dump())
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def oauth_enabled(self) -> bool:
+        """Sub-accounts connect through the Marketplace app (OAuth)."""
+        return self.ghl_client_id is not None and self.ghl_client_secret is not None
+
+    @property
+    def pit_location(self) -> tuple[str, SecretStr] | None:
+        """The location of GHL_API_TOKEN and the token, when set."""
+        if self.ghl_api_token is None or self.ghl_location_id is None:
+            return None
+        return self.ghl_location_id, self.ghl_api_token
+
+    @property
+    def app_id(self) -> str | None:
+        """GHL_APP_ID, else the Marketplace client id up to its first "-" (HighLevel's shape)."""
+        if self.ghl_app_id:
+            return self.ghl_app_id
+        return self.ghl_client_id.split("-", 1)[0] if self.ghl_client_id else None
+
+    @property
+    def oauth_redirect_uri(self) -> str | None:
+        return f"{self.public_url}/ghl/oauth/callback" if self.public_url else None
 
     @property
     def socket_mode(self) -> bool:
         """Slack traffic arrives over Socket Mode rather than HTTP."""
         return self.slack_app_token is not None
+
+
+def highlevel_access_problem(values: Mapping[str, object]) -> str | None:
+    """What is missing to reach HighLevel, from field-named values (None or "" is unset).
+
+    One sub-account by Private Integration Token, sub-accounts through OAuth, or both. A plain
+    function of the values, so that `describe_errors` can name it even when other variables
+    are wrong too (pydantic skips the model's own checks then).
+    """
+
+    def given(name: str) -> bool:
+        value = values.get(name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return value is not None and str(value).strip() != ""
+
+    if given("ghl_client_id") or given("ghl_client_secret"):
+        for name in ("ghl_client_id", "ghl_client_secret", "public_url", "token_encryption_key"):
+            if not given(name):
+                return f"{name.upper()} is not set (required with a Marketplace app)"
+    if given("ghl_api_token") and not given("ghl_location_id"):
+        return "GHL_LOCATION_ID is not set (required with GHL_API_TOKEN)"
+    if given("ghl_location_id") and not given("ghl_api_token"):
+        return "GHL_API_TOKEN is not set (required with GHL_LOCATION_ID)"
+    if not given("ghl_api_token") and not given("ghl_client_id"):
+        return "GHL_API_TOKEN is not set"
+    return None
 
 
 class SettingsError(Exception):
@@ -322,9 +526,9 @@ def describe_errors(exc: ValidationError) -> list[str]:
             name = str(error["loc"][0]).upper()
             problem = "is not set" if error["type"] == "missing" else _reason(error["msg"])
         else:
-            # Cross-field rule: its message names the variable.
-            name = "SLACK_SIGNING_SECRET"
-            problem = "is not set (required in HTTP mode)"
+            # Cross-field rule: its message starts with the variable's name.
+            name, _, problem = error["msg"].removeprefix("Value error, ").partition(" ")
+            name = name.upper()
         if name in seen:
             continue
         seen.add(name)

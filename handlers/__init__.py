@@ -5,13 +5,14 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
-from handlers import access, commands, compose, shortcuts, thread_actions
+from handlers import access, commands, compose, highlevel, shortcuts, thread_actions
 
 
 def register_all(app: AsyncApp, deps: Deps) -> None:
     """Attach every surface's listeners to `app`; the allowlist goes first."""
     access.register(app, deps)
     commands.register(app, deps)
+    highlevel.register(app, deps)
     compose.register(app, deps)
     thread_actions.register(app, deps)
     shortcuts.register(app, deps)

@@ -19,7 +19,7 @@ from bot.outbound.intents import Notice, QuickSendIntent
 from bot.recipients import RecipientError, RecipientKind, split_recipient
 from bot.ui.help_builder import usage_blocks, usage_text
 from bot.ui.notice_builder import error_notice
-from handlers.compose import narrow_to_contact, open_composer
+from handlers.compose import narrow_to_contact, open_composer, sub_account_choices
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     async def compose(client: AsyncWebClient, command: dict[str, Any], draft: Draft) -> None:
         context = ComposeContext(channel_id=command["channel_id"])
-        view_id = await open_composer(client, command["trigger_id"], draft, context)
-        if view_id and draft.recipient:
-            await narrow_to_contact(deps, client, view_id, draft, context)
+        origin = SlackOrigin(
+            team_id=command.get("team_id", ""),
+            channel_id=command["channel_id"],
+            user_id=command["user_id"],
+        )
+        # Several sub-accounts and an unlinked channel: the composer asks which one.
+        choices = await sub_account_choices(deps, origin.team_id, origin.channel_id, context)
+        view_id = await open_composer(
+            client, command["trigger_id"], draft, context, sub_accounts=choices
+        )
+        if view_id and draft.recipient and not choices:
+            await narrow_to_contact(deps, client, view_id, draft, context, origin)
 
     @app.command("/sendsms")
     async def sendsms(

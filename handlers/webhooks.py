@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from bot.highlevel import HighLevelError
 from bot.inbound import InboundService
-from bot.tenancy import ServedLocations
 from bot.webhook_auth import WebhookRejected, WebhookVerifier
 from storage import StoreError
 
@@ -24,6 +26,8 @@ RETRY_AFTER_SECONDS = "5"
 NOT_SERVED_LOG_INTERVAL_SECONDS = 60.0
 _LOCATIONS_NAMED = 5
 _LOCATION_ID_SHOWN = 40
+# The Marketplace app's own events: a sub-account installed or uninstalled it.
+APP_EVENTS = frozenset({"INSTALL", "UNINSTALL"})
 # The answers to a stored (or duplicate) webhook, encoded once rather than per request.
 _ANSWERS = {stored: json.dumps({"ok": True, "stored": stored}).encode() for stored in (True, False)}
 
@@ -81,6 +85,19 @@ def _shown_location(location_id: object) -> str:
     return shown
 
 
+class ServedCheck(Protocol):
+    """Which sub-accounts' events are ours (`bot.tenancy.SubAccounts`)."""
+
+    async def serves(self, event: Mapping[str, Any]) -> bool: ...
+    async def webhook_seen(self, location_id: str) -> None: ...
+
+
+class AppEventHandler(Protocol):
+    """Carries out an INSTALL or UNINSTALL event (`bot.tenancy.install.OAuthInstaller`)."""
+
+    async def app_event(self, event_type: str, payload: Mapping[str, Any]) -> None: ...
+
+
 class WebhookEndpoint:
     """The aiohttp handler for HighLevel webhooks."""
 
@@ -88,13 +105,15 @@ class WebhookEndpoint:
         self,
         verifier: WebhookVerifier,
         inbound: InboundService,
-        served: ServedLocations,
+        served: ServedCheck,
         *,
+        app_events: AppEventHandler | None = None,
         not_served: NotServedTally | None = None,
     ) -> None:
         self._verifier = verifier
         self._inbound = inbound
         self._served = served
+        self._app_events = app_events
         self.not_served = not_served or NotServedTally()
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -104,7 +123,9 @@ class WebhookEndpoint:
         except WebhookRejected as exc:
             log.info("rejected a HighLevel webhook: %s", exc.reason)
             return web.json_response({"error": exc.reason}, status=401)
-        if not self._served.serves(webhook.payload):
+        if webhook.event_type in APP_EVENTS:
+            return await self._app_event(webhook.event_type, webhook.payload)
+        if not await self._served.serves(webhook.payload):
             # Genuine, but another sub-account's (or nobody's): never stored, never shown. 200,
             # because anything else makes HighLevel retry (429) or give up noisily.
             self.not_served.add(webhook.payload.get("locationId"))
@@ -122,4 +143,24 @@ class WebhookEndpoint:
             return web.json_response(
                 {"error": "busy"}, status=429, headers={"Retry-After": RETRY_AFTER_SECONDS}
             )
+        with contextlib.suppress(StoreError):  # a nicety for /highlevel status; it is stored
+            await self._served.webhook_seen(webhook.payload["locationId"])
         return web.Response(body=_ANSWERS[stored], content_type="application/json", charset="utf-8")
+
+    async def _app_event(self, event_type: str, payload: Mapping[str, Any]) -> web.Response:
+        if self._app_events is None:
+            # A bridge without the Marketplace app has no installs to keep track of.
+            return web.json_response({"ok": True, "stored": False, "ignored": "no_oauth"})
+        try:
+            await self._app_events.app_event(event_type, payload)
+        except (StoreError, HighLevelError) as exc:
+            # Carried out before the answer, so a failure asks HighLevel to send it again.
+            log.warning(
+                "could not carry out a HighLevel %s event (%s); asking for it again",
+                event_type,
+                exc,
+            )
+            return web.json_response(
+                {"error": "busy"}, status=429, headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        return web.json_response({"ok": True, "stored": False, "handled": event_type})

@@ -1,5 +1,6 @@
 """Persistence of ghl-bridge: Slack thread <-> HighLevel contact map, messages, send outbox,
-delivery dedupe and key/value cursors. All SQL of the project lives in this package.
+delivery dedupe, key/value cursors, and tenancy (locations, companies, channel links). All
+SQL of the project lives in this package.
 
 Open with `store = await open_store(settings.database_url)` (sqlite:///… or postgresql://…);
 type against `Store`.
@@ -17,16 +18,22 @@ from storage._protocol import Store
 from storage._records import (
     INTENT_QUEUED,
     UNSET,
+    ChannelLink,
+    CompanyRecord,
     ComposeIntent,
+    ConnectionStatus,
     InboundBacklog,
     InboundEvent,
     InboundState,
     IntentState,
+    LocationAuth,
+    LocationRecord,
     MessageDirection,
     MessageRecord,
     OutboxEntry,
     OutboxState,
     ThreadRecord,
+    TokenScope,
     Unset,
 )
 from storage._sqlite import SqliteStore
@@ -51,13 +58,18 @@ __all__ = [
     "MIGRATIONS",
     "UNSET",
     "BudgetGrant",
+    "ChannelLink",
+    "CompanyRecord",
     "ComposeIntent",
     "ConflictError",
+    "ConnectionStatus",
     "HandOver",
     "InboundBacklog",
     "InboundEvent",
     "InboundState",
     "IntentState",
+    "LocationAuth",
+    "LocationRecord",
     "MessageDirection",
     "MessageRecord",
     "Migration",
@@ -71,6 +83,7 @@ __all__ = [
     "StoreError",
     "Takeover",
     "ThreadRecord",
+    "TokenScope",
     "Unset",
     "copy_database",
     "create_store",

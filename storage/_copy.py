@@ -41,6 +41,9 @@ COPIED_TABLES: tuple[str, ...] = (
     "kv_store",
     "compose_intents",
     "rate_budgets",
+    "ghl_companies",
+    "ghl_locations",
+    "slack_channel_links",
 )
 
 DEFAULT_BATCH_SIZE = 1000

@@ -12,6 +12,7 @@ from storage._errors import NotFoundError
 from storage._intents import _close_intent
 from storage._outbox_sql import (
     _CLOSE_INTENT_INSERT_ENTRY,
+    _FAIL_UNSENT_FOR_LOCATION,
     _INSERT_ENTRY,
     _KEEP_SHOW_LEASE,
     _MARK_SENT,
@@ -302,6 +303,14 @@ class OutboxMixin(StoreBase):
 
         # One compare-and-set UPDATE: race-free without the serial lock.
         return _outbox(await self._single_write_op(transition))
+
+    async def fail_unsent_for_location(self, location_id: str, reason: str) -> list[OutboxEntry]:
+        """The location's access is lost: its pending sends (never sent, not claimed) become
+        'failed' with `reason`; returned by id, for their posts to show them as not sent."""
+        params = {"location_id": location_id, "reason": reason, "now": self._clock()}
+        # One UPDATE testing the state: an entry claimed meanwhile ('sending') is left out.
+        rows = await self._single_write_op(lambda db: _all(db, _FAIL_UNSENT_FOR_LOCATION, params))
+        return sorted((_outbox(row) for row in rows), key=lambda entry: entry.id)
 
     async def set_outbox_thread(self, outbox_id: int, thread_id: int) -> OutboxEntry:
         """Link an entry to the thread the worker found or opened for it."""

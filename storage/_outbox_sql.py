@@ -136,6 +136,18 @@ _SET_SLACK_TS_SHOWN = f"""
     FROM entry LEFT JOIN outbox AS seen ON seen.id = entry.id
 """  # noqa: S608 - only constants of this module are formatted in
 
+# A location's access is lost: its sends never sent are failed (shown as not sent). 'pending'
+# entries were never sent (a retry's pending was not acted on, or proved not received) and
+# hold no claim (claim_next makes one 'sending'; a return to pending drops the claim); the
+# lease test only keeps a claim that is still live out of it, should one ever be left.
+# 'sending' and 'unknown' entries may have reached HighLevel and are left alone.
+_FAIL_UNSENT_FOR_LOCATION = """
+    UPDATE outbox SET state = 'failed', last_error = :reason, updated_at = :now
+    WHERE location_id = :location_id AND state = 'pending'
+      AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < :now)
+    RETURNING *
+"""
+
 _RECOVERY_ERROR = "process stopped while sending; the request may have reached HighLevel"
 
 _INSERT_ENTRY = """

@@ -10,15 +10,21 @@ from storage._budgets import BudgetGrant
 from storage._leases import HandOver, Takeover
 from storage._records import (
     UNSET,
+    ChannelLink,
+    CompanyRecord,
     ComposeIntent,
+    ConnectionStatus,
     InboundBacklog,
     InboundEvent,
     InboundState,
+    LocationAuth,
+    LocationRecord,
     MessageDirection,
     MessageRecord,
     OutboxEntry,
     OutboxState,
     ThreadRecord,
+    TokenScope,
     Unset,
 )
 
@@ -196,6 +202,9 @@ class Store(Protocol):
     async def next_outbox_due_at(self) -> float | None: ...
     async def count_outbox_by_state(self) -> dict[OutboxState, int]: ...
     async def recover_after_crash(self) -> int: ...
+    async def fail_unsent_for_location(
+        self, location_id: str, reason: str
+    ) -> list[OutboxEntry]: ...
 
     # claim leases
     async def renew_leases(self) -> int: ...
@@ -217,6 +226,63 @@ class Store(Protocol):
     async def hold_budget(
         self, key: str, *, seconds: float, rate: float, burst: int, now: float | None = None
     ) -> None: ...
+
+    # tenancy: locations, companies, token refresh leases, channel links
+    async def save_location(
+        self,
+        location_id: str,
+        *,
+        auth: LocationAuth,
+        name: str | None = None,
+        company_id: str | None = None,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+        expires_at: float | None = None,
+    ) -> LocationRecord: ...
+    async def get_location(self, location_id: str) -> LocationRecord | None: ...
+    async def list_locations(
+        self, *, status: ConnectionStatus | None = None
+    ) -> list[LocationRecord]: ...
+    async def set_location_name(self, location_id: str, name: str) -> None: ...
+    async def disconnect_location(self, location_id: str, reason: str) -> bool: ...
+    async def claim_disconnect_notice(self, location_id: str) -> bool: ...
+    async def set_location_inbox(self, location_id: str, team_id: str, channel_id: str) -> None: ...
+    async def note_location_seen(
+        self,
+        location_id: str,
+        *,
+        webhook_at: float | None = None,
+        poll_at: float | None = None,
+    ) -> None: ...
+    async def save_company(
+        self,
+        company_id: str,
+        *,
+        name: str | None = None,
+        access_token: str,
+        refresh_token: str | None,
+        expires_at: float,
+    ) -> CompanyRecord: ...
+    async def get_company(self, company_id: str) -> CompanyRecord | None: ...
+    async def disconnect_company(self, company_id: str, reason: str) -> bool: ...
+    async def begin_token_refresh(
+        self, scope: TokenScope, key: str, *, seen_version: int, lease_seconds: float
+    ) -> bool: ...
+    async def finish_token_refresh(
+        self,
+        scope: TokenScope,
+        key: str,
+        *,
+        access_token: str,
+        refresh_token: str | None,
+        expires_at: float,
+    ) -> int: ...
+    async def abandon_token_refresh(self, scope: TokenScope, key: str) -> None: ...
+    async def link_channel(
+        self, team_id: str, channel_id: str, location_id: str, *, linked_by: str
+    ) -> ChannelLink: ...
+    async def get_channel_link(self, team_id: str, channel_id: str) -> ChannelLink | None: ...
+    async def list_channel_links(self, *, location_id: str | None = None) -> list[ChannelLink]: ...
 
     # compose intents
     async def open_intent(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 
 class _Unset(enum.Enum):
@@ -194,3 +194,75 @@ class InboundBacklog:
     processing: int
     oldest_pending_received_at: float | None
     """When the longest-waiting pending event was stored; None while none is pending."""
+
+
+LocationAuth = Literal["pit", "location", "company"]
+"""How a location's access is held: the private integration token of the settings, an OAuth
+Location token, or a Location token minted from its agency's Company token."""
+
+ConnectionStatus = Literal["connected", "disconnected"]
+
+TokenScope = Literal["location", "company"]
+"""Whose token a refresh lease is for: a location's or an agency company's."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocationRecord:
+    """One HighLevel sub-account (location) the bridge works for, with its (encrypted) tokens.
+
+    Tokens are opaque ciphertext: the store never sees them in plain text.
+    """
+
+    location_id: str
+    name: str | None
+    company_id: str | None
+    auth: LocationAuth
+    status: ConnectionStatus
+    access_token: str | None
+    """Ciphertext; None for "pit" (the token is in the settings) and once disconnected."""
+    refresh_token: str | None
+    """Ciphertext; None for "pit" and "company" (a minted token is minted again, not refreshed)."""
+    expires_at: float | None
+    obtained_at: float | None
+    """When the current access token was obtained."""
+    token_version: int
+    """+1 at every new access token: what a refresh saw, so that only one refreshes it."""
+    inbox_team_id: str | None
+    inbox_channel_id: str | None
+    disconnected_reason: str | None
+    disconnect_notified: bool
+    """Whether the Slack channels were told of the current disconnection (see
+    claim_disconnect_notice)."""
+    last_webhook_at: float | None
+    last_poll_at: float | None
+    connected_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyRecord:
+    """One HighLevel agency (company) whose Company token connects its locations."""
+
+    company_id: str
+    name: str | None
+    status: ConnectionStatus
+    access_token: str | None
+    """Ciphertext; None once disconnected."""
+    refresh_token: str | None
+    """Ciphertext; None once disconnected."""
+    expires_at: float | None
+    obtained_at: float | None
+    token_version: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLink:
+    """A Slack channel that belongs to one location: its sends go there, its threads open there."""
+
+    team_id: str
+    channel_id: str
+    location_id: str
+    linked_by: str
+    """The Slack user id of who linked it."""
+    linked_at: float

@@ -40,6 +40,7 @@ from storage._sqlite_thread import (
     _run_transaction,
     _StoreLock,
 )
+from storage._tenancy import TenancyMixin
 from storage._threads import ThreadsMixin
 from storage._url import MEMORY
 
@@ -65,6 +66,7 @@ class SqliteStore(
     DedupeMixin,
     LeasesMixin,
     BudgetsMixin,
+    TenancyMixin,
 ):
     """The store on one SQLite file, through a single aiosqlite connection.
 

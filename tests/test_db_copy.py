@@ -61,7 +61,7 @@ def second_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 async def fill(store: SqliteStore, clock: FakeClock) -> None:
     """A bridge's life in brief: threads, sends in every state, messages, events, marks,
-    key/value entries, compose intents and rate budgets."""
+    key/value entries, compose intents, rate budgets, locations, companies, channel links."""
     threads = []
     for n in range(3):
         threads.append(
@@ -165,6 +165,22 @@ async def fill(store: SqliteStore, clock: FakeClock) -> None:
     assert await store.close_intent("intent-done", "sent")
     assert (await store.take_budget("ghl:loc-1", rate=10, burst=5)).granted
     await store.hold_budget("slack:T1:C1", seconds=30, rate=1, burst=1)
+    # Tenancy: an agency, its locations (one lost and told), channel links, a refresh lease.
+    await store.save_company(
+        "co-1", name="Agency", access_token=TOKEN, refresh_token=TOKEN, expires_at=clock() + 86_400
+    )
+    await store.save_location("loc-1", auth="company", company_id="co-1", access_token=TOKEN)
+    await store.save_location(
+        "loc-2", auth="location", name="Uptown", access_token=TOKEN, refresh_token=TOKEN
+    )
+    await store.save_location("loc-pit", auth="pit", name="Main")
+    await store.set_location_inbox("loc-1", "T1", "C2")
+    await store.note_location_seen("loc-1", webhook_at=clock(), poll_at=clock() - 1)
+    assert await store.begin_token_refresh("location", "loc-1", seen_version=1, lease_seconds=60)
+    assert await store.disconnect_location("loc-2", "invalid_grant")
+    assert await store.claim_disconnect_notice("loc-2")
+    await store.link_channel("T1", "C1", "loc-1", linked_by="U1")
+    await store.link_channel("T1", "C3", "loc-2", linked_by="U2")
 
 
 async def filled_sqlite(path: Path, clock: FakeClock) -> str:

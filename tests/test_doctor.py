@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import io
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from bot import doctor
 from bot.doctor import Check, ManifestError, describe_age, diagnose, read_bot_scopes, render
@@ -522,3 +524,90 @@ settings:
 def test_refuses_what_it_does_not_understand(text: str) -> None:
     with pytest.raises(ManifestError):
         read_bot_scopes(text)
+
+
+# ----------------------------------------------------------------------------- sub-accounts
+
+
+async def test_an_oauth_bridge_reports_each_sub_account(tmp_path: Path) -> None:
+    from bot.doctor_accounts import MARKETPLACE, account_checks
+    from bot.sandbox.stack import SALES_CHANNEL, SandboxStack
+    from bot.tenancy.crypto import generate_key
+
+    sim = HighLevelSimulator(locations=3)
+    async with SandboxStack(tmp_path / "bridge.sqlite3", highlevel=sim, oauth=True) as stack:
+        assert stack.settings is not None
+        settings = stack.settings
+        page = await stack.install(company=True)
+        assert page.status == 200
+        store = await open_store(settings.database_url)
+        try:
+            await store.link_channel(
+                stack.slack.team_id, SALES_CHANNEL, sim.location_id, linked_by="U0AGENT"
+            )
+        finally:
+            await store.close()
+        await sim.uninstall(sim.location_ids[2])
+        await sim.drain_webhooks()
+        searches = len(sim.requests_to("GET", "/conversations/search"))
+
+        checks = await diagnose(lambda: settings, manifest_path=MANIFEST)
+        by_name = {c.name: c for c in checks}
+        assert by_name[MARKETPLACE].ok
+        assert f"{stack.bridge_url}/ghl/oauth/callback" in by_name[MARKETPLACE].detail
+        dental = by_name["sub-account Sandbox Dental (sbxLocation000000001)"]
+        assert dental.ok, dental
+        assert "agency (Company) OAuth" in dental.detail
+        assert "expires in 24.0 h" in dental.detail
+        assert f"<#{SALES_CHANNEL}>" in dental.detail
+        assert "reads conversations" in dental.detail
+        plumbing = by_name["sub-account Sandbox Plumbing (sbxLocation000000002)"]
+        assert plumbing.ok and "no linked channel" in plumbing.detail
+        realty = by_name["sub-account Sandbox Realty (sbxLocation000000003)"]
+        assert not realty.ok
+        assert "disconnected (the app was uninstalled)" in realty.detail
+        assert realty.fix is not None and "/ghl/install" in realty.fix
+        assert doctor.exit_code(checks) == doctor.EXIT_BROKEN
+        # One call per connected sub-account, each with its own token; no refresh.
+        calls = sim.requests_to("GET", "/conversations/search")[searches:]
+        assert sorted(r.query["locationId"] for r in calls) == sim.location_ids[:2]
+        refreshes = sim.oauth.counters.refreshes
+
+        # A token about to expire is reported, not used and not refreshed.
+        later = await account_checks(settings, clock=lambda: time.time() + 86_399 - 30)
+        soon = {c.name: c for c in later}["sub-account Sandbox Dental (sbxLocation000000001)"]
+        assert soon.ok and "not called" in soon.detail and "expires in" in soon.detail
+        assert len(sim.requests_to("GET", "/conversations/search")) == searches + 2
+        assert sim.oauth.counters.refreshes == refreshes
+
+        # Another TOKEN_ENCRYPTION_KEY cannot read the stored tokens: said so.
+        wrong = settings.model_copy(update={"token_encryption_key": SecretStr(generate_key())})
+        found = {c.name: c for c in await account_checks(wrong)}
+        assert not found["sub-account Sandbox Dental (sbxLocation000000001)"].ok
+        assert (
+            "cannot be decrypted"
+            in found["sub-account Sandbox Dental (sbxLocation000000001)"].detail
+        )
+        bad_key = settings.model_copy(update={"token_encryption_key": SecretStr("short")})
+        assert not (await account_checks(bad_key))[0].ok
+
+
+async def test_an_oauth_bridge_with_nothing_connected_says_how_to_connect(
+    tmp_path: Path,
+) -> None:
+    from bot.doctor_accounts import SUB_ACCOUNT, account_checks
+    from bot.sandbox.stack import SandboxStack
+
+    async with SandboxStack(
+        tmp_path / "bridge.sqlite3", highlevel=HighLevelSimulator(locations=2), oauth=True
+    ) as stack:
+        assert stack.settings is not None
+        checks = await account_checks(stack.settings)
+    assert [(c.name, c.ok) for c in checks] == [("Marketplace app", True), (SUB_ACCOUNT, False)]
+    assert checks[1].fix is not None and f"{stack.bridge_url}/ghl/install" in checks[1].fix
+
+
+async def test_a_pit_bridge_has_no_sub_account_checks(good: dict[str, Any]) -> None:
+    from bot.doctor_accounts import account_checks
+
+    assert await account_checks(loader(good)()) == []

@@ -15,13 +15,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.app import Bridge
-from bot.contacts import ContactDirectory
 from bot.deps import Deps
 from bot.doctor import read_bot_scopes
 from bot.outbound import OutboundService
 from bot.outbound.intents import ComposeIntents
 from bot.server import build_web_app
 from bot.settings import Settings
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.routing import ChannelRouting
 from bot.ui.thread_builder import CANCEL_ACTION, REPLY_ACTION, RESEND_ACTION, RETRY_ACTION
 from handlers.shortcuts import REPLY_SHORTCUT
 
@@ -137,8 +138,9 @@ def recorder(tmp_path: Path) -> ListenerRecorder:
     deps = Deps(
         settings=settings_for(tmp_path),
         outbound=cast(OutboundService, object()),  # only stored while registering
-        contacts=cast(ContactDirectory, object()),
         intents=cast(ComposeIntents, object()),
+        accounts=cast(SubAccounts, object()),
+        routing=cast(ChannelRouting, object()),
     )
     handlers.register_all(cast(AsyncApp, recording), deps)
     return recording
@@ -283,3 +285,14 @@ def test_manifest_has_what_slack_requires() -> None:
     assert isinstance(settings["socket_mode_enabled"], bool)
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False
+
+
+def test_the_highlevel_command_says_what_it_takes() -> None:
+    command = next(
+        c for c in manifest()["features"]["slash_commands"] if c["command"] == "/highlevel"
+    )
+    for word in ("status", "connect", "link", "inbox", "help"):
+        assert word in command["usage_hint"]
+    # users.info tells who may link channels: the scan must see that call.
+    assert "users.info" in web_api_methods_called()
+    assert "users:read" in manifest()["oauth_config"]["scopes"]["bot"]

@@ -185,7 +185,7 @@ async def test_the_cursor_survives_and_a_seen_message_is_not_queued_again(
 ) -> None:
     message = await reply(sim, "once", minutes_ago(1))
     assert await poller.poll_once() == 1
-    stored = await store.kv_get(polling.CURSOR_KEY)
+    stored = await store.kv_get(f"{polling.CURSOR_KEY}:{sim.location_id}")
     assert stored is not None
     # HighLevel's dates have milliseconds.
     assert float(stored) == pytest.approx(message.date_added.timestamp(), abs=0.001)

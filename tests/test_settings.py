@@ -52,6 +52,7 @@ def test_secrets_are_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert "pit-test-token" not in repr(settings)
     assert "xoxb-test-token" not in str(settings.model_dump())
+    assert settings.ghl_api_token is not None
     assert settings.ghl_api_token.get_secret_value() == "pit-test-token"
 
 
@@ -173,3 +174,106 @@ def test_every_setting_is_described_and_in_the_readme_table_with_its_default() -
         assert variable in table, f"{variable} is missing from the README's Configuration table"
         assert shown_default(field) in table[variable], variable
     assert set(table) == {name.upper() for name in Settings.model_fields}
+
+
+# ------------------------------------------------------------------ sub-accounts through OAuth
+
+SLACK_ONLY = {k: v for k, v in REQUIRED.items() if k.startswith("SLACK_")}
+FERNET_KEY = "8hZz1nC2P0oS0wK3oHc5z2o9fQp4m8Z0h6mJ8vA0b1c="
+OAUTH = {
+    **SLACK_ONLY,
+    "GHL_CLIENT_ID": "64f8aa11bb22cc33dd44ee55-lmn0pq1r",
+    "GHL_CLIENT_SECRET": "client-secret",
+    "PUBLIC_URL": "https://bridge.example.com/",
+    "TOKEN_ENCRYPTION_KEY": FERNET_KEY,
+}
+
+
+def test_a_marketplace_app_needs_no_private_integration_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, OAUTH)
+    settings = load_settings()
+    assert settings.oauth_enabled
+    assert settings.pit_location is None
+    assert settings.public_url == "https://bridge.example.com"  # no trailing slash
+    assert settings.oauth_redirect_uri == "https://bridge.example.com/ghl/oauth/callback"
+    assert settings.app_id == "64f8aa11bb22cc33dd44ee55"  # the client id up to its first "-"
+    assert settings.ghl_marketplace_url == "https://marketplace.gohighlevel.com"
+    assert "client-secret" not in repr(settings)
+    assert FERNET_KEY not in repr(settings)
+
+
+def test_both_ways_at_once_serve_the_token_s_sub_account_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, {**OAUTH, "GHL_API_TOKEN": "pit-1", "GHL_LOCATION_ID": "loc-1"})
+    settings = load_settings(ghl_app_id="explicit-app")
+    assert settings.oauth_enabled
+    assert settings.pit_location is not None and settings.pit_location[0] == "loc-1"
+    assert settings.app_id == "explicit-app"
+
+
+@pytest.mark.parametrize("missing", ["GHL_CLIENT_SECRET", "PUBLIC_URL", "TOKEN_ENCRYPTION_KEY"])
+def test_a_marketplace_app_without_one_of_its_settings_names_it(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _set(monkeypatch, {k: v for k, v in OAUTH.items() if k != missing})
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert len(raised.value.lines) == 1
+    assert raised.value.lines[0].startswith(
+        f"ghl-bridge: {missing} is not set (required with a Marketplace app): "
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("TOKEN_ENCRYPTION_KEY", "not-a-key", "is not a Fernet key"),
+        ("TOKEN_ENCRYPTION_KEY", "c2hvcnQ=", "is not a Fernet key"),
+        ("PUBLIC_URL", "bridge.example.com", "must be an http(s) URL"),
+        ("PUBLIC_URL", "https://bridge.example.com/?x=1", "must be a base URL"),
+        ("GHL_MARKETPLACE_URL", "marketplace", "must be an http(s) URL"),
+    ],
+)
+def test_a_malformed_marketplace_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, problem: str
+) -> None:
+    _set(monkeypatch, {**OAUTH, variable: value})
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert raised.value.lines == [
+        line for line in raised.value.lines if line.startswith(f"ghl-bridge: {variable} {problem}")
+    ]
+    assert len(raised.value.lines) == 1
+
+
+def test_a_token_without_its_location_and_other_errors_are_all_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, {**REQUIRED, "SLACK_BOT_TOKEN": "not-a-bot-token", "GHL_LOCATION_ID": ""})
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    names = [line.split()[1] for line in raised.value.lines]
+    assert names == ["SLACK_BOT_TOKEN", "GHL_LOCATION_ID"]
+    assert "required with GHL_API_TOKEN" in raised.value.lines[1]
+
+
+def test_keygen_prints_a_key_the_settings_take(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GHL_"))}
+    printed = subprocess.run(
+        [sys.executable, "-m", "bot", "keygen"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert len(printed) == 1
+    settings = load_settings(
+        **{k.lower(): v for k, v in OAUTH.items()} | {"token_encryption_key": printed[0]}
+    )
+    assert settings.token_encryption_key is not None
+    assert settings.token_encryption_key.get_secret_value() == printed[0]

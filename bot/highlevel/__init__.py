@@ -11,10 +11,19 @@ Errors: one tree rooted at ``HighLevelError`` — read its module docstring (``_
 all ``may_have_acted`` before retrying a failed send.
 """
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, HighLevelClient, RequestObserver
+from ._client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    HighLevelClient,
+    RequestObserver,
+    StaticToken,
+    TokenSource,
+)
 from ._errors import (
+    AccessLostError,
     AuthError,
     HighLevelError,
+    InvalidGrantError,
     NotFoundError,
     RateLimitedError,
     ServerError,
@@ -42,11 +51,13 @@ from ._models import (
     UpsertContactRequest,
     UpsertContactResponse,
 )
+from ._oauth import HighLevelOAuth, InstalledLocation, TokenGrant
 from ._ratelimit import RateLimiter
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
+    "AccessLostError",
     "AuthError",
     "CancelScheduledResponse",
     "Contact",
@@ -58,6 +69,9 @@ __all__ = [
     "ForwardConfig",
     "HighLevelClient",
     "HighLevelError",
+    "HighLevelOAuth",
+    "InstalledLocation",
+    "InvalidGrantError",
     "Message",
     "MessageChannel",
     "MessageMeta",
@@ -71,6 +85,9 @@ __all__ = [
     "SendMessageRequest",
     "SendMessageResponse",
     "ServerError",
+    "StaticToken",
+    "TokenGrant",
+    "TokenSource",
     "UnavailableError",
     "UploadAttachmentsResponse",
     "UpsertContactRequest",

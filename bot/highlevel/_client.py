@@ -37,7 +37,14 @@ from ._models import (
 from ._ratelimit import RateLimiter
 from ._transport import AiohttpTransport
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "HighLevelClient", "RequestObserver"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "HighLevelClient",
+    "RequestObserver",
+    "StaticToken",
+    "TokenSource",
+]
 
 logger = logging.getLogger("bot.highlevel")
 
@@ -73,6 +80,40 @@ class RequestObserver(Protocol):
     ) -> None: ...
 
 
+class TokenSource(Protocol):
+    """Where a location's access token comes from: a static Private Integration Token, or an
+    OAuth token that expires and is refreshed (`bot.tenancy.tokens`)."""
+
+    async def access_token(self) -> SecretStr:
+        """The token to send now (refreshed first when it is about to expire)."""
+        ...
+
+    async def refreshed(self, rejected: SecretStr) -> SecretStr | None:
+        """HighLevel answered 401 to `rejected`: a newer token to try once, or None when there
+        is none (the 401 stands). Raises `AccessLostError` when the location's access is gone."""
+        ...
+
+    async def refused(self, rejected: SecretStr) -> None:
+        """HighLevel answered 401 even to a token fresh from `refreshed`."""
+        ...
+
+
+class StaticToken:
+    """A token that never changes (a Private Integration Token): a 401 stands."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    async def access_token(self) -> SecretStr:
+        return self._token
+
+    async def refreshed(self, rejected: SecretStr) -> SecretStr | None:
+        return None
+
+    async def refused(self, rejected: SecretStr) -> None:
+        return None
+
+
 class _Kind(enum.Enum):
     READ = "read"
     """Safe to repeat: retried on 429, 5xx, connection errors and timeouts."""
@@ -86,13 +127,15 @@ class HighLevelClient:
     Every request first waits on the location's ``RateLimiter``. Reads are retried with jittered
     exponential backoff; writes (send, upload, upsert, cancel) are retried only after a 429 or a
     failure to connect, because a retried send after a timeout or 5xx could text a customer twice.
+    A 401 is answered before HighLevel acts, so any request answered 401 is made once more with
+    the token ``TokenSource.refreshed`` gives (an OAuth token that expired early).
     Failures raise the ``HighLevelError`` tree (see ``bot.highlevel._errors``).
     """
 
     def __init__(
         self,
         *,
-        token: SecretStr,
+        token: SecretStr | TokenSource,
         location_id: str,
         base_url: str = DEFAULT_BASE_URL,
         timeout: httpx.Timeout | None = None,
@@ -111,7 +154,7 @@ class HighLevelClient:
             raise ValueError("location_id is required")
         if max_read_attempts < 1 or max_send_attempts < 1:
             raise ValueError("attempt counts must be at least 1")
-        self._token = token
+        self._tokens: TokenSource = StaticToken(token) if isinstance(token, SecretStr) else token
         self._location_id = location_id
         self._limiter = limiter if limiter is not None else RateLimiter.for_location(location_id)
         self._max_attempts = {_Kind.READ: max_read_attempts, _Kind.WRITE: max_send_attempts}
@@ -366,14 +409,13 @@ class HighLevelClient:
         files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
     ) -> Any:
         """Send one logical request (with retries) and return the decoded JSON body."""
-        headers = {
-            "Authorization": f"Bearer {self._token.get_secret_value()}",
-            "Version": version,
-        }
+        token = await self._tokens.access_token()
+        renewed = False  # this request already went out again with a refreshed token
         max_attempts = self._max_attempts[kind]
         attempt = 0
         while True:
             attempt += 1
+            headers = {"Authorization": f"Bearer {token.get_secret_value()}", "Version": version}
             stamp = await self._limiter.acquire(max_wait=self._max_rate_limit_wait)
             started = time.monotonic()
             try:
@@ -415,6 +457,15 @@ class HighLevelClient:
             if 200 <= status < 300:
                 return _decode_json(response, path, kind)
 
+            if status == 401:
+                if not renewed:
+                    newer = await self._tokens.refreshed(token)
+                    if newer is not None:
+                        # Not acted on, so even a send goes out again; not counted as an attempt.
+                        token, renewed, attempt = newer, True, attempt - 1
+                        continue
+                else:
+                    await self._tokens.refused(token)
             retry_after = 0.0
             if status == 429:
                 # No Retry-After is documented: then wait out the window (NOTES.md §5).

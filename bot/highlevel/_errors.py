@@ -5,6 +5,10 @@ Every failure of a HighLevel call raises a subclass of ``HighLevelError``::
     HighLevelError            base; also "unexpected response from HighLevel" (a 2xx body that
     |                         does not parse) and unlisted statuses (e.g. 3xx)
     +-- AuthError             401, 403: token invalid/expired or missing scope
+    |   +-- AccessLostError   the location's (or agency's) access is gone: refresh token refused,
+    |                         app uninstalled, or 401 again with a freshly refreshed token
+    +-- InvalidGrantError     /oauth/token answered invalid_grant: used or revoked refresh
+    |                         token, or a bad/used authorization code
     +-- NotFoundError         404 (also a cancel-schedule 200 body saying ``status: 404``)
     +-- ValidationError       400, 422 and any other 4xx not listed here (409, 413, 415, ...)
     +-- RateLimitedError      429, or the limiter refusing to wait longer than allowed;
@@ -34,8 +38,10 @@ Attributes on every error:
 from __future__ import annotations
 
 __all__ = [
+    "AccessLostError",
     "AuthError",
     "HighLevelError",
+    "InvalidGrantError",
     "NotFoundError",
     "RateLimitedError",
     "ServerError",
@@ -75,6 +81,32 @@ class HighLevelError(Exception):
 
 class AuthError(HighLevelError):
     """401/403: the token is invalid, expired or lacks the scope."""
+
+
+class AccessLostError(AuthError):
+    """The bridge's access to a location is gone until someone installs the app again.
+
+    ``location_id`` names the location (None for an agency-wide loss); ``reason`` is a short
+    text for people ("refresh token refused", "app uninstalled", ...), never a token.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location_id: str | None = None,
+        reason: str | None = None,
+        status_code: int | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, trace_id=trace_id)
+        self.location_id = location_id
+        self.reason = reason if reason is not None else message
+
+
+class InvalidGrantError(HighLevelError):
+    """400 ``invalid_grant`` from /oauth/token: the refresh token was used or revoked, or the
+    authorization code is bad, used or expired. Retrying with the same grant cannot help."""
 
 
 class NotFoundError(HighLevelError):

@@ -14,11 +14,12 @@ from datetime import datetime
 from bot.highlevel import EmailMessage, HighLevelClient, HighLevelError, Message
 from bot.inbound.messages import IncomingMessage, from_polled
 from bot.inbound.service import InboundService
+from bot.tenancy.accounts import SubAccounts
 from storage import Store
 
 log = logging.getLogger(__name__)
 
-CURSOR_KEY = "poll:last_message_at"
+CURSOR_KEY = "poll:last_message_at"  # one sub-account's cursor: CURSOR_KEY:<location id>
 LAST_SUCCESS_KEY = "poll:last_success_at"  # read by `ghl-bridge doctor`
 # Messages this close to the cursor are looked at again (equal timestamps, clock skew);
 # dedupe on message ids keeps them from being shown twice.
@@ -32,8 +33,63 @@ MAX_PAGES_PER_CONVERSATION = 20
 MAX_CONVERSATION_PAGES = 10
 
 
+class PollingWorker:
+    """Every `interval` seconds, polls each connected sub-account in turn; one that fails
+    (HighLevel down for it, its access lost) does not hold up the others."""
+
+    name = "poller"
+
+    def __init__(
+        self,
+        *,
+        accounts: SubAccounts,
+        inbound: InboundService,
+        store: Store,
+        interval: float,
+        legacy_location: str | None = None,
+    ) -> None:
+        self._accounts = accounts
+        self._inbound = inbound
+        self._store = store
+        self._interval = interval
+        # The GHL_API_TOKEN location, whose cursor was kept under CURSOR_KEY alone before.
+        self._legacy_location = legacy_location
+        self._pollers: dict[str, InboundPoller] = {}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            found = 0
+            for record in await self._accounts.connected(fresh=True):
+                if stopping.is_set():
+                    break
+                try:
+                    found += await self._poller(record.location_id).poll_once()
+                except HighLevelError as exc:
+                    log.warning(
+                        "polling HighLevel failed for %s: %s",
+                        self._accounts.label(record.location_id),
+                        exc.message,
+                    )
+            if found:
+                log.info("polling found %d new HighLevel messages", found)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._interval)
+
+    def _poller(self, location_id: str) -> InboundPoller:
+        poller = self._pollers.get(location_id)
+        if poller is None:
+            poller = self._pollers[location_id] = InboundPoller(
+                highlevel=self._accounts.client(location_id),
+                inbound=self._inbound,
+                store=self._store,
+                interval=self._interval,
+                legacy_cursor=location_id == self._legacy_location,
+            )
+        return poller
+
+
 class InboundPoller:
-    """Every `interval` seconds: recently active conversations, then their new messages."""
+    """One sub-account's polling: recently active conversations, then their new messages."""
 
     name = "poller"
 
@@ -46,6 +102,7 @@ class InboundPoller:
         interval: float,
         max_conversations: int = 20,
         clock: Callable[[], float] = time.time,
+        legacy_cursor: bool = False,
     ) -> None:
         self._highlevel = highlevel
         self._inbound = inbound
@@ -53,6 +110,8 @@ class InboundPoller:
         self._interval = interval
         self._max_conversations = max_conversations
         self._clock = clock
+        self._cursor_key = f"{CURSOR_KEY}:{highlevel.location_id}"
+        self._legacy_cursor = legacy_cursor
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -71,7 +130,9 @@ class InboundPoller:
         Each conversation's new messages are handed over oldest first (HighLevel lists them
         newest first), so they are shown in the order they were sent.
         """
-        stored = await self._store.kv_get(CURSOR_KEY)
+        stored = await self._store.kv_get(self._cursor_key)
+        if stored is None and self._legacy_cursor:
+            stored = await self._store.kv_get(CURSOR_KEY)
         cursor = float(stored) if stored else self._clock() - FIRST_RUN_LOOKBACK_SECONDS
         since = cursor - OVERLAP_SECONDS
         newest = cursor
@@ -81,8 +142,10 @@ class InboundPoller:
                 if message.date_added is not None:
                     newest = max(newest, message.date_added)
                 accepted += int(await self._inbound.accept_polled(message))
-        await self._store.kv_set(CURSOR_KEY, repr(newest))
-        await self._store.kv_set(LAST_SUCCESS_KEY, repr(self._clock()))
+        await self._store.kv_set(self._cursor_key, repr(newest))
+        now = self._clock()
+        await self._store.kv_set(LAST_SUCCESS_KEY, repr(now))
+        await self._store.note_location_seen(self._highlevel.location_id, poll_at=now)
         return accepted
 
     async def _active_conversations(self, since: float) -> list[str]:

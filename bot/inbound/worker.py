@@ -10,12 +10,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bot.compose import contact_address, contact_label
-from bot.contacts import ContactDirectory
 from bot.highlevel import HighLevelError, MessageChannel
 from bot.inbound.messages import IncomingMessage, channel_type, stored_message
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
 from bot.outbound.worker import QueueLooks
 from bot.posting.poster import PostMark, SlackPoster, SlackPostError
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.routing import ChannelRouting
 from bot.ui.inbound_builder import InboundPost, status_reaction
 from bot.ui.thread_builder import PostStatus
 from bot.workers import QueueSlots
@@ -74,9 +75,8 @@ class InboundWorker:
         store: Store,
         poster: SlackPoster,
         presenter: SendPresenter,
-        contacts: ContactDirectory,
-        location_id: str,
-        inbox_channel: str | None,
+        accounts: SubAccounts,
+        routing: ChannelRouting,
         concurrency: int = 4,
         idle_poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -84,9 +84,8 @@ class InboundWorker:
         self._store = store
         self._poster = poster
         self._presenter = presenter
-        self._contacts = contacts
-        self._location_id = location_id
-        self._inbox = inbox_channel
+        self._accounts = accounts
+        self._routing = routing
         self._clock = clock
         # One event of a message is processed at a time: two events for one message (status
         # updates, one without conversationId) may be claimed together, and only one may post.
@@ -124,6 +123,9 @@ class InboundWorker:
             if message is None:
                 # Checked when it was stored; a body that says otherwise now is kept aside.
                 raise ValueError("the stored webhook is not about a message")
+            if not message.location_id:
+                # Stored before events kept their sub-account: the key starts with it.
+                message = replace(message, location_id=event.conversation_key.split(":", 1)[0])
             done = await self._process(message, event)
         except (SlackPostError, HighLevelError) as exc:
             reason = getattr(exc, "error", None) or getattr(exc, "message", None) or str(exc)
@@ -177,7 +179,7 @@ class InboundWorker:
             return True
 
     async def _own_send_pending(self, message: IncomingMessage) -> bool:
-        return await self._store.has_unsettled_send(self._location_id, message.contact_id)
+        return await self._store.has_unsettled_send(_location(message), message.contact_id)
 
     async def _update_status(self, known: MessageRecord, message: IncomingMessage) -> None:
         status = (message.status or "").lower()
@@ -247,7 +249,7 @@ class InboundWorker:
             status=message.status,
             thread_id=thread.id,
         )
-        key = message_mark(self._location_id, message.key_id)
+        key = message_mark(_location(message), message.key_id)
         async with self._presenter.thread_root(thread.id):
             # A send may have started this thread since it was looked up.
             thread = await self._presenter.current(thread)
@@ -267,6 +269,9 @@ class InboundWorker:
                     as_root = thread.thread_ts is None
                 if as_root:
                     post = await self._with_contact(post, message)
+                    if len(await self._accounts.connected()) > 1:
+                        # Several sub-accounts: the root says whose conversation it is.
+                        post = replace(post, account=self._accounts.label(_location(message)))
                 ts = await self._poster.show_inbound(
                     thread.channel_id,
                     post,
@@ -282,7 +287,7 @@ class InboundWorker:
 
     async def _with_contact(self, post: InboundPost, message: IncomingMessage) -> InboundPost:
         try:
-            contact = await self._contacts.get(message.contact_id)
+            contact = await self._accounts.contacts(_location(message)).get(message.contact_id)
         except (LookupError, HighLevelError):
             return post
         channel = channel_type(message.channel)
@@ -302,26 +307,35 @@ class InboundWorker:
 
     async def _thread_for(self, message: IncomingMessage) -> ThreadRecord | None:
         """The conversation's most recently active thread, else a new one in the inbox channel."""
+        location_id = _location(message)
         if message.conversation_id:
             threads = await self._store.find_threads_for_conversation(
-                self._location_id, message.conversation_id
+                location_id, message.conversation_id
             )
             if threads:
                 return threads[0]
-        threads = await self._store.find_threads_for_contact(self._location_id, message.contact_id)
+        threads = await self._store.find_threads_for_contact(location_id, message.contact_id)
         if threads:
             return threads[0]
-        if not self._inbox:
+        inbox = await self._routing.inbox(location_id)
+        if inbox is None:
             return None
         label = message.contact_id
         with contextlib.suppress(LookupError, HighLevelError):
-            label = contact_label(await self._contacts.get(message.contact_id))
+            label = contact_label(
+                await self._accounts.contacts(location_id).get(message.contact_id)
+            )
         return await self._store.upsert_thread(
-            team_id=await self._poster.team_id(),
-            channel_id=self._inbox,
-            location_id=self._location_id,
+            team_id=inbox.team_id or await self._poster.team_id(),
+            channel_id=inbox.channel_id,
+            location_id=location_id,
             contact_id=message.contact_id,
             conversation_id=message.conversation_id,
             channel_type=channel_type(message.channel),
             contact_label=label,
         )
+
+
+def _location(message: IncomingMessage) -> str:
+    """The message's sub-account (set from the event's key when the payload lacked it)."""
+    return message.location_id or ""

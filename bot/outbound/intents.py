@@ -417,6 +417,7 @@ def encode_intent(intent: Intent) -> tuple[str, dict[str, Any]]:
             "email_thread_id": reply.email_thread_id,
             "reply_message_id": reply.reply_message_id,
             "email_reply_mode": reply.email_reply_mode.value if reply.email_reply_mode else None,
+            "location_id": reply.location_id,
         }
     return IntentKind.COMPOSER.value, {"draft": draft, "reply": packed}
 
@@ -447,6 +448,7 @@ def decode_intent(record: ComposeIntent) -> Intent:
             email_thread_id=_optional_text(packed.get("email_thread_id")),
             reply_message_id=_optional_text(packed.get("reply_message_id")),
             email_reply_mode=EmailReplyMode(mode) if mode is not None else None,
+            location_id=_text(packed.get("location_id", "")),
         )
     return ComposerIntent(key=record.idempotency_key, origin=origin, draft=draft, reply=reply)
 
@@ -462,6 +464,7 @@ def _encode_draft(draft: Draft) -> dict[str, Any]:
         "html": draft.html,
         "from_number": draft.from_number,
         "schedule_at": draft.schedule_at,
+        "location_id": draft.location_id,
     }
 
 
@@ -481,6 +484,7 @@ def _decode_draft(data: Any) -> Draft:
         html=_text(data.get("html", "")),
         from_number=_text(data.get("from_number", "")),
         schedule_at=schedule_at,
+        location_id=_text(data.get("location_id", "")),
     )
 
 

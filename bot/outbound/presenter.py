@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bot.outbound.entry import Display, unpack_entry
 from bot.posting.poster import PostMark, SlackPoster, SlackPostError, cannot_look
+from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus, SendPost
 from storage import OutboxEntry, Store, ThreadRecord
 
@@ -73,11 +74,18 @@ class SendPresenter:
     each status change. Rendering is the builders' job; this decides what and where."""
 
     def __init__(
-        self, *, store: Store, poster: SlackPoster, outcomes: SendOutcomeObserver | None = None
+        self,
+        *,
+        store: Store,
+        poster: SlackPoster,
+        outcomes: SendOutcomeObserver | None = None,
+        accounts: SubAccounts | None = None,
     ) -> None:
         self._store = store
         self._poster = poster
         self._outcomes = outcomes
+        # Names the sub-account on thread roots when several are connected.
+        self._accounts = accounts
         # One status change of a send is shown at a time: the outbox worker and the inbound
         # worker (HighLevel's status webhooks) both show sends, and two first posts of one send
         # racing each other would leave it shown twice.
@@ -181,6 +189,14 @@ class SendPresenter:
         await self._store.kv_delete(_root_pending_key(thread.id))
         return thread
 
+    async def account_label(self, location_id: str) -> str | None:
+        """The sub-account's name for a thread root: only when more than one is connected."""
+        if self._accounts is None or not location_id:
+            return None
+        if len(await self._accounts.connected()) <= 1:
+            return None
+        return self._accounts.label(location_id)
+
     # ------------------------------------------------------------ a send's post
 
     async def show_sending(
@@ -226,7 +242,14 @@ class SendPresenter:
             if ts is not None:
                 log.info("outbox %d: its post was made before a stop; using it", entry.id)
                 as_root = ts == thread.thread_ts
-                post = self.post(entry, display, status, thread=thread, error=error)
+                post = self.post(
+                    entry,
+                    display,
+                    status,
+                    thread=thread,
+                    error=error,
+                    account=await self.account_label(entry.location_id) if as_root else None,
+                )
                 await self._poster.show_send(
                     entry.channel_id, post, thread_ts=None, ts=ts, as_root=as_root
                 )
@@ -235,7 +258,14 @@ class SendPresenter:
         if as_root:
             thread = await self.prepare_root(thread, looked=looked)
             as_root = thread.thread_ts is None
-        post = self.post(entry, display, status, thread=thread, error=error)
+        post = self.post(
+            entry,
+            display,
+            status,
+            thread=thread,
+            error=error,
+            account=await self.account_label(entry.location_id) if as_root else None,
+        )
         ts = await self._poster.show_send(
             entry.channel_id,
             post,
@@ -255,6 +285,7 @@ class SendPresenter:
         *,
         thread: ThreadRecord | None,
         error: str | None = None,
+        account: str | None = None,
     ) -> SendPost:
         request, _ = unpack_entry(entry)
         return SendPost(
@@ -271,6 +302,7 @@ class SendPresenter:
             cc=tuple(request.email_cc or ()),
             thread_id=thread.id if thread is not None else None,
             created_contact=display.created_contact,
+            account=account,
         )
 
     async def show(
@@ -327,9 +359,16 @@ class SendPresenter:
                 return
             await self._store.set_outbox_slack_ts(entry.id, ts)
             return
-        post = self.post(entry, display, status, thread=thread, error=error)
         # Here the send has a post to update, or no thread at all (never claimed).
         as_root = thread is not None and entry.slack_ts == thread.thread_ts
+        post = self.post(
+            entry,
+            display,
+            status,
+            thread=thread,
+            error=error,
+            account=await self.account_label(entry.location_id) if as_root else None,
+        )
         try:
             ts = await self._poster.show_send(
                 entry.channel_id,

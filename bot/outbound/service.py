@@ -18,11 +18,11 @@ from bot.compose import (
     unreachable_reason,
 )
 from bot.compose import contact_label as label_of
-from bot.contacts import ContactDirectory, ContactNotFoundError
+from bot.contacts import ContactNotFoundError
 from bot.highlevel import (
+    AccessLostError,
     Contact,
     EmailReplyMode,
-    HighLevelClient,
     HighLevelError,
     MessageChannel,
     NotFoundError,
@@ -30,6 +30,9 @@ from bot.highlevel import (
 from bot.outbound.entry import Display, build_request, entry_payload, unpack_entry
 from bot.outbound.presenter import SendPresenter
 from bot.posting.poster import SlackPoster
+from bot.recipients import Recipient
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.routing import ChannelRouting
 from bot.ui.thread_builder import PostStatus
 from storage import (
     INTENT_QUEUED,
@@ -94,20 +97,21 @@ class OutboundService:
         self,
         *,
         store: Store,
-        highlevel: HighLevelClient,
-        contacts: ContactDirectory,
+        accounts: SubAccounts,
+        routing: ChannelRouting,
         poster: SlackPoster,
         presenter: SendPresenter,
-        location_id: str,
         wake_worker: Callable[[], None],
+        connect_hint: str = "",
     ) -> None:
         self._store = store
-        self._highlevel = highlevel
-        self._contacts = contacts
+        self._accounts = accounts
+        self._routing = routing
         self._poster = poster
         self._presenter = presenter
-        self._location_id = location_id
         self._wake_worker = wake_worker
+        # How to connect a sub-account, for the message of a send that has none to go from.
+        self._connect_hint = connect_hint
         # Sends a Cancel click is being carried out for: a second click must not ask again.
         self._cancelling: set[int] = set()
 
@@ -121,17 +125,83 @@ class OutboundService:
         """A notice only `user_id` sees, in the channel they are working in."""
         await self._poster.ephemeral(channel_id, user_id, text, blocks)
 
+    async def location_for(
+        self, checked: CheckedDraft, origin: SlackOrigin, reply: ReplyContext | None
+    ) -> str:
+        """The connected sub-account a send goes from, or ComposeRejected saying why none.
+
+        A reply goes from its thread's sub-account; otherwise the one chosen in the composer,
+        else the channel's (linked, or the only one connected).
+        """
+        location_id = (reply.location_id if reply is not None else "") or checked.location_id
+        if not location_id and reply is not None:
+            thread = await self._store.get_thread(reply.thread_id)
+            location_id = thread.location_id if thread is not None else ""
+        if not location_id:
+            route = await self._routing.route(origin.team_id, origin.channel_id)
+            if route.location_id is None:
+                if not route.choices:
+                    raise ComposeRejected(
+                        "No HighLevel sub-account is connected yet, so there is nothing to send "
+                        f"from.{self._connect_hint}",
+                        field="sub_account",
+                    )
+                raise ComposeRejected(
+                    "Several HighLevel sub-accounts are connected and this channel is not "
+                    "linked to one, so I can't tell which to send from. Open the composer "
+                    "(`/sendsms` alone) to choose one, or ask a workspace admin to link this "
+                    "channel with `/highlevel link <sub-account>`.",
+                    field="sub_account",
+                )
+            location_id = route.location_id
+        if await self._accounts.get(location_id) is None:
+            raise ComposeRejected(
+                f"The HighLevel sub-account {self._accounts.label(location_id)} is not "
+                f"connected any more, so nothing was sent.{self._connect_hint}",
+                field="sub_account",
+            )
+        return location_id
+
     async def find_contact(
-        self, checked: CheckedDraft, reply: ReplyContext | None
+        self, checked: CheckedDraft, origin: SlackOrigin, reply: ReplyContext | None
     ) -> tuple[Contact, bool]:
         """The contact a draft is for (created if new), or ComposeRejected saying why not."""
+        location_id = await self.location_for(checked, origin, reply)
+        return await self._find_contact(checked, reply, location_id)
+
+    async def known_contact(
+        self, recipient: Recipient, origin: SlackOrigin, location_id: str = ""
+    ) -> Contact | None:
+        """The existing contact `recipient` names in the sub-account a send from `origin`
+        would use (none is created); None when there is none, or no sub-account to ask."""
+        if not location_id:
+            location_id = (
+                await self._routing.route(origin.team_id, origin.channel_id)
+            ).location_id or ""
+        if not location_id or await self._accounts.get(location_id) is None:
+            return None
+        try:
+            resolved = await self._accounts.contacts(location_id).resolve(recipient, create=False)
+        except (ContactNotFoundError, HighLevelError):
+            return None
+        return resolved.contact
+
+    async def _find_contact(
+        self, checked: CheckedDraft, reply: ReplyContext | None, location_id: str
+    ) -> tuple[Contact, bool]:
+        contacts = self._accounts.contacts(location_id)
         try:
             if reply is not None:
-                return await self._contacts.get(reply.contact_id), False
+                return await contacts.get(reply.contact_id), False
             assert checked.recipient is not None  # noqa: S101 - check_draft guarantees it
-            resolved = await self._contacts.resolve(checked.recipient)
+            resolved = await contacts.resolve(checked.recipient)
         except ContactNotFoundError as exc:
             raise ComposeRejected(str(exc), field="recipient") from None
+        except AccessLostError:
+            raise ComposeRejected(
+                f"HighLevel no longer lets the bridge into {self._accounts.label(location_id)}, "
+                f"so nothing was sent.{self._connect_hint}"
+            ) from None
         except HighLevelError as exc:
             raise ComposeRejected(
                 f"HighLevel did not answer the contact lookup: {exc.message}"
@@ -178,19 +248,22 @@ class OutboundService:
         if existing is not None:
             # A replay, or an intent finished again after a restart: its entry is there.
             await self._store.close_intent(idempotency_key, INTENT_QUEUED)
-            known = contact or await self._contacts.get(existing.contact_id)
+            known = contact or await self._accounts.contacts(existing.location_id).get(
+                existing.contact_id
+            )
             return Submitted(existing, created=False, contact=known, contact_created=False)
         if not await self._poster.can_post(origin.channel_id):
             raise NotInChannelError("The bot is not in this channel.")
+        location_id = await self.location_for(checked, origin, reply)
         if contact is None:
-            contact, contact_created = await self.find_contact(checked, reply)
+            contact, contact_created = await self._find_contact(checked, reply, location_id)
         reason = unreachable_reason(contact, checked.channel)
         if reason is not None:
             raise ComposeRejected(reason, field="channel")
         thread_id = reply.thread_id if reply is not None else None
         if thread_id is None:
             thread = await self._store.find_thread_for_contact(
-                origin.team_id, origin.channel_id, self._location_id, contact.id
+                origin.team_id, origin.channel_id, location_id, contact.id
             )
             thread_id = thread.id if thread is not None else None
         request = build_request(checked, contact, reply)
@@ -204,7 +277,7 @@ class OutboundService:
             team_id=origin.team_id,
             channel_id=origin.channel_id,
             slack_user_id=origin.user_id,
-            location_id=self._location_id,
+            location_id=location_id,
             contact_id=contact.id,
             message_type=checked.channel.value,
             payload=entry_payload(request, display),
@@ -256,7 +329,10 @@ class OutboundService:
         email_thread_id = (answered.email_thread_id if answered else None) or thread.email_thread_id
         if email_thread_id is None:
             reply = ReplyContext(
-                thread_id=thread.id, contact_id=thread.contact_id, contact_label=label
+                thread_id=thread.id,
+                contact_id=thread.contact_id,
+                contact_label=label,
+                location_id=thread.location_id,
             )
             return reply, Draft(channel=channel)
         reply_message_id = (
@@ -266,7 +342,8 @@ class OutboundService:
         cc: list[str] = []
         if reply_message_id is not None:
             try:
-                email = await asyncio.wait_for(self._highlevel.get_email(reply_message_id), 1.0)
+                client = self._accounts.client(thread.location_id)
+                email = await asyncio.wait_for(client.get_email(reply_message_id), 1.0)
             except (HighLevelError, TimeoutError):
                 email = None
             if email is not None:
@@ -281,6 +358,7 @@ class OutboundService:
             email_thread_id=email_thread_id,
             reply_message_id=reply_message_id,
             email_reply_mode=EmailReplyMode.REPLY_ALL if cc else EmailReplyMode.REPLY,
+            location_id=thread.location_id,
         )
         return reply, Draft(channel=channel, subject=subject, cc=", ".join(cc))
 
@@ -316,7 +394,7 @@ class OutboundService:
         if created:
             self._wake_worker()
         try:
-            contact = await self._contacts.get(original.contact_id)
+            contact = await self._accounts.contacts(original.location_id).get(original.contact_id)
         except (ContactNotFoundError, HighLevelError):
             # The resend is queued whatever the look-up says; the contact is only for display.
             contact = Contact(id=original.contact_id)
@@ -349,11 +427,12 @@ class OutboundService:
         if entry.state is OutboxState.CANCELLED:
             return entry  # an earlier click did it; the post says so already
         if entry.state is OutboxState.SENT:
+            highlevel = self._accounts.client(entry.location_id)
             try:
                 if entry.message_type == MessageChannel.EMAIL.value and entry.ghl_email_message_id:
-                    await self._highlevel.cancel_scheduled_email(entry.ghl_email_message_id)
+                    await highlevel.cancel_scheduled_email(entry.ghl_email_message_id)
                 elif entry.ghl_message_id:
-                    await self._highlevel.cancel_scheduled_message(entry.ghl_message_id)
+                    await highlevel.cancel_scheduled_message(entry.ghl_message_id)
             except NotFoundError:
                 raise ComposeRejected(
                     "HighLevel could not cancel it: it was probably sent already."

@@ -20,6 +20,7 @@ from bot.highlevel import (
 )
 from bot.outbound.entry import Display, unpack_entry
 from bot.outbound.presenter import SendOutcomeObserver, SendPresenter
+from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus
 from bot.workers import QueueSlots
 from storage import OutboxEntry, OutboxState, Store, StoreError, Takeover, ThreadRecord
@@ -114,7 +115,7 @@ class OutboxWorker:
         self,
         *,
         store: Store,
-        highlevel: HighLevelClient,
+        accounts: SubAccounts,
         presenter: SendPresenter,
         concurrency: int = 4,
         idle_poll_seconds: float = 5.0,
@@ -124,7 +125,7 @@ class OutboxWorker:
         outcomes: SendOutcomeObserver | None = None,
     ) -> None:
         self._store = store
-        self._highlevel = highlevel
+        self._accounts = accounts
         self._presenter = presenter
         self._outcomes = outcomes
         self._max_attempts = max_attempts
@@ -265,7 +266,7 @@ class OutboxWorker:
         # From here the request may reach HighLevel, even if this task is cut off at once.
         self._requested.add(entry.id)
         try:
-            response = await self._highlevel.send_message(request)
+            response = await self._accounts.client(entry.location_id).send_message(request)
         except HighLevelError as exc:
             await self._handle_error(entry, thread, display, exc)
             return
@@ -371,21 +372,20 @@ class OutboxWorker:
         self, entry: OutboxEntry, request: SendMessageRequest, thread: ThreadRecord | None
     ) -> SendMessageResponse | None:
         """The send, if the conversation shows it, as the answer HighLevel would have given."""
+        highlevel = self._accounts.client(entry.location_id)
         conversation_id = entry.conversation_id or (thread.conversation_id if thread else None)
         if conversation_id is None:
-            search = await self._highlevel.search_conversations(
-                contact_id=entry.contact_id, limit=1
-            )
+            search = await highlevel.search_conversations(contact_id=entry.contact_id, limit=1)
             if not search.conversations:
                 return None
             conversation_id = search.conversations[0].id
-        page = await self._highlevel.list_messages(conversation_id, limit=50)
+        page = await highlevel.list_messages(conversation_id, limit=50)
         since = entry.created_at - RECONCILE_CLOCK_SKEW
         for message in page.messages:
             dated = message.date_added.timestamp() if message.date_added else None
             if message.direction != "outbound" or dated is None or dated < since:
                 continue
-            matched_id = await self._match(message, request)
+            matched_id = await self._match(highlevel, message, request)
             if matched_id is not None:
                 return SendMessageResponse(
                     conversation_id=message.conversation_id or conversation_id,
@@ -394,7 +394,9 @@ class OutboxWorker:
                 )
         return None
 
-    async def _match(self, message: Message, request: SendMessageRequest) -> str | None:
+    async def _match(
+        self, highlevel: HighLevelClient, message: Message, request: SendMessageRequest
+    ) -> str | None:
         """The id of `message` (for email: of the email in it) if it is this send, else None."""
         if request.type is not MessageChannel.EMAIL:
             same = (message.body or "").strip() == (request.message or "").strip()
@@ -407,7 +409,7 @@ class OutboxWorker:
             if not await self._unclaimed(email_id):
                 continue
             try:
-                email = await self._highlevel.get_email(email_id)
+                email = await highlevel.get_email(email_id)
             except HighLevelError:
                 continue
             if email.direction == "outbound" and (email.subject or "") == (request.subject or ""):

@@ -1,5 +1,3 @@
-"""Which HighLevel locations (sub-accounts) this bridge serves, and keeping their data apart."""
-
-from bot.tenancy.locations import ServedLocations
-
-__all__ = ["ServedLocations"]
+"""The HighLevel sub-accounts (locations) this bridge serves: which are connected and how
+(`accounts`, `install`, `tokens`), which Slack channels work with each (`routing`, `admin`), and
+what happens when one loses its access (`lifecycle`)."""

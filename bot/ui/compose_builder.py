@@ -8,7 +8,8 @@ input's state when its block_id and action_id stay the same.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from slack_sdk.models.blocks import (
@@ -80,7 +81,23 @@ _FIELD_NAMES: Final = {
     ComposeField.HTML: "HTML",
     ComposeField.SCHEDULE: "Send later",
     ComposeField.FROM_NUMBER: "Send from",
+    ComposeField.SUB_ACCOUNT: "Sub-account",
 }
+# A static select offers at most 100 options (docs.slack.dev reference/block-kit/block-elements).
+SELECT_OPTIONS_MAX: Final = 100
+OPTION_TEXT_MAX: Final = 75
+SUB_ACCOUNT_HINT: Final = (
+    "Several HighLevel sub-accounts are connected and this channel is not linked to one. "
+    "An admin can link it with /highlevel link."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubAccountOption:
+    """A sub-account the composer offers: its location id and the name people know."""
+
+    location_id: str
+    label: str
 
 
 # ---------------------------------------------------------------- the view
@@ -202,6 +219,29 @@ def _channel_blocks(
     return blocks
 
 
+def _sub_account_block(draft: Draft, choices: Sequence[SubAccountOption]) -> InputBlock:
+    options = {
+        choice.location_id: Option(
+            value=choice.location_id, text=clip(choice.label or choice.location_id, OPTION_TEXT_MAX)
+        )
+        for choice in choices[:SELECT_OPTIONS_MAX]
+    }
+    return InputBlock(
+        block_id=ComposeField.SUB_ACCOUNT.value,
+        label="Sub-account",
+        element=StaticSelectElement(
+            action_id=ComposeField.SUB_ACCOUNT.value,
+            placeholder="Choose the sub-account to send from",
+            options=list(options.values()),
+            initial_option=options.get(draft.location_id),
+        ),
+        hint=SUB_ACCOUNT_HINT,
+        # Slack will not submit the composer without a choice; the app re-checks anyway.
+        optional=False,
+        dispatch_action=True,  # the app looks the recipient up in the chosen sub-account
+    )
+
+
 def _email_blocks(draft: Draft, reply: ReplyContext | None) -> list[Block]:
     blocks: list[Block] = [
         _text_input(
@@ -257,14 +297,25 @@ def _schedule_block(draft: Draft, *, now: float, tz_hint: str | None) -> InputBl
 
 
 def compose_view(
-    draft: Draft, context: ComposeContext, *, now: float, tz_hint: str | None = None
+    draft: Draft,
+    context: ComposeContext,
+    *,
+    now: float,
+    tz_hint: str | None = None,
+    sub_accounts: Sequence[SubAccountOption] = (),
 ) -> View:
-    """The composer modal for `draft`, opened (or re-rendered) in `context`."""
+    """The composer modal for `draft`, opened (or re-rendered) in `context`.
+
+    `sub_accounts`: the ones to choose from, when the channel does not decide (several
+    connected, channel not linked); a reply never offers them (its thread decides).
+    """
     offered = _offered(context) or (draft.channel,)  # a select needs at least one option
     channel = draft.channel if draft.channel in offered else offered[0]
     is_email = channel is MessageChannel.EMAIL
 
+    choose_account = bool(sub_accounts) and context.reply is None and context.thread_ts is None
     blocks: list[Block] = [
+        *([_sub_account_block(draft, sub_accounts)] if choose_account else []),
         *_recipient_blocks(draft, context),
         *_channel_blocks(context, offered, channel),
         _text_input(
@@ -324,6 +375,7 @@ def encode_context(context: ComposeContext) -> str:
             ("e", reply.email_thread_id),
             ("m", reply.reply_message_id),
             ("x", reply.email_reply_mode.value if reply.email_reply_mode else None),
+            ("o", reply.location_id or None),
         ):
             if value is not None:
                 packed[key] = value
@@ -386,6 +438,7 @@ def decode_context(text: str) -> ComposeContext:
             email_thread_id=_take(packed, "e", str),
             reply_message_id=_take(packed, "m", str),
             email_reply_mode=EmailReplyMode(mode) if mode is not None else None,
+            location_id=_take(packed, "o", str) or "",
         )
         _no_leftovers(packed)
     return ComposeContext(
@@ -441,6 +494,13 @@ def read_draft(
         else:
             schedule_at = None  # cleared: send now
 
+    location_id = base.location_id
+    account_entry = _entry(state_values, ComposeField.SUB_ACCOUNT)
+    if account_entry is not None:
+        selected = account_entry.get("selected_option")
+        value = selected.get("value") if isinstance(selected, Mapping) else None
+        location_id = value if isinstance(value, str) else ""
+
     return Draft(
         recipient=text(ComposeField.RECIPIENT, base.recipient),
         channel=channel,
@@ -451,6 +511,7 @@ def read_draft(
         html=text(ComposeField.HTML, base.html),
         from_number=text(ComposeField.FROM_NUMBER, base.from_number),
         schedule_at=schedule_at,
+        location_id=location_id,
     )
 
 

@@ -34,6 +34,8 @@ from bot.ui.thread_builder import (
     REPLY_ACTION,
     SECTION_TEXT_MAX,
     PostStatus,
+    account_line,
+    account_prefix,
     clip,
     escape_clipped,
     escape_mrkdwn,
@@ -129,6 +131,8 @@ class InboundPost:
     sent_at: float | None = None  # UTC epoch seconds
     status: str | None = None
     thread_id: int | None = None
+    # The HighLevel sub-account's name, shown on a thread root when several are connected.
+    account: str | None = None
 
 
 # ---------------------------------------------------------------- labels
@@ -439,7 +443,10 @@ def inbound_root(post: InboundPost) -> tuple[str, list[Block]]:
     else:
         header = f"New conversation from {who} via {_channel(post)}"
         fallback = f"New conversation from {_name(post)} via {_channel(post)}"
-    text = f"{fallback}: {_preview(post)}"
+    account = account_line(post.account)
+    if account:
+        header = f"{header}\n{account}"
+    text = f"{account_prefix(post.account)}{fallback}: {_preview(post)}"
     blocks = _blocks(post, header, outbound=_is_outbound(post), with_reply=True)
     return clip(text, MESSAGE_TEXT_MAX), blocks
 

@@ -69,6 +69,8 @@ class SendPost:
     cc: tuple[str, ...] = ()
     thread_id: int | None = None
     created_contact: bool = False
+    # The HighLevel sub-account's name, shown on a thread root when several are connected.
+    account: str | None = None
 
 
 # ---------------------------------------------------------------- text helpers (shared in bot.ui)
@@ -233,6 +235,18 @@ def _contact(post: SendPost) -> str:
     return name
 
 
+def account_line(account: str | None) -> str | None:
+    """The line naming a thread's sub-account (mrkdwn), when there is one to name."""
+    name = (account or "").strip()
+    return f"HighLevel sub-account: *{escape_clipped(name, 80)}*" if name else None
+
+
+def account_prefix(account: str | None) -> str:
+    """The fallback text's mention of the sub-account: "[Name] ", or nothing."""
+    name = (account or "").strip()
+    return f"[{escape_clipped(name, 80)}] " if name else ""
+
+
 def _preview(text: str) -> str:
     flat = " ".join(text.split())
     return escape_mrkdwn(clip(flat, PREVIEW_CHARACTERS))
@@ -263,9 +277,19 @@ def root_message(post: SendPost) -> tuple[str, list[Block]]:
     """The thread root, posted by the first send to a conversation: fallback text and blocks."""
     label = channel_label(post.channel)
     sender = mention(post.sender_user_id)
-    header = "\n".join([f"*{label}* from {sender} to {_contact(post)}", *_email_lines(post)])
+    account = account_line(post.account)
+    header = "\n".join(
+        [
+            f"*{label}* from {sender} to {_contact(post)}",
+            *([account] if account else []),
+            *_email_lines(post),
+        ]
+    )
     contact = escape_clipped(post.contact_label, 150)
-    text = f"{label} from {sender} to {contact}: {_preview(post.text)} ({_status_plain(post)})"
+    text = (
+        f"{account_prefix(post.account)}{label} from {sender} to {contact}: "
+        f"{_preview(post.text)} ({_status_plain(post)})"
+    )
     return clip(text, MESSAGE_TEXT_MAX), _blocks(post, header, with_reply=True)
 
 

@@ -153,3 +153,35 @@ async def stack(
         yield sandbox
     finally:
         await sandbox.stop()
+
+
+OAuthStackFactory = Callable[..., SandboxStack]
+
+
+@pytest.fixture
+def oauth_stack_on(database_url: str) -> OAuthStackFactory:
+    """Makes (not starts) stacks whose bridge is the simulator's Marketplace app on this test's
+    database: `oauth_stack_on(highlevel=HighLevelSimulator(locations=3, token_ttl=3))`."""
+
+    def make(**kwargs: Any) -> SandboxStack:
+        overrides = {"database_url": database_url, **kwargs.pop("settings_overrides", {})}
+        kwargs.setdefault("highlevel", HighLevelSimulator(locations=3))
+        path = (
+            NO_SQLITE_FILE
+            if is_postgres_url(database_url)
+            else Path(parse_sqlite_url(database_url))
+        )
+        return SandboxStack(path, oauth=True, settings_overrides=overrides, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+async def oauth_stack(oauth_stack_on: OAuthStackFactory) -> AsyncIterator[SandboxStack]:
+    """A started OAuth stack (three locations, none connected yet), on both backends."""
+    sandbox = oauth_stack_on()
+    await sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.stop()

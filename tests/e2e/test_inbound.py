@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.contacts import ContactDirectory
 from bot.highlevel import HighLevelClient
 from bot.inbound import InboundWorker, IncomingMessage, from_webhook
 from bot.outbound.presenter import SendPresenter
@@ -27,6 +26,8 @@ from bot.sandbox.highlevel import (
 )
 from bot.sandbox.slack import SlackMessage, SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.routing import ChannelRouting
 from storage import InboundState, open_store
 from tests.e2e.conftest import eventually, stack_on, stack_store
 from tests.e2e.test_outbound import (
@@ -437,13 +438,14 @@ async def test_the_worker_shows_a_message_once_when_two_of_its_events_run_togeth
             AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
             ChannelPacer(rate_per_second=100.0, burst=100),
         )
+        await store.save_location(highlevel.location_id, auth="pit")
+        accounts = SubAccounts(store, lambda _location: client)
         worker = InboundWorker(
             store=store,
             poster=poster,
             presenter=SendPresenter(store=store, poster=poster),
-            contacts=ContactDirectory(client),
-            location_id=highlevel.location_id,
-            inbox_channel=INBOX_CHANNEL,
+            accounts=accounts,
+            routing=ChannelRouting(store, accounts, default_inbox=INBOX_CHANNEL),
         )
         for index, (message, queue) in enumerate(
             [(event("sent", "conversation-1"), "conversation-1"), (event("delivered", None), "x")]

@@ -11,10 +11,12 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bot.highlevel import HighLevelClient
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
 from bot.sandbox.stack import INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
-from bot.tenancy import ServedLocations
+from bot.tenancy.accounts import MISS_RELOAD_SECONDS, RELOAD_SECONDS, SubAccounts
 from handlers.webhooks import NotServedTally
+from storage import create_store
 from tests.e2e.conftest import stack_on, stack_store
 from tests.reliability._helpers import (
     all_posts,
@@ -139,13 +141,31 @@ def test_the_log_counts_ignored_webhooks_at_most_once_a_minute(
     assert tally.total == 5
 
 
-def test_served_locations_match_exact_string_ids_only() -> None:
-    served = ServedLocations(["loc-1"])
-    assert served.serves({"locationId": "loc-1"})
-    for other in ({"locationId": "loc-2"}, {"locationId": "LOC-1"}, {}, {"locationId": None}):
-        assert not served.serves(other)
-    assert not served.serves({"locationId": ["loc-1"]})
-    with pytest.raises(ValueError, match="at least one location"):
-        ServedLocations([])
-    with pytest.raises(ValueError, match="at least one location"):
-        ServedLocations([""])
+async def test_sub_accounts_serve_connected_locations_by_exact_string_id(
+    database_url: str,
+) -> None:
+    now = [1000.0]
+    async with create_store(database_url) as store:
+        await store.save_location("loc-1", auth="pit")
+        accounts = SubAccounts(store, _no_client, clock=lambda: now[0])
+        assert await accounts.serves({"locationId": "loc-1"})
+        for other in ({"locationId": "loc-2"}, {"locationId": "LOC-1"}, {}, {"locationId": None}):
+            assert not await accounts.serves(other)
+        assert not await accounts.serves({"locationId": ["loc-1"]})
+        # Another instance connects loc-2: an event naming it makes this one look again, at
+        # most every MISS_RELOAD_SECONDS.
+        await store.save_location("loc-2", auth="pit")
+        assert not await accounts.serves({"locationId": "loc-2"})
+        now[0] += MISS_RELOAD_SECONDS
+        assert await accounts.serves({"locationId": "loc-2"})
+        # Another instance saw loc-1 disconnect: gone here after RELOAD_SECONDS at the latest.
+        await store.disconnect_location("loc-1", "the app was uninstalled")
+        now[0] += RELOAD_SECONDS
+        assert not await accounts.serves({"locationId": "loc-1"})
+        # This instance saw it itself: gone at once.
+        accounts.forget("loc-2")
+        assert not await accounts.serves({"locationId": "loc-2"})
+
+
+def _no_client(location_id: str) -> HighLevelClient:
+    raise AssertionError(f"no HighLevel client is needed to know whether {location_id} is ours")

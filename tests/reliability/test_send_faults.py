@@ -8,6 +8,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from bot.sandbox.highlevel import HighLevelSimulator
 from bot.sandbox.slack import SlackSimulator
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
@@ -30,6 +32,7 @@ CLIENT_TIMEOUT_SECONDS = 1.0
 HANG_SECONDS = 3.0
 
 
+@pytest.mark.slow  # 45 s: `make test-slow` (and CI) run it
 async def test_300_sends_under_5xx_hangs_and_429_bursts_end_once_or_visibly(
     tmp_path: Path,
 ) -> None:

@@ -19,6 +19,7 @@ from referencing.jsonschema import DRAFT7
 SPEC_DIR = Path(__file__).resolve().parents[2] / "bot" / "sandbox" / "spec"
 CONVERSATIONS = "apps/conversations.json"
 CONTACTS = "apps/contacts.json"
+LOCATIONS = "apps/locations.json"
 _BASE = "https://tests.invalid/"
 # The spec's known error: SendMessageBodyDto lists subType and status as required.
 _KNOWN_FALSE_REQUIRED = {"subType", "status"}
@@ -53,7 +54,7 @@ def _close_objects(node: Any) -> None:
 @functools.cache
 def _registry(closed: bool) -> Registry[Any]:
     resources = []
-    for name in (CONVERSATIONS, CONTACTS, "common/common-schemas.json"):
+    for name in (CONVERSATIONS, CONTACTS, LOCATIONS, "common/common-schemas.json"):
         document = _openapi_to_json_schema(json.loads((SPEC_DIR / name).read_text("utf-8")))
         if closed:
             _close_objects(document)

@@ -272,3 +272,21 @@ async def test_response_url_sink_records_and_shows_what_respond_sends(
     assert [m.text for m in sim.channel_messages(GENERAL)] == ["Everyone sees this"]
     unknown = await AsyncWebhookClient(f"{sim.base_url}response/nope").send(text="x")
     assert unknown.status_code == 404
+
+
+async def test_users_info_reports_workspace_roles() -> None:
+    async with SlackSimulator(admins={"U0BOSS"}) as sim:
+        sim.add_user("U0BOSS", "boss")
+        sim.add_user("U0OWNER", "owner", is_owner=True, is_primary_owner=True)
+        sim.add_user("U0PLAIN", "plain")
+        sim.add_user("U0MADE", "made", is_admin=True)
+        client = AsyncWebClient(token=sim.bot_token, base_url=sim.api_url)
+
+        async def roles(user: str) -> tuple[bool, bool, bool]:
+            info = (await client.users_info(user=user))["user"]
+            return info["is_admin"], info["is_owner"], info["is_primary_owner"]
+
+        assert await roles("U0BOSS") == (True, False, False)
+        assert await roles("U0OWNER") == (False, True, True)
+        assert await roles("U0PLAIN") == (False, False, False)
+        assert await roles("U0MADE") == (True, False, False)

@@ -21,6 +21,8 @@ from bot.highlevel import EmailReplyMode, MessageChannel
 from bot.sandbox.slack import build_state_values
 from bot.ui.compose_builder import (
     COMPOSE_CALLBACK_ID,
+    SELECT_OPTIONS_MAX,
+    SubAccountOption,
     compose_view,
     decode_context,
     encode_context,
@@ -77,7 +79,7 @@ def _untouched_answers(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if element["type"] == "plain_text_input":
             answer = element.get("initial_value")
         elif element["type"] == "static_select":
-            answer = element["initial_option"]
+            answer = element.get("initial_option")
         else:
             answer = element.get("initial_date_time")
         answers[block_id] = {element["action_id"]: answer}
@@ -475,3 +477,59 @@ def test_errors_from_the_real_checks_land_on_blocks_the_view_has() -> None:
     assert set(mapped) == {"recipient", "message", "subject", "cc"}
     assert set(mapped) <= set(_inputs(view))
     assert all(0 < len(text) <= 150 for text in mapped.values())
+
+
+# ---------------------------------------------------------------- the sub-account select
+
+ACCOUNTS = (
+    SubAccountOption("locA", "Acme Dental"),
+    SubAccountOption("locB", "Beta <Realty> & Sons"),
+)
+
+
+def test_the_sub_account_select_comes_first_required_and_live() -> None:
+    view = _view(SMS_DRAFT, sub_accounts=ACCOUNTS)
+    first = view["blocks"][0]
+    assert first["block_id"] == F.SUB_ACCOUNT
+    assert first["element"]["action_id"] == F.SUB_ACCOUNT
+    assert first["optional"] is False and first["dispatch_action"] is True
+    assert [o["value"] for o in first["element"]["options"]] == ["locA", "locB"]
+    # plain_text: shown as typed, no markup to escape.
+    assert first["element"]["options"][1]["text"]["text"] == "Beta <Realty> & Sons"
+    assert "initial_option" not in first["element"]
+    chosen = _view(dataclasses.replace(SMS_DRAFT, location_id="locB"), sub_accounts=ACCOUNTS)
+    assert chosen["blocks"][0]["element"]["initial_option"]["value"] == "locB"
+
+
+def test_no_select_without_choices_or_in_a_reply_or_a_thread() -> None:
+    assert F.SUB_ACCOUNT not in _inputs(_view(SMS_DRAFT))
+    assert F.SUB_ACCOUNT not in _inputs(_view(SMS_DRAFT, REPLYING, sub_accounts=ACCOUNTS))
+    in_thread = ComposeContext(channel_id="C0SALES", thread_ts="1714000000.000100")
+    assert F.SUB_ACCOUNT not in _inputs(_view(SMS_DRAFT, in_thread, sub_accounts=ACCOUNTS))
+
+
+def test_the_chosen_sub_account_is_read_back_and_cleared_reads_empty() -> None:
+    view = _view(SMS_DRAFT, sub_accounts=ACCOUNTS)
+    values = _submitted(view, sub_account="locA")
+    assert read_draft(values).location_id == "locA"
+    assert read_draft(_submitted(view, sub_account=None)).location_id == ""
+    # Without the select (the channel decides), the fallback's stays.
+    plain = _view(SMS_DRAFT)
+    fallback = dataclasses.replace(SMS_DRAFT, location_id="locZ")
+    assert read_draft(_submitted(plain), fallback=fallback).location_id == "locZ"
+
+
+def test_many_sub_accounts_fit_one_select() -> None:
+    many = tuple(SubAccountOption(f"loc{i}", f"Client {i} " + "x" * 100) for i in range(150))
+    view = _view(SMS_DRAFT, sub_accounts=many)
+    options = view["blocks"][0]["element"]["options"]
+    assert len(options) == SELECT_OPTIONS_MAX
+    assert all(len(o["text"]["text"]) <= 75 for o in options)
+
+
+def test_a_sub_account_error_without_the_select_lands_on_the_message() -> None:
+    errors = FieldErrors({F.SUB_ACCOUNT: "several are connected now"})
+    present = [b["block_id"] for b in _view(SMS_DRAFT)["blocks"]]
+    assert field_errors(errors, present) == {"message": "Sub-account: several are connected now"}
+    with_select = [b["block_id"] for b in _view(SMS_DRAFT, sub_accounts=ACCOUNTS)["blocks"]]
+    assert field_errors(errors, with_select) == {"sub_account": "several are connected now"}

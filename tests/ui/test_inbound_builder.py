@@ -590,3 +590,13 @@ def test_shortcut_outside_a_thread_explains_how_to_start_a_conversation() -> Non
     assert "`/sendsms` to open the composer" in shown
     assert "*Reply* button" in shown
     assert foreign_markup(shown) == []
+
+
+def test_a_new_conversation_root_names_its_sub_account_when_given_one() -> None:
+    post = dataclasses.replace(SMS, account="Acme <Dental>")
+    text, blocks = inbound_root(post)
+    shown = _shown(text, blocks)
+    assert "HighLevel sub-account: *Acme &lt;Dental&gt;*" in shown
+    assert text.startswith("[Acme &lt;Dental&gt;] New conversation")
+    assert "sub-account" not in _shown(*inbound_root(SMS))
+    assert "sub-account" not in _shown(*inbound_reply(post))

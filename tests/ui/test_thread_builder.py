@@ -270,3 +270,20 @@ def test_escape_clipped_never_cuts_an_entity() -> None:
         clipped = escape_clipped("a&&&&&&&&", limit)
         assert len(clipped) <= limit
         assert broken_entities(clipped) == []
+
+
+def test_a_root_names_its_sub_account_when_given_one_and_replies_never() -> None:
+    post = dataclasses.replace(SMS, account="Acme <Dental> & Co")
+    text, blocks = root_message(post)
+    shown = _all_text(text, assert_message_accepted(text, blocks))
+    assert "HighLevel sub-account: *Acme &lt;Dental&gt; &amp; Co*" in shown
+    assert text.startswith("[Acme &lt;Dental&gt; &amp; Co] ")
+    assert foreign_markup(shown.replace(f"<@{SMS.sender_user_id}>", "")) == []
+    plain_text, plain_blocks = root_message(SMS)
+    assert "sub-account" not in _all_text(
+        plain_text, assert_message_accepted(plain_text, plain_blocks)
+    )
+    reply_text, reply_blocks = reply_message(post)
+    assert "sub-account" not in _all_text(
+        reply_text, assert_message_accepted(reply_text, reply_blocks)
+    )

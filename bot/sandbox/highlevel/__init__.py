@@ -6,6 +6,7 @@ README.md beside this file lists its behaviour and the choices made where HighLe
 """
 
 from ._faults import Faults
+from ._locations import COMPANY_ID, SimLocation
 from ._models import (
     ADA_LOVELACE_ID,
     ALAN_TURING_ID,
@@ -16,6 +17,7 @@ from ._models import (
     SimEmail,
     SimMessage,
 )
+from ._oauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, OAuthCounters, SimToken
 from ._routes import ACCEPTED_VERSIONS
 from ._simulator import (
     DEFAULT_LOCATION_ID,
@@ -31,6 +33,9 @@ __all__ = [
     "ACCEPTED_VERSIONS",
     "ADA_LOVELACE_ID",
     "ALAN_TURING_ID",
+    "COMPANY_ID",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
     "DEFAULT_LOCATION_ID",
     "DEFAULT_TOKEN",
     "GRACE_HOPPER_ID",
@@ -39,10 +44,13 @@ __all__ = [
     "CustomerReply",
     "Faults",
     "HighLevelSimulator",
+    "OAuthCounters",
     "RequestRecord",
     "SimContact",
     "SimConversation",
     "SimEmail",
+    "SimLocation",
     "SimMessage",
+    "SimToken",
     "WebhookDelivery",
 ]

@@ -94,6 +94,7 @@ class SimContact:
     dnd_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # other upsert fields, stored verbatim
+    location_id: str = ""  # the sub-account it belongs to (set by the simulator)
     date_added: datetime = field(default_factory=now)
     date_updated: datetime = field(default_factory=now)
 

@@ -24,6 +24,10 @@ Commands:
       WHO: a contact id, phone, email, first name or "Full Name".
       CH: SMS (default with a phone), Email (default without), WhatsApp, ...
   contacts   list the sandbox's contacts
+  locations  list the sub-accounts: id, name, token, whether the app is installed
+  install LOCATION / uninstall LOCATION
+      the Marketplace app is installed on / removed from LOCATION (an id, number or
+      name): a signed INSTALL / UNINSTALL webhook; uninstall revokes its OAuth tokens.
   help       this list
   quit       stop the sandbox (as Ctrl-C and Ctrl-D do)"""
 USAGE = "Usage: reply [--channel CH] WHO TEXT   e.g. reply ada Is my order ready?"
@@ -84,11 +88,38 @@ class SandboxPrompt:
                     self.say(contact_line(contact))
             case "reply":
                 await self._reply(rest)
+            case "locations":
+                for location in self.sim.locations.values():
+                    state = "installed" if location.installed else "not installed"
+                    self.say(
+                        f"  {location.index}. {location.id}  {location.name:<18} "
+                        f"token={self.sim.pit_for(location.id)}  app {state}"
+                    )
+            case "install" | "uninstall":
+                await self._install(command.lower() == "install", rest)
             case "quit" | "exit":
                 self.say("Stopping the sandbox.")
                 self.stop.set()
             case _:
                 self.say(f"Unknown command {command!r}. Type help for the list.")
+
+    async def _install(self, install: bool, ref: str) -> None:
+        try:
+            location_id = self.sim.find_location(ref)
+        except LookupError as exc:
+            self.say(f"✗ {exc.args[0]}")
+            return
+        sim = self.sim
+        delivery = await (sim.install(location_id) if install else sim.uninstall(location_id))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WEBHOOK_WAIT_SECONDS):
+                await delivery.tried.wait()
+        if delivery.url is None:
+            fate = "no webhook URL set, so no webhook sent"
+        else:
+            fate = f"webhook to {delivery.url}: {delivery.outcome} {delivery.attempts}"
+        done = "installed on" if install else "uninstalled from (its OAuth tokens revoked)"
+        self.say(f"✓ App {done} {sim.location_name(location_id)} ({location_id}); {fate}.")
 
     async def _reply(self, arguments: str) -> None:
         try:

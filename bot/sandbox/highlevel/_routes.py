@@ -14,9 +14,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import _spec
+from ._errors import ApiError
 from ._faults import FaultDecision, decide
+from ._location_routes import LocationRoutes
 from ._models import CHANNELS, new_id
-from ._simulator import AmbiguousCustomer, ApiError, RequestRecord, Upload, trace_id
+from ._oauth_routes import PRINCIPAL_KEY, PUBLIC_OAUTH_PATHS, RECORD_KEY, OAuthRoutes
+from ._search import SEARCH_FIELDS, filter_errors, group_holds, query_matches, sort_key
+from ._simulator import AmbiguousCustomer, RequestRecord, Upload, trace_id
 
 if TYPE_CHECKING:
     from ._simulator import HighLevelSimulator
@@ -52,34 +56,16 @@ FILES_PREFIX = "/sandbox-files/"
 CONTROL_PREFIX = "/_sandbox/"
 CUSTOMER_REPLY_PATH = CONTROL_PREFIX + "customers/{customer}/reply"
 _REPLY_FIELDS = ("body", "channel", "subject")
-# Fields a /contacts/search filter or sort may name: the contact's answer keys.
-SEARCH_FIELDS = (
-    "id",
-    "firstName",
-    "lastName",
-    "name",
-    "firstNameLowerCase",
-    "lastNameLowerCase",
-    "fullNameLowerCase",
-    "email",
-    "phone",
-    "companyName",
-    "tags",
-    "dnd",
-    "type",
-    "dateAdded",
-    "dateUpdated",
-)
 SEND_PATH = "/conversations/messages"
 CONV = _spec.CONVERSATIONS
 CONT = _spec.CONTACTS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-RECORD_KEY = web.RequestKey("highlevel_sandbox_record", RequestRecord)
 
 
 def build_app(sim: HighLevelSimulator) -> web.Application:
-    api = _Api(sim)
+    oauth = OAuthRoutes(sim)
+    api = _Api(sim, oauth)
     # Room for one over-limit file, so it reaches our 413 instead of aiohttp's plain-text one.
     app = web.Application(
         middlewares=[api.gateway], client_max_size=sim.upload_max_bytes * 2 + 1024 * 1024
@@ -111,6 +97,8 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router.add_get(FILES_PREFIX + "{uploadId}/{filename}", api.download)
     router.add_get(CONTROL_PREFIX + "customers", api.list_customers)
     router.add_post(CUSTOMER_REPLY_PATH, api.make_customer_reply)
+    oauth.register(router)
+    LocationRoutes(sim).register(router)
     return app
 
 
@@ -121,8 +109,9 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 
 class _Api:
-    def __init__(self, sim: HighLevelSimulator) -> None:
+    def __init__(self, sim: HighLevelSimulator, oauth: OAuthRoutes) -> None:
         self.sim = sim
+        self.oauth = oauth
 
     # ------------------------------------------------------------------ gateway
 
@@ -141,12 +130,22 @@ class _Api:
         self.sim.requests.append(record)
         request[RECORD_KEY] = record
         try:
-            response = await self._through_gateway(request, handler)
+            if request.path in PUBLIC_OAUTH_PATHS:  # a browser or a client secret: no gateway
+                response = await self._public(request, handler)
+            else:
+                response = await self._through_gateway(request, handler)
         except asyncio.CancelledError:
             record.status = 499  # the client gave up (nginx's code for it)
             raise
         record.status = response.status
         return response
+
+    async def _public(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await self.oauth.public(request, handler)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            message = f"Cannot {request.method} {request.path}"
+            return _json(404, {"statusCode": 404, "message": message, "error": "Not Found"})
 
     async def _control(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The sandbox's own routes: no Version, token, rate limit, faults or request record."""
@@ -161,7 +160,9 @@ class _Api:
         except web.HTTPNotFound:
             message = (
                 f"No sandbox route {request.method} {request.path}. There are "
-                f"GET {CONTROL_PREFIX}customers and POST {CUSTOMER_REPLY_PATH}."
+                f"GET {CONTROL_PREFIX}customers, POST {CUSTOMER_REPLY_PATH}, "
+                f"GET {CONTROL_PREFIX}locations and POST {CONTROL_PREFIX}locations/{{id}}/"
+                "install (or /uninstall)."
             )
             return _json(404, {"statusCode": 404, "message": message})
 
@@ -177,14 +178,12 @@ class _Api:
             return _json(
                 400, {"statusCode": 400, "message": "version header is invalid"}, unlimited
             )
-        if request.headers.get("Authorization") != f"Bearer {sim.token}":
-            body = {
-                "statusCode": 401,
-                "message": "Invalid token: access token is invalid",
-                "error": "Unauthorized",
-            }
-            return _json(401, body, unlimited)
-        limit = sim.limiter.hit()
+        try:
+            principal = sim.authenticate(request.headers.get("Authorization"))
+        except ApiError as exc:
+            return _json(exc.status, exc.body, unlimited)
+        request[PRINCIPAL_KEY] = principal
+        limit = sim.limiter_for(principal.resource_id).hit()
         if not limit.allowed:
             return _json(429, {"statusCode": 429, "message": "Too Many Requests"}, limit.headers())
         is_send = request.method == "POST" and request.path == SEND_PATH
@@ -278,26 +277,46 @@ class _Api:
             raise ApiError.unprocessable(errors)
         return query
 
-    def _check_location(self, location_id: object) -> None:
-        if location_id != self.sim.location_id:
+    @staticmethod
+    def _check_location(request: web.Request, location_id: object) -> str:
+        """403 unless the request's token belongs to ``location_id``; returns it."""
+        own = request[PRINCIPAL_KEY].location_id
+        if own is None or location_id != own:
             raise ApiError.forbidden_location()
+        return own
+
+    def _check_contact(self, request: web.Request, contact_id: str) -> str:
+        """403 for another location's contact; returns the location (unknown: the token's)."""
+        contact = self.sim.contacts.get(contact_id)
+        if contact is None:
+            return self._check_location(request, request[PRINCIPAL_KEY].location_id)
+        return self._check_location(request, contact.location_id)
+
+    def _check_conversation(self, request: web.Request, conversation_id: str) -> str:
+        conversation = self.sim.conversations.get(conversation_id)
+        if conversation is None:
+            return self._check_location(request, request[PRINCIPAL_KEY].location_id)
+        return self._check_contact(request, conversation.contact_id)
 
     # ------------------------------------------------------------------ conversations
 
     async def send_message(self, request: web.Request) -> web.Response:
         self._query(request, CONV, SEND_PATH)
         body = await self._body(request, "SendMessageBodyDto", CONV)
+        self._check_contact(request, body["contactId"])
         return _json(200, self.sim.send(body))
 
     async def search_conversations(self, request: web.Request) -> web.Response:
         query = self._query(request, CONV, "/conversations/search")
-        self._check_location(query.get("locationId"))
+        location_id = self._check_location(request, query.get("locationId"))
         sim = self.sim
         found = []
         horizon = time.monotonic() - sim.search_lag
         for conversation in sim.conversations.values():
             if sim.search_lag and conversation.created_monotonic > horizon:
                 continue  # HighLevel's search index lags behind creation
+            if sim.contacts[conversation.contact_id].location_id != location_id:
+                continue
             entry = self._conversation_entry(conversation.id)
             if entry is None or not _matches(entry, query):
                 continue
@@ -332,7 +351,7 @@ class _Api:
         return {
             "id": conversation.id,
             "contactId": contact.id,
-            "locationId": sim.location_id,
+            "locationId": contact.location_id,
             "lastMessageBody": last_body,
             "lastMessageType": CHANNELS[last.channel].message_type,
             "lastMessageDirection": last.direction,
@@ -353,12 +372,13 @@ class _Api:
         if conversation is None:
             raise ApiError.bad_request("Conversation not found")
         contact = sim.contacts[conversation.contact_id]
+        self._check_location(request, contact.location_id)
         return _json(
             200,
             {
                 "id": conversation.id,
                 "contactId": conversation.contact_id,
-                "locationId": sim.location_id,
+                "locationId": contact.location_id,
                 "deleted": False,
                 "inbox": True,
                 "type": 1 if contact.phone else 2,
@@ -385,6 +405,7 @@ class _Api:
         conversation_id = request.match_info["conversationId"]
         if conversation_id not in sim.conversations:
             raise ApiError.bad_request("Conversation not found")
+        location_id = self._check_conversation(request, conversation_id)
         messages = sorted(
             sim.messages_for(conversation_id),
             key=lambda m: sim.activity_order(m.id),
@@ -403,7 +424,7 @@ class _Api:
         listing = {
             "lastMessageId": page[-1].id if page else "",
             "nextPage": len(messages) > limit,
-            "messages": [m.to_api(sim.location_id) for m in page],  # emails without body
+            "messages": [m.to_api(location_id) for m in page],  # emails without body
         }
         # Real responses wrap the documented object one level deeper (highlevel-api-docs #54).
         return _json(200, {"messages": listing})
@@ -413,24 +434,32 @@ class _Api:
         message = self.sim.messages.get(request.match_info["id"])
         if message is None:
             raise ApiError.bad_request("Message not found")
+        location_id = self._check_contact(request, message.contact_id)
         # Real responses wrap the documented object (highlevel-api-docs #258, #212).
-        return _json(200, {"message": message.to_api(self.sim.location_id)})
+        return _json(200, {"message": message.to_api(location_id)})
 
     async def get_email(self, request: web.Request) -> web.Response:
         self._query(request, CONV, "/conversations/messages/email/{id}")
         email = self.sim.emails.get(request.match_info["id"])
         if email is None:
             raise ApiError.bad_request("Email message not found")
+        location_id = self._check_contact(request, email.contact_id)
         # Independent public clients read this under `emailMessage`; the simulator wraps it.
-        return _json(200, {"emailMessage": email.to_api(self.sim.location_id)})
+        return _json(200, {"emailMessage": email.to_api(location_id)})
 
     async def cancel_message(self, request: web.Request) -> web.Response:
         self._query(request, CONV, "/conversations/messages/{messageId}/schedule")
+        message = self.sim.messages.get(request.match_info["messageId"])
+        if message is not None:
+            self._check_contact(request, message.contact_id)
         cancelled = self.sim.cancel_scheduled(request.match_info["messageId"])
         return _cancel_answer(cancelled)
 
     async def cancel_email(self, request: web.Request) -> web.Response:
         self._query(request, CONV, "/conversations/messages/email/{emailMessageId}/schedule")
+        email = self.sim.emails.get(request.match_info["emailMessageId"])
+        if email is not None:
+            self._check_contact(request, email.contact_id)
         cancelled = self.sim.cancel_scheduled_email(request.match_info["emailMessageId"])
         return _cancel_answer(cancelled)
 
@@ -456,7 +485,8 @@ class _Api:
         if errors:
             raise ApiError.unprocessable(errors)
         sim = self.sim
-        self._check_location(fields["locationId"])
+        self._check_location(request, fields["locationId"])
+        self._check_conversation(request, fields["conversationId"])
         conversation = sim.conversations.get(fields["conversationId"])
         if conversation is None:
             # What HighLevel really answers for an unknown conversation (issue 39).
@@ -493,26 +523,28 @@ class _Api:
 
     async def duplicate_contact(self, request: web.Request) -> web.Response:
         query = self._query(request, CONT, "/contacts/search/duplicate")
-        self._check_location(query.get("locationId"))
+        location_id = self._check_location(request, query.get("locationId"))
         email, number = query.get("email"), query.get("number")
         if not email and not number:
             raise ApiError.bad_request("number or email is required")
         contact = self.sim.find_duplicate(
-            email=str(email) if email else None, number=str(number) if number else None
+            email=str(email) if email else None,
+            number=str(number) if number else None,
+            location_id=location_id,
         )
-        found = contact.to_api(self.sim.location_id) if contact else None
+        found = contact.to_api(location_id) if contact else None
         return _json(200, {"contact": found})
 
     async def upsert_contact(self, request: web.Request) -> web.Response:
         self._query(request, CONT, "/contacts/upsert")
         body = await self._body(request, "UpsertContactDto", CONT)
-        self._check_location(body["locationId"])
+        self._check_location(request, body["locationId"])
         created, contact = self.sim.upsert(body)
         return _json(
             200,
             {
                 "new": created,
-                "contact": contact.to_api(self.sim.location_id),
+                "contact": contact.to_api(contact.location_id),
                 "traceId": trace_id(),
             },
         )
@@ -520,10 +552,10 @@ class _Api:
     async def search_contacts(self, request: web.Request) -> web.Response:
         self._query(request, CONT, "/contacts/search")
         body = await self._body(request, "SearchBodyV2DTO", CONT)
-        self._check_location(body["locationId"])
+        location_id = self._check_location(request, body["locationId"])
         filters: list[dict[str, Any]] = body.get("filters") or []
         sort: list[dict[str, str]] = body.get("sort") or []
-        errors = _filter_errors(filters, "filters") + [
+        errors = filter_errors(filters, "filters") + [
             f"sort.{i}.field must be one of the following values: {', '.join(SEARCH_FIELDS)}"
             for i, rule in enumerate(sort)
             if rule["field"] not in SEARCH_FIELDS
@@ -532,15 +564,14 @@ class _Api:
             errors.append("searchAfter is not supported by the sandbox: page with page")
         if errors:
             raise ApiError.unprocessable(errors)
-        location_id = self.sim.location_id
-        found = [contact.to_api(location_id) for contact in self.sim.contacts.values()]
+        found = [contact.to_api(location_id) for contact in self.sim.contacts_of(location_id)]
         text = str(body.get("query") or "").strip().lower()
         if text:
-            found = [entry for entry in found if _query_matches(entry, text)]
-        found = [entry for entry in found if _group_holds(entry, "AND", filters)]
+            found = [entry for entry in found if query_matches(entry, text)]
+        found = [entry for entry in found if group_holds(entry, "AND", filters)]
         for rule in reversed(sort):  # stable sorts, last key first
             found.sort(
-                key=functools.partial(_sort_key, rule["field"]),
+                key=functools.partial(sort_key, rule["field"]),
                 reverse=rule["direction"] == "desc",
             )
         limit = int(body["pageLimit"])
@@ -553,7 +584,8 @@ class _Api:
         contact = self.sim.contacts.get(request.match_info["contactId"])
         if contact is None:
             raise ApiError.bad_request("Contact not found")
-        return _json(200, {"contact": contact.to_api(self.sim.location_id)})
+        self._check_location(request, contact.location_id)
+        return _json(200, {"contact": contact.to_api(contact.location_id)})
 
     # ------------------------------------------------------------------ sandbox control
 
@@ -612,87 +644,6 @@ def _reply_payload(raw: bytes) -> dict[str, str]:
         if name in payload and not isinstance(payload[name], str):
             raise ApiError.bad_request(f'"{name}" must be a string.')
     return payload
-
-
-def _filter_errors(filters: list[dict[str, Any]], where: str) -> list[str]:
-    errors: list[str] = []
-    for index, rule in enumerate(filters):
-        here = f"{where}.{index}"
-        if "group" in rule or "filters" in rule:
-            if "group" not in rule or "filters" not in rule or {"field", "operator"} & set(rule):
-                errors.append(f"{here} must have group and filters, and nothing else")
-            else:
-                errors.extend(_filter_errors(rule["filters"], f"{here}.filters"))
-            continue
-        if "field" not in rule or "operator" not in rule:
-            errors.append(f"{here} must have field and operator (or group and filters)")
-            continue
-        if rule["field"] not in SEARCH_FIELDS:
-            values = ", ".join(SEARCH_FIELDS)
-            errors.append(f"{here}.field must be one of the following values: {values}")
-        if rule["operator"] == "range":
-            errors.append(f"{here}.operator range is not supported by the sandbox")
-        elif rule["operator"] not in {"exists", "not_exists"} and "value" not in rule:
-            errors.append(f"{here}.value should not be empty")
-    return errors
-
-
-def _group_holds(entry: dict[str, Any], group: str, filters: list[dict[str, Any]]) -> bool:
-    results = (
-        _group_holds(entry, rule["group"], rule["filters"])
-        if "group" in rule
-        else _filter_holds(entry, rule)
-        for rule in filters
-    )
-    return any(results) if group == "OR" else all(results)
-
-
-def _filter_holds(entry: dict[str, Any], rule: dict[str, Any]) -> bool:
-    field: str = rule["field"]
-    operator: str = rule["operator"]
-    wanted: object = rule.get("value")
-    actual: object = entry.get(field)
-    present = actual not in (None, "", [])
-    if operator in {"exists", "not_exists"}:
-        return present == (operator == "exists")
-    values = actual if isinstance(actual, list) else [actual]  # tags match any one
-    if operator in {"eq", "not_eq"}:
-        equal = any(_same(field, value, wanted) for value in values)
-        return equal == (operator == "eq")
-    needle = str(wanted).lower()
-    contained = any(value is not None and needle in str(value).lower() for value in values)
-    return contained == (operator == "contains")
-
-
-def _same(field: str, actual: object, wanted: object) -> bool:
-    if isinstance(actual, str) and isinstance(wanted, str):
-        if field == "phone":
-            return _digits(actual) == _digits(wanted)
-        return actual.lower() == wanted.lower()
-    return actual == wanted
-
-
-def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
-
-
-def _query_matches(entry: dict[str, Any], text: str) -> bool:
-    """HighLevel's free-text query: name, email, phone or company, case-insensitive."""
-    haystack = " ".join(
-        str(entry.get(key) or "") for key in ("name", "email", "phone", "companyName")
-    ).lower()
-    if text in haystack:
-        return True
-    digits = _digits(text)
-    phone_like = len(digits) >= 3 and all(ch.isdigit() or ch in "+ -()." for ch in text)
-    return phone_like and digits in _digits(str(entry.get("phone") or ""))
-
-
-def _sort_key(field: str, entry: dict[str, Any]) -> str:
-    value = entry.get(field)
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value).lower()
-    return "" if value is None else str(value).lower()
 
 
 def _cancel_answer(cancelled: bool) -> web.Response:

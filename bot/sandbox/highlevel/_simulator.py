@@ -16,7 +16,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import _spec
+from ._errors import ApiError
 from ._faults import Faults, SlidingWindowLimiter
+from ._locations import COMPANY_ID, LocationsMixin
 from ._models import (
     CHANNELS,
     SimContact,
@@ -26,8 +28,8 @@ from ._models import (
     iso,
     new_id,
     now,
-    seed_contacts,
 )
+from ._oauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, OAuthServer
 from ._webhooks import WebhookDelivery, WebhookSender
 
 __all__ = [
@@ -48,34 +50,6 @@ LOCATION_EMAIL = "Sandbox Location <sandbox@example.com>"
 MessageChannel = Literal["SMS", "WhatsApp", "GMB", "FB", "IG", "Live_Chat", "Custom"]
 MESSAGE_STATUSES = frozenset(_spec.enum_of(_spec.CONVERSATIONS, "GetMessageResponseDto", "status"))
 _NOT_ON_WHATSAPP = "Message failed: the recipient is not a WhatsApp user"
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status and JSON body (traceId added when sent)."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("message"))
-        self.status = status
-        self.body = body
-
-    @classmethod
-    def bad_request(cls, message: str) -> ApiError:
-        return cls(400, {"statusCode": 400, "message": message})
-
-    @classmethod
-    def unprocessable(cls, messages: list[str]) -> ApiError:
-        return cls(422, {"statusCode": 422, "message": messages, "error": "Unprocessable Entity"})
-
-    @classmethod
-    def forbidden_location(cls) -> ApiError:
-        return cls(
-            403,
-            {
-                "statusCode": 403,
-                "message": "The token does not have access to this location.",
-                "error": "Forbidden",
-            },
-        )
 
 
 @dataclass
@@ -188,8 +162,8 @@ def phone_key(raw: str) -> str:
     return re.sub(r"[\s\-().]", "", raw)
 
 
-class HighLevelSimulator:
-    """A HighLevel (LeadConnector) sub-account on 127.0.0.1, faithful to the official OpenAPI.
+class HighLevelSimulator(LocationsMixin):
+    """A HighLevel (LeadConnector) agency and its sub-accounts on 127.0.0.1, spec-faithful.
 
     See ``README.md`` beside this file for its behaviour and the choices made where
     HighLevel's documentation is vague.
@@ -215,9 +189,21 @@ class HighLevelSimulator:
         strict_unknown_fields: bool = True,
         upload_max_bytes: int = 5 * 1024 * 1024,
         with_seed_contacts: bool = True,
+        locations: int = 1,
+        oauth_client_id: str = DEFAULT_CLIENT_ID,
+        oauth_client_secret: str = DEFAULT_CLIENT_SECRET,
+        token_ttl: int = 86399,
+        refresh_grace_seconds: float = 0.0,
     ) -> None:
         self.location_id = location_id
         self.token = token
+        self.oauth = OAuthServer(
+            client_id=oauth_client_id,
+            client_secret=oauth_client_secret,
+            company_id=COMPANY_ID,
+            token_ttl=token_ttl,
+            refresh_grace_seconds=refresh_grace_seconds,
+        )
         self.faults = faults if faults is not None else Faults()
         # Seeded on purpose: the same seed must inject the same faults into the same requests.
         self.rng = random.Random(seed)  # noqa: S311
@@ -237,9 +223,8 @@ class HighLevelSimulator:
         self.strict_unknown_fields = strict_unknown_fields
         self.upload_max_bytes = upload_max_bytes
 
-        self.contacts: dict[str, SimContact] = (
-            {contact.id: contact for contact in seed_contacts()} if with_seed_contacts else {}
-        )
+        self.contacts: dict[str, SimContact] = {}
+        self._init_locations(locations, with_seed_contacts)
         self.conversations: dict[str, SimConversation] = {}
         self.messages: dict[str, SimMessage] = {}
         self.emails: dict[str, SimEmail] = {}
@@ -345,7 +330,9 @@ class HighLevelSimulator:
         dnd_settings: dict[str, dict[str, str]] | None = None,
         tags: list[str] | None = None,
         contact_id: str | None = None,
+        location_id: str | None = None,
     ) -> SimContact:
+        """A contact of ``location_id`` (default: the first location)."""
         contact = SimContact(
             id=contact_id or new_id(),
             first_name=first_name,
@@ -356,6 +343,7 @@ class HighLevelSimulator:
             dnd=dnd,
             dnd_settings=dnd_settings or {},
             tags=tags or [],
+            location_id=self._location(location_id or self.location_id).id,
         )
         self.contacts[contact.id] = contact
         return contact
@@ -863,24 +851,32 @@ class HighLevelSimulator:
 
     # ------------------------------------------------------------------ contacts
 
-    def find_duplicate(self, *, email: str | None, number: str | None) -> SimContact | None:
+    def find_duplicate(
+        self, *, email: str | None, number: str | None, location_id: str | None = None
+    ) -> SimContact | None:
         # Email first, then phone: HighLevel's order when duplicates are allowed.
+        candidates = [
+            c for c in self.contacts.values() if location_id is None or c.location_id == location_id
+        ]
         if email:
-            for contact in self.contacts.values():
+            for contact in candidates:
                 if contact.email and contact.email.lower() == email.lower():
                     return contact
         if number:
             wanted = phone_key(number)
-            for contact in self.contacts.values():
+            for contact in candidates:
                 if contact.phone and phone_key(contact.phone) == wanted:
                     return contact
         return None
 
     def upsert(self, body: dict[str, Any]) -> tuple[bool, SimContact]:
-        contact = self.find_duplicate(email=body.get("email"), number=body.get("phone"))
+        location_id = body.get("locationId") or self.location_id
+        contact = self.find_duplicate(
+            email=body.get("email"), number=body.get("phone"), location_id=location_id
+        )
         created = contact is None
         if contact is None:
-            contact = SimContact(id=new_id())
+            contact = SimContact(id=new_id(), location_id=location_id)
             self.contacts[contact.id] = contact
         if "name" in body and not ({"firstName", "lastName"} & body.keys()):
             first, _, last = (body["name"] or "").partition(" ")
@@ -1060,7 +1056,7 @@ class HighLevelSimulator:
     def _emit_message(self, message: SimMessage) -> None:
         payload: dict[str, Any] = {
             "type": "OutboundMessage" if message.direction == "outbound" else "InboundMessage",
-            "locationId": self.location_id,
+            "locationId": self.contacts[message.contact_id].location_id,
             "attachments": list(message.attachments),
             "body": message.body,
             "contactId": message.contact_id,
@@ -1080,7 +1076,7 @@ class HighLevelSimulator:
     def _emit_email(self, email: SimEmail) -> None:
         payload: dict[str, Any] = {
             "type": "OutboundMessage" if email.direction == "outbound" else "InboundMessage",
-            "locationId": self.location_id,
+            "locationId": self.contacts[email.contact_id].location_id,
             "attachments": list(email.attachments),
             "body": email.body,
             "contactId": email.contact_id,

@@ -17,6 +17,7 @@ from referencing.jsonschema import DRAFT7
 __all__ = [
     "CONTACTS",
     "CONVERSATIONS",
+    "LOCATIONS",
     "SEARCH_OPERATORS",
     "SPEC_FILES",
     "coerce_query",
@@ -28,8 +29,9 @@ __all__ = [
 
 CONVERSATIONS = "apps/conversations.json"
 CONTACTS = "apps/contacts.json"
+LOCATIONS = "apps/locations.json"
 COMMON = "common/common-schemas.json"
-SPEC_FILES = (CONVERSATIONS, CONTACTS, COMMON)
+SPEC_FILES = (CONVERSATIONS, CONTACTS, LOCATIONS, COMMON)
 
 # Any absolute base works; it only has to make "../common/common-schemas.json#..." resolvable.
 _BASE_URI = "https://spec.sandbox.invalid/"

@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._faults import Faults
+from ._oauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from ._prompt import contact_line, run_prompt, stdin_prompt_fd
 from ._routes import CONTROL_PREFIX
 from ._simulator import DEFAULT_LOCATION_ID, DEFAULT_TOKEN, HighLevelSimulator
 
-__all__ = ["add_arguments", "env_lines", "reply_example", "run"]
+__all__ = ["add_arguments", "env_lines", "location_lines", "reply_example", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Ed25519 private key (PEM) for webhook signatures; created if missing "
         "(default: a new key each run)",
     )
+    parser.add_argument(
+        "--locations",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="sub-accounts of the sandbox agency, each with its own contacts and token; with "
+        "N > 1 it prints the Marketplace app (OAuth) settings to point the bridge at",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=_positive,
+        default=86399,
+        metavar="SECONDS",
+        help="lifetime of OAuth access tokens (HighLevel: 86399)",
+    )
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="Marketplace app client id")
+    parser.add_argument(
+        "--client-secret", default=DEFAULT_CLIENT_SECRET, help="Marketplace app client secret"
+    )
     parser.add_argument("--rate-limit-max", type=int, default=100, help="requests per interval")
     parser.add_argument("--rate-limit-interval-ms", type=int, default=10_000)
     faults = parser.add_argument_group("fault injection")
@@ -63,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="apply faults to POST /conversations/messages only (default: every request)",
     )
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
@@ -93,18 +120,34 @@ def reply_example(sim: HighLevelSimulator) -> str:
     )
 
 
-def env_lines(sim: HighLevelSimulator) -> list[str]:
+def env_lines(sim: HighLevelSimulator, *, oauth: bool = False) -> list[str]:
     """``NAME=value`` lines for a shell ``export`` or a ``.env`` file.
 
     The PEM is one line: its newlines become literal ``\\n`` inside double quotes, which both
     keep as-is (python-dotenv turns them into newlines; the bridge accepts either form).
+    ``oauth``: the Marketplace app's settings instead of the first location's PIT.
     """
     pem = sim.public_key_pem.strip().replace("\n", "\\n")
+    if oauth:
+        credentials = [
+            f"GHL_CLIENT_ID={sim.oauth.client_id}",
+            f"GHL_CLIENT_SECRET={sim.oauth.client_secret}",
+            f"GHL_MARKETPLACE_URL={sim.base_url}",
+        ]
+    else:
+        credentials = [f"GHL_API_TOKEN={sim.token}", f"GHL_LOCATION_ID={sim.location_id}"]
     return [
         f"GHL_API_URL={sim.base_url}",
-        f"GHL_API_TOKEN={sim.token}",
-        f"GHL_LOCATION_ID={sim.location_id}",
+        *credentials,
         f'GHL_WEBHOOK_PUBLIC_KEY="{pem}\\n"',
+    ]
+
+
+def location_lines(sim: HighLevelSimulator) -> list[str]:
+    """One line per location: id, name and its Private Integration Token."""
+    return [
+        f"  {location_id}  {sim.location_name(location_id):<18} token={sim.pit_for(location_id)}"
+        for location_id in sim.location_ids
     ]
 
 
@@ -126,6 +169,10 @@ async def run(args: argparse.Namespace) -> int:
         signing_key=_signing_key(args.signing_key_file),
         seed=args.seed,
         faults=faults,
+        locations=args.locations,
+        token_ttl=args.token_ttl,
+        oauth_client_id=args.client_id,
+        oauth_client_secret=args.client_secret,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -139,17 +186,36 @@ async def run(args: argparse.Namespace) -> int:
         base_url = await sim.start(args.host, args.port)
         out = sys.stdout
         print(f"HighLevel sandbox listening on {base_url}", file=out)
+        several = len(sim.location_ids) > 1
+        if several:
+            print(f"Sub-accounts (locations) of agency {sim.company_id}:", file=out)
+            for line in location_lines(sim):
+                print(line, file=out)
         print("Seeded contacts:", file=out)
         for contact in sim.contacts.values():
-            print(contact_line(contact), file=out)
+            where = f" location={contact.location_id}" if several else ""
+            print(contact_line(contact) + where, file=out)
         target = args.webhook_url or "nowhere (pass --webhook-url to receive them)"
         print(f"Webhooks go to {target}", file=out)
         print(
             "Point ghl-bridge at it (prefix each line with `export ` or put them in .env):",
             file=out,
         )
-        for line in env_lines(sim):
+        if several:
+            print(
+                "As a Marketplace app (OAuth; installs go through "
+                f"{sim.base_url}/oauth/chooselocation, access tokens live {args.token_ttl} s):",
+                file=out,
+            )
+        for line in env_lines(sim, oauth=several):
             print(line, file=out)
+        if several:
+            print(
+                "and the bridge's own: PUBLIC_URL=<its URL, e.g. http://127.0.0.1:3000> and "
+                "TOKEN_ENCRYPTION_KEY=<`ghl-bridge keygen`>; then open PUBLIC_URL/ghl/install "
+                "(or `/highlevel connect` in Slack) to connect a sub-account",
+                file=out,
+            )
         print(
             "Make a customer reply (stored in the conversation for polling, and sent as a "
             "signed webhook when --webhook-url is set; the contact is an id, phone, email or "

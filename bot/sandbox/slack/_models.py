@@ -22,6 +22,10 @@ class SlackUser:
     tz: str = "America/New_York"
     is_bot: bool = False
     email: str | None = None
+    # Workspace roles, as users.info reports them.
+    is_admin: bool = False
+    is_owner: bool = False
+    is_primary_owner: bool = False
 
     def to_api(self, team_id: str) -> JsonDict:
         try:
@@ -49,6 +53,11 @@ class SlackUser:
             "tz_offset": tz_offset,
             "is_bot": self.is_bot,
             "is_app_user": False,
+            "is_admin": self.is_admin,
+            "is_owner": self.is_owner,
+            "is_primary_owner": self.is_primary_owner,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
             "profile": profile,
         }
 

@@ -12,7 +12,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,8 +173,11 @@ class SlackWorkspace:
         post_rate_per_second: float,
         post_burst: int,
         trigger_ttl_seconds: float,
+        admins: Iterable[str] = (),
     ) -> None:
         self.team_id = team_id
+        # People made workspace admins when added (users.info is_admin).
+        self.admins = frozenset(admins)
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -228,8 +231,21 @@ class SlackWorkspace:
         tz: str = "America/New_York",
         *,
         email: str | None = None,
+        is_admin: bool | None = None,
+        is_owner: bool = False,
+        is_primary_owner: bool = False,
     ) -> SlackUser:
-        user = SlackUser(user_id, name, real_name or name, tz, email=email)
+        """Add a person; `is_admin` None: an admin when listed in the simulator's `admins`."""
+        user = SlackUser(
+            user_id,
+            name,
+            real_name or name,
+            tz,
+            email=email,
+            is_admin=user_id in self.admins if is_admin is None else is_admin,
+            is_owner=is_owner,
+            is_primary_owner=is_primary_owner,
+        )
         self._users[user_id] = user
         return user
 

@@ -122,7 +122,8 @@ def _decode_json_args(args: JsonDict) -> None:
 class SlackSimulator(SlackWorkspace):
     """The sandbox Slack: workspace state, the Web API over HTTP, and test helpers.
 
-    Seed it with ``add_user``/``add_channel``; read it back with ``channel_messages``,
+    Seed it with ``add_user``/``add_channel`` (people in ``admins`` are workspace admins, as
+    ``users.info`` says); read it back with ``channel_messages``,
     ``thread``, ``ephemerals``, ``open_views``, ``response_url_posts``, ``calls``.
     """
 
@@ -141,6 +142,7 @@ class SlackSimulator(SlackWorkspace):
         bot_name: str = "ghl-bridge",
         granted_scopes: Iterable[str] = DEFAULT_GRANTED_SCOPES,
         app_token: str = "xapp-1-A0SANDBOX-1-sandbox",  # noqa: S107  (a fake for the sandbox)
+        admins: Iterable[str] = (),
     ) -> None:
         super().__init__(
             team_id=team_id,
@@ -152,6 +154,7 @@ class SlackSimulator(SlackWorkspace):
             post_rate_per_second=post_rate_per_second,
             post_burst=post_burst,
             trigger_ttl_seconds=trigger_ttl_seconds,
+            admins=admins,
         )
         self._bot_token = bot_token
         # Sent back in ``x-oauth-scopes`` on every authenticated call, as Slack does.

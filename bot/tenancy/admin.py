@@ -1,0 +1,145 @@
+"""SubAccountAdmin: what `/highlevel link`, `inbox` and `status` do, apart from Slack.
+
+The handler parses, checks that the person may, and shows the outcome; this finds the
+sub-account a person named, changes the routing and gathers what `status` shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.routing import ChannelRouting
+from storage import ChannelLink, LocationRecord
+
+# Quotes a person may put around a name (Slack turns typed quotes into curly ones).
+_QUOTES = "`\"'\u201c\u201d\u2018\u2019"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The sub-account a name or id names: `record`, else the ones it could mean."""
+
+    record: LocationRecord | None
+    candidates: tuple[LocationRecord, ...] = ()  # several matched (ambiguous)
+
+
+def match_sub_account(records: Sequence[LocationRecord], query: str) -> Match:
+    """The record `query` names: its exact id, else its name (case-insensitive), else a name
+    it is the start of, when only one is."""
+    wanted = query.strip().strip(_QUOTES).strip()
+    if not wanted:
+        return Match(None)
+    for record in records:
+        if record.location_id == wanted:
+            return Match(record)
+    folded = wanted.casefold()
+    for kind in ("exact", "prefix"):
+        found = tuple(
+            record
+            for record in records
+            if record.name
+            and (
+                record.name.casefold() == folded
+                if kind == "exact"
+                else record.name.casefold().startswith(folded)
+            )
+        )
+        if len(found) == 1:
+            return Match(found[0])
+        if found:
+            return Match(None, found)
+    return Match(None)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What `/highlevel link <query>` came to."""
+
+    kind: Literal["linked", "unknown", "ambiguous", "none_connected"]
+    record: LocationRecord | None = None
+    # "unknown": the connected sub-accounts; "ambiguous": the ones the query could mean.
+    choices: tuple[LocationRecord, ...] = ()
+    previous: str | None = None  # the location the channel was linked to before, if another
+    already: bool = False  # it was linked to this one already
+
+
+@dataclass(frozen=True, slots=True)
+class InboxOutcome:
+    """What `/highlevel inbox` came to."""
+
+    kind: Literal["set", "link_first", "none_connected"]
+    record: LocationRecord | None = None
+    choices: tuple[LocationRecord, ...] = ()  # "link_first": the connected sub-accounts
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    """One sub-account as `/highlevel status` shows it."""
+
+    record: LocationRecord
+    links: tuple[ChannelLink, ...]
+    inbox_channel_id: str | None  # its own inbox, else the default one, else None
+    default_inbox: bool  # inbox_channel_id is SLACK_INBOX_CHANNEL, not its own
+
+
+class SubAccountAdmin:
+    """Links channels, sets inboxes and reports on every sub-account."""
+
+    def __init__(self, routing: ChannelRouting, accounts: SubAccounts) -> None:
+        self._routing = routing
+        self._accounts = accounts
+
+    async def link(self, team_id: str, channel_id: str, query: str, *, user_id: str) -> LinkOutcome:
+        """Link the channel to the connected sub-account `query` names, if exactly one."""
+        connected = await self._accounts.connected(fresh=True)
+        if not connected:
+            return LinkOutcome("none_connected")
+        match = match_sub_account(connected, query)
+        if match.record is None:
+            if match.candidates:
+                return LinkOutcome("ambiguous", choices=match.candidates)
+            return LinkOutcome("unknown", choices=tuple(connected))
+        before = await self._routing.route(team_id, channel_id)
+        previous = before.location_id if before.linked else None
+        await self._routing.link(team_id, channel_id, match.record.location_id, linked_by=user_id)
+        return LinkOutcome(
+            "linked",
+            record=match.record,
+            previous=previous if previous != match.record.location_id else None,
+            already=previous == match.record.location_id,
+        )
+
+    async def set_inbox(self, team_id: str, channel_id: str) -> InboxOutcome:
+        """New conversations of the channel's sub-account (linked, or the only one) open here."""
+        route = await self._routing.route(team_id, channel_id)
+        if route.location_id is None:
+            if route.choices:
+                return InboxOutcome("link_first", choices=route.choices)
+            return InboxOutcome("none_connected")
+        record = await self._accounts.get(route.location_id)
+        if record is None:
+            # Linked to a sub-account that is disconnected now: still its inbox once it is back.
+            everything = await self._routing.every_sub_account()
+            record = next((r for r in everything if r.location_id == route.location_id), None)
+        if record is None:
+            return InboxOutcome("none_connected")
+        await self._routing.set_inbox(record.location_id, team_id, channel_id)
+        return InboxOutcome("set", record=record)
+
+    async def overview(self) -> list[AccountStatus]:
+        """Every sub-account the bridge knows, connected or not, with its channels."""
+        records = await self._routing.every_sub_account()
+        links = await self._routing.links()
+        default = self._routing.default_inbox
+        return [
+            AccountStatus(
+                record=record,
+                links=tuple(link for link in links if link.location_id == record.location_id),
+                inbox_channel_id=record.inbox_channel_id or default,
+                default_inbox=not record.inbox_channel_id and default is not None,
+            )
+            for record in records
+        ]

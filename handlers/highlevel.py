@@ -1,0 +1,154 @@
+"""`/highlevel`: connect sub-accounts, link channels to them, choose inboxes, see their status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deps import Deps
+from bot.tenancy.admin import SubAccountAdmin
+from bot.ui.highlevel_builder import (
+    admin_check_failed_message,
+    admins_only_message,
+    ambiguous_account_message,
+    connect_message,
+    failure_message,
+    inbox_message,
+    link_announcement,
+    link_first_message,
+    linked_message,
+    none_connected_message,
+    status_message,
+    unknown_account_message,
+    unknown_subcommand_message,
+    usage_message,
+)
+from storage import StoreError
+
+log = logging.getLogger(__name__)
+
+HELP_WORDS = frozenset({"", "help", "-h", "--help", "?"})
+ADMIN_ONLY = frozenset({"link", "inbox"})
+Message = tuple[str, list[Block]]
+
+
+class AdminCheckFailed(Exception):
+    """Slack did not say whether the person is an admin."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def is_workspace_admin(client: AsyncWebClient, user_id: str) -> bool:
+    """The person is an admin or owner of the Slack workspace (users.info)."""
+    try:
+        response = await client.users_info(user=user_id)
+    except SlackApiError as exc:
+        raise AdminCheckFailed(str(exc.response.get("error") or "unknown_error")) from None
+    user = response.get("user") or {}
+    return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Attach the `/highlevel` listener."""
+    settings = deps.settings
+    install_url = f"{settings.public_url}/ghl/install" if settings.oauth_enabled else None
+    admin = SubAccountAdmin(deps.routing, deps.accounts)
+
+    async def may_change(client: AsyncWebClient, user_id: str) -> bool:
+        if user_id in settings.admin_slack_users:
+            return True
+        return await is_workspace_admin(client, user_id)
+
+    async def link(command: dict[str, Any], query: str, client: AsyncWebClient) -> Message:
+        team, channel, user = command.get("team_id", ""), command["channel_id"], command["user_id"]
+        if not query.strip():
+            connected = await deps.accounts.connected()
+            if not connected:
+                return none_connected_message(install_url)
+            return unknown_account_message("", connected)
+        outcome = await admin.link(team, channel, query, user_id=user)
+        if outcome.kind == "none_connected":
+            return none_connected_message(install_url)
+        if outcome.kind == "ambiguous":
+            return ambiguous_account_message(query, outcome.choices)
+        if outcome.kind == "unknown" or outcome.record is None:
+            return unknown_account_message(query, outcome.choices)
+        announced = outcome.already
+        if not outcome.already:
+            text, blocks = link_announcement(user, outcome.record)
+            try:
+                await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+                announced = True
+            except SlackApiError as exc:
+                log.info("could not announce a link in %s: %s", channel, exc.response.get("error"))
+        log.info(
+            "channel %s linked to sub-account %s by %s", channel, outcome.record.location_id, user
+        )
+        return linked_message(
+            outcome.record,
+            channel,
+            previous=outcome.previous,
+            already=outcome.already,
+            announced=announced,
+        )
+
+    async def inbox(command: dict[str, Any]) -> Message:
+        team, channel = command.get("team_id", ""), command["channel_id"]
+        outcome = await admin.set_inbox(team, channel)
+        if outcome.kind == "link_first":
+            return link_first_message(outcome.choices)
+        if outcome.kind == "none_connected" or outcome.record is None:
+            return none_connected_message(install_url)
+        log.info(
+            "channel %s is the inbox of sub-account %s now (set by %s)",
+            channel,
+            outcome.record.location_id,
+            command["user_id"],
+        )
+        return inbox_message(outcome.record, channel)
+
+    async def answer(command: dict[str, Any], client: AsyncWebClient) -> Message:
+        word, _, rest = command.get("text", "").strip().partition(" ")
+        sub = word.lower()
+        if sub in HELP_WORDS:
+            return usage_message()
+        if sub == "connect":
+            return connect_message(install_url)
+        if sub == "status":
+            return status_message(await admin.overview(), now=time.time())
+        if sub not in ADMIN_ONLY:
+            return unknown_subcommand_message(word)
+        try:
+            allowed = await may_change(client, command["user_id"])
+        except AdminCheckFailed as exc:
+            return admin_check_failed_message(exc.error)
+        if not allowed:
+            return admins_only_message(sub, settings.admin_slack_users)
+        if sub == "link":
+            return await link(command, rest, client)
+        return await inbox(command)
+
+    @app.command("/highlevel")
+    async def highlevel(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient) -> None:
+        try:
+            text, blocks = await answer(command, client)
+        except StoreError as exc:
+            log.warning("/highlevel could not reach the database: %s", exc)
+            text, blocks = failure_message(
+                "The bridge's database did not answer, so nothing was changed."
+            )
+        except Exception:
+            # A person gets a sentence, never a stack trace; the log keeps the trace.
+            log.exception("/highlevel failed")
+            text, blocks = failure_message(
+                "Something went wrong in the bridge; nothing was changed."
+            )
+        await ack(text=text, blocks=blocks, response_type="ephemeral")
