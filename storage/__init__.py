@@ -1,6 +1,6 @@
 """Persistence of ghl-bridge: Slack thread <-> HighLevel contact map, messages, send outbox,
-delivery dedupe, key/value cursors, and tenancy (locations, companies, channel links). All
-SQL of the project lives in this package.
+delivery dedupe, key/value cursors, tenancy (locations, companies, channel links), and Slack
+installations with OAuth states. All SQL of the project lives in this package.
 
 Open with `store = await open_store(settings.database_url)` (sqlite:///… or postgresql://…);
 type against `Store`.
@@ -32,6 +32,8 @@ from storage._records import (
     MessageRecord,
     OutboxEntry,
     OutboxState,
+    SlackInstallation,
+    SlackInstallationRecord,
     ThreadRecord,
     TokenScope,
     Unset,
@@ -78,6 +80,8 @@ __all__ = [
     "OutboxState",
     "OutboxStateError",
     "PostgresStore",
+    "SlackInstallation",
+    "SlackInstallationRecord",
     "SqliteStore",
     "Store",
     "StoreError",

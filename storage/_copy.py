@@ -44,6 +44,8 @@ COPIED_TABLES: tuple[str, ...] = (
     "ghl_companies",
     "ghl_locations",
     "slack_channel_links",
+    "slack_installations",
+    "slack_oauth_states",
 )
 
 DEFAULT_BATCH_SIZE = 1000

@@ -37,6 +37,7 @@ from storage._migrations import (
     refuse_newer_schema,
 )
 from storage._outbox import OutboxMixin
+from storage._slack_installs import SlackInstallsMixin
 from storage._tenancy import TenancyMixin
 from storage._threads import ThreadsMixin
 from storage._url import redact_url
@@ -69,6 +70,7 @@ class PostgresStore(
     LeasesMixin,
     BudgetsMixin,
     TenancyMixin,
+    SlackInstallsMixin,
 ):
     """The store on PostgreSQL through a pool of asyncpg connections.
 

@@ -23,6 +23,8 @@ from storage._records import (
     MessageRecord,
     OutboxEntry,
     OutboxState,
+    SlackInstallation,
+    SlackInstallationRecord,
     ThreadRecord,
     TokenScope,
     Unset,
@@ -283,6 +285,51 @@ class Store(Protocol):
     ) -> ChannelLink: ...
     async def get_channel_link(self, team_id: str, channel_id: str) -> ChannelLink | None: ...
     async def list_channel_links(self, *, location_id: str | None = None) -> list[ChannelLink]: ...
+
+    # Slack installations (ciphertext tokens), bot token refresh leases, OAuth states
+    async def save_slack_installation(self, installation: SlackInstallation) -> None: ...
+    async def save_slack_bot(self, installation: SlackInstallation) -> None: ...
+    async def find_slack_installation(
+        self,
+        enterprise_id: str | None,
+        team_id: str | None,
+        *,
+        user_id: str | None = None,
+        is_enterprise_install: bool = False,
+    ) -> SlackInstallationRecord | None: ...
+    async def find_slack_bot(
+        self, enterprise_id: str | None, team_id: str | None, *, is_enterprise_install: bool = False
+    ) -> SlackInstallationRecord | None: ...
+    async def delete_slack_bot(self, enterprise_id: str | None, team_id: str | None) -> None: ...
+    async def delete_slack_installation(
+        self, enterprise_id: str | None, team_id: str | None, *, user_id: str | None = None
+    ) -> None: ...
+    async def delete_slack_workspace(
+        self, enterprise_id: str | None, team_id: str | None
+    ) -> int: ...
+    async def begin_slack_token_refresh(
+        self,
+        enterprise_id: str | None,
+        team_id: str | None,
+        *,
+        seen_version: int,
+        lease_seconds: float,
+    ) -> bool: ...
+    async def finish_slack_token_refresh(
+        self,
+        enterprise_id: str | None,
+        team_id: str | None,
+        *,
+        bot_token: str,
+        bot_refresh_token: str | None,
+        bot_token_expires_at: float | None,
+    ) -> int: ...
+    async def abandon_slack_token_refresh(
+        self, enterprise_id: str | None, team_id: str | None
+    ) -> None: ...
+    async def issue_oauth_state(self, state: str, expires_at: float) -> None: ...
+    async def consume_oauth_state(self, state: str) -> bool: ...
+    async def purge_expired_oauth_states(self, now: float | None = None) -> int: ...
 
     # compose intents
     async def open_intent(

@@ -266,3 +266,54 @@ class ChannelLink:
     linked_by: str
     """The Slack user id of who linked it."""
     linked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlackInstallation:
+    """One install of the Slack app, as the store keeps it (slack_sdk's Installation, flat).
+
+    Tokens and the incoming webhook URL are ciphertext: the store never sees them in plain
+    text. `team_id` is None for an Enterprise Grid org-wide install, `enterprise_id` outside
+    Enterprise Grid. `user_id` is None for a bot saved on its own (save_slack_bot).
+    """
+
+    enterprise_id: str | None
+    team_id: str | None
+    installed_at: float
+    is_enterprise_install: bool = False
+    enterprise_name: str | None = None
+    enterprise_url: str | None = None
+    team_name: str | None = None
+    app_id: str | None = None
+    token_type: str | None = None
+    bot_id: str | None = None
+    bot_user_id: str | None = None
+    bot_scopes: tuple[str, ...] = ()
+    bot_token: str | None = None
+    bot_refresh_token: str | None = None
+    bot_token_expires_at: float | None = None
+    bot_installed_at: float | None = None
+    """When the bot token's install happened (a user-only install later keeps the bot)."""
+    user_id: str | None = None
+    user_scopes: tuple[str, ...] = ()
+    user_token: str | None = None
+    user_refresh_token: str | None = None
+    user_token_expires_at: float | None = None
+    incoming_webhook_url: str | None = None
+    incoming_webhook_channel: str | None = None
+    incoming_webhook_channel_id: str | None = None
+    incoming_webhook_configuration_url: str | None = None
+    custom_values_json: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlackInstallationRecord:
+    """A stored install: the workspace's (or org's) latest bot with its installer, or one
+    user's install with that latest bot; and the bot token's refresh state."""
+
+    installation: SlackInstallation
+    token_version: int
+    """+1 at every new bot token: what a refresh saw, so that only one instance refreshes it."""
+    refresh_owner: str | None
+    refresh_lease_until: float | None
+    updated_at: float

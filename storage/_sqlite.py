@@ -32,6 +32,7 @@ from storage._migrations import (
     refuse_newer_schema,
 )
 from storage._outbox import OutboxMixin
+from storage._slack_installs import SlackInstallsMixin
 from storage._sqlite_thread import (
     SqliteConn,
     _Caller,
@@ -67,6 +68,7 @@ class SqliteStore(
     LeasesMixin,
     BudgetsMixin,
     TenancyMixin,
+    SlackInstallsMixin,
 ):
     """The store on one SQLite file, through a single aiosqlite connection.
 

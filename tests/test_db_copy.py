@@ -23,6 +23,7 @@ from storage import (
     MessageDirection,
     OutboxState,
     PostgresStore,
+    SlackInstallation,
     SqliteStore,
     StoreError,
     copy_database,
@@ -61,7 +62,8 @@ def second_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 async def fill(store: SqliteStore, clock: FakeClock) -> None:
     """A bridge's life in brief: threads, sends in every state, messages, events, marks,
-    key/value entries, compose intents, rate budgets, locations, companies, channel links."""
+    key/value entries, compose intents, rate budgets, locations, companies, channel links,
+    Slack installations and OAuth states."""
     threads = []
     for n in range(3):
         threads.append(
@@ -181,6 +183,41 @@ async def fill(store: SqliteStore, clock: FakeClock) -> None:
     assert await store.claim_disconnect_notice("loc-2")
     await store.link_channel("T1", "C1", "loc-1", linked_by="U1")
     await store.link_channel("T1", "C3", "loc-2", linked_by="U2")
+    # Slack installations: a workspace with two installers, an org-wide bot under a refresh
+    # lease, and OAuth states.
+    await store.save_slack_installation(
+        SlackInstallation(
+            enterprise_id=None,
+            team_id="T1",
+            installed_at=clock(),
+            bot_id="B1",
+            bot_user_id="UBOT",
+            bot_scopes=("chat:write",),
+            bot_token=TOKEN,
+            bot_refresh_token=TOKEN,
+            bot_token_expires_at=clock() + 43_200,
+            user_id="U1",
+            user_token=TOKEN,
+            custom_values_json='{"plan": "pro"}',
+        )
+    )
+    await store.save_slack_installation(
+        SlackInstallation(enterprise_id=None, team_id="T1", installed_at=clock(), user_id="U2")
+    )
+    await store.save_slack_bot(
+        SlackInstallation(
+            enterprise_id="E1",
+            team_id=None,
+            is_enterprise_install=True,
+            installed_at=clock(),
+            bot_id="B2",
+            bot_user_id="UBOT2",
+            bot_token=TOKEN,
+        )
+    )
+    assert await store.begin_slack_token_refresh("E1", None, seen_version=1, lease_seconds=60)
+    await store.issue_oauth_state("state-1", clock() + 600)
+    await store.issue_oauth_state("state-2", clock() - 1)
 
 
 async def filled_sqlite(path: Path, clock: FakeClock) -> str:

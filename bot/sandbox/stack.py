@@ -125,7 +125,10 @@ class SandboxStack:
     ) -> None:
         self.database_path = database_path
         self.highlevel = highlevel or HighLevelSimulator()
-        self.slack = slack or SlackSimulator(post_rate_per_second=50.0, post_burst=50)
+        # U0AGENT is a workspace admin (may `/highlevel link` and `inbox`); U0OTHER is not.
+        self.slack = slack or SlackSimulator(
+            post_rate_per_second=50.0, post_burst=50, admins=(AGENT_USER,)
+        )
         self._overrides = settings_overrides or {}
         self._webhooks = webhooks
         self.oauth = oauth

@@ -6,7 +6,8 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 
 USAGE_LINES = (
     "*`/sendsms +1 415 555 0100 Running 10 min late`* sends a text at once.",
-    "*`/sendsms`* or *`/sendsms <recipient>`* opens the composer "
+    # mrkdwn reads <...> as a link or mention even in code: the brackets are escaped.
+    "*`/sendsms`* or *`/sendsms &lt;recipient&gt;`* opens the composer "
     "(SMS, Email, WhatsApp and more; schedule, CC/BCC for email).",
     "*`/sendemail [recipient]`* opens the composer in Email mode.",
     "*`/sendsms help`* shows this message.",
@@ -21,7 +22,8 @@ RECIPIENT_HINT = (
 def usage_text(command: str = "/sendsms") -> str:
     """Plain-text fallback of the usage message (notifications, screen readers)."""
     return f"How to use {command}: " + " ".join(
-        line.replace("*", "").replace("`", "") for line in USAGE_LINES
+        line.replace("*", "").replace("`", "").replace("&lt;", "<").replace("&gt;", ">")
+        for line in USAGE_LINES
     )
 
 

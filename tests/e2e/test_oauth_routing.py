@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from bot.sandbox.highlevel import HighLevelSimulator
+from bot.sandbox.slack import SlackMessage
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
 from tests.e2e.conftest import eventually, stack_store
 from tests.e2e.test_oauth_install import L1, L2, L3, token_location
@@ -33,9 +34,14 @@ def refused_requests(sim: HighLevelSimulator) -> list[tuple[str, str, int]]:
 
 
 async def link(stack: SandboxStack, channel: str, location_id: str) -> None:
-    """What `/highlevel link` stores (the command is another helper's work in progress)."""
+    """`/highlevel link <id>` in `channel`, as the workspace admin types it."""
+    result = await stack.driver.slash_command(
+        "/highlevel", f"link {location_id}", user_id=AGENT_USER, channel_id=channel
+    )
+    assert result.status == 200, result.text
     async with stack_store(stack) as store:
-        await store.link_channel(stack.slack.team_id, channel, location_id, linked_by=AGENT_USER)
+        linked = await store.get_channel_link(stack.slack.team_id, channel)
+    assert linked is not None and linked.location_id == location_id, result.text
 
 
 async def send_sms(stack: SandboxStack, channel: str, text: str) -> None:
@@ -45,8 +51,13 @@ async def send_sms(stack: SandboxStack, channel: str, text: str) -> None:
     assert result.status == 200, result.text
 
 
+def send_roots(stack: SandboxStack, channel: str) -> list[SlackMessage]:
+    """The channel's thread roots, without the note `/highlevel link` posted there."""
+    return [m for m in roots(stack, channel) if "linked this channel" not in text_of(m)]
+
+
 def first_went_out(stack: SandboxStack, channel: str) -> bool:
-    return went_out(roots(stack, channel)[0])
+    return went_out(send_roots(stack, channel)[0])
 
 
 async def two_linked_channels(stack: SandboxStack) -> None:
@@ -81,7 +92,7 @@ async def test_each_linked_channel_sends_from_its_own_sub_account(
             assert location == token_location(sim, record), record
     assert refused_requests(sim) == []
     for channel, text in ((SALES_CHANNEL, "from dental"), (PLUMBING_CHANNEL, "from plumbing")):
-        posted = await eventually(partial(roots, oauth_stack, channel))
+        posted = await eventually(partial(send_roots, oauth_stack, channel))
         await eventually(partial(first_went_out, oauth_stack, channel))
         assert text in text_of(posted[0])
     async with stack_store(oauth_stack) as store:

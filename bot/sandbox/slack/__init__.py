@@ -2,6 +2,7 @@
 app the way Slack does (``SlackDriver``)."""
 
 from bot.sandbox.slack._faults import Fault, SlackFaults
+from bot.sandbox.slack._installs import OAuthCounters
 from bot.sandbox.slack._models import (
     EphemeralMessage,
     MessageEdit,
@@ -12,6 +13,8 @@ from bot.sandbox.slack._models import (
     SlackMessage,
     SlackUser,
 )
+from bot.sandbox.slack._oauth import EventDelivery
+from bot.sandbox.slack._workspace import SlackWorkspace
 from bot.sandbox.slack.driver import (
     ACK_DEADLINE_SECONDS,
     DriverResult,
@@ -26,8 +29,10 @@ __all__ = [
     "DEFAULT_GRANTED_SCOPES",
     "DriverResult",
     "EphemeralMessage",
+    "EventDelivery",
     "Fault",
     "MessageEdit",
+    "OAuthCounters",
     "RecordedCall",
     "ResponseUrlPost",
     "SimView",
@@ -37,6 +42,7 @@ __all__ = [
     "SlackMessage",
     "SlackSimulator",
     "SlackUser",
+    "SlackWorkspace",
     "build_state_values",
     "slack_signature",
 ]

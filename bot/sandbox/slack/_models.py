@@ -249,3 +249,5 @@ class RecordedCall:
     error: str | None
     http_status: int
     transport: Literal["json", "form", "query"]
+    team_id: str | None = None
+    """The workspace the token (or, for ``oauth.v2.access``, the code) belonged to."""

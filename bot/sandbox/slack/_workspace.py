@@ -174,8 +174,10 @@ class SlackWorkspace:
         post_burst: int,
         trigger_ttl_seconds: float,
         admins: Iterable[str] = (),
+        team_name: str | None = None,
     ) -> None:
         self.team_id = team_id
+        self.team_name = team_name or team_domain
         # People made workspace admins when added (users.info is_admin).
         self.admins = frozenset(admins)
         self.team_domain = team_domain
@@ -273,6 +275,10 @@ class SlackWorkspace:
 
     def user(self, user_id: str) -> SlackUser | None:
         return self._users.get(user_id)
+
+    def users(self) -> list[SlackUser]:
+        """Everyone in the workspace, the bot first, then in the order they were added."""
+        return list(self._users.values())
 
     def channel(self, channel_id: str) -> SlackChannel | None:
         return self._channels.get(channel_id)
@@ -930,6 +936,9 @@ class SlackWorkspace:
             url, channel_id, user_id, message_ts, time.monotonic() + RESPONSE_URL_TTL_SECONDS
         )
         return url
+
+    def issued_response_url(self, url_id: str) -> bool:
+        return url_id in self._response_urls
 
     def _accept_response_url_post(self, url_id: str, body: Any) -> tuple[int, str]:
         """Apply one POST to a response_url; answers like Slack: (HTTP status, text body)."""

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bot.sandbox.slack._models import JsonDict, SimView, SlackMessage
-from bot.sandbox.slack._workspace import ApiFailure
+from bot.sandbox.slack._workspace import ApiFailure, SlackWorkspace
 from bot.sandbox.slack.simulator import SlackSimulator
 
 # Slack shows the user an error when the app has not answered within three seconds.
@@ -186,7 +186,11 @@ def build_state_values(
 
 
 class SlackDriver:
-    """Plays Slack's side of the HTTP conversation with an app at ``app_url``."""
+    """Plays Slack's side of the HTTP conversation with an app at ``app_url``.
+
+    Payloads come from a person of ``workspace`` (default: the simulator's own workspace, or
+    the one ``team_id`` names); ``for_workspace`` gives a driver for another workspace.
+    """
 
     def __init__(
         self,
@@ -195,18 +199,38 @@ class SlackDriver:
         simulator: SlackSimulator,
         *,
         team_id: str | None = None,
+        workspace: SlackWorkspace | None = None,
         api_app_id: str = "A0SANDBOX",
         verification_token: str = "sandbox-verification-token",  # noqa: S107  (a fake)
         timeout_seconds: float = 10.0,
     ) -> None:
         self.app_url = app_url
         self.simulator = simulator
-        self.team_id = team_id or simulator.team_id
+        # Whose users, channels and views the payloads are about: `workspace`, else the one
+        # named by `team_id` when the simulator has it, else the simulator's own.
+        if workspace is None:
+            known = team_id is not None and team_id in simulator.installs.workspaces
+            workspace = simulator.workspace(team_id) if known and team_id else simulator
+        self.workspace: SlackWorkspace = workspace
+        self.team_id = team_id or workspace.team_id
         self.api_app_id = api_app_id
         self._signing_secret = signing_secret
         self._verification_token = verification_token
+        self._timeout_seconds = timeout_seconds
         self._client = httpx.AsyncClient(timeout=timeout_seconds)
         self._serial = itertools.count(1)
+
+    def for_workspace(self, team_id: str) -> SlackDriver:
+        """A driver to the same app, sending as people of workspace ``team_id``."""
+        return SlackDriver(
+            self.app_url,
+            self._signing_secret,
+            self.simulator,
+            workspace=self.simulator.workspace(team_id),
+            api_app_id=self.api_app_id,
+            verification_token=self._verification_token,
+            timeout_seconds=self._timeout_seconds,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -313,24 +337,27 @@ class SlackDriver:
     # ------------------------------------------------------------------ pieces of payloads
 
     def _user(self, user_id: str) -> JsonDict:
-        user = self.simulator.user(user_id)
+        user = self.workspace.user(user_id)
         name = user.name if user is not None else user_id.lower()
         return {"id": user_id, "username": name, "name": name, "team_id": self.team_id}
 
     def _channel(self, channel_id: str) -> JsonDict:
-        channel = self.simulator.channel(channel_id)
+        channel = self.workspace.channel(channel_id)
         if channel is None:
             raise ValueError(f"unknown channel {channel_id}; add_channel() it in the simulator")
         return {"id": channel_id, "name": "directmessage" if channel.is_im else channel.name}
 
     def _team(self) -> JsonDict:
-        return {"id": self.team_id, "domain": self.simulator.team_domain}
+        return {"id": self.team_id, "domain": self.workspace.team_domain}
+
+    def _new_response_url(self, **where: str | None) -> str:
+        return self.simulator.new_response_url(team_id=self.workspace.team_id, **where)
 
     def _action_ts(self) -> str:
         return f"{time.time():.6f}"
 
     def _sim_view(self, view_id: str) -> SimView:
-        view = self.simulator.view(view_id)
+        view = self.workspace.view(view_id)
         if view is None or not view.is_open:
             raise ValueError(f"view {view_id} is not open in the simulator")
         return view
@@ -351,12 +378,12 @@ class SlackDriver:
         if not command.startswith("/"):
             raise ValueError("a slash command starts with '/'")
         channel = self._channel(channel_id)
-        response_url = self.simulator.new_response_url(channel_id=channel_id, user_id=user_id)
-        trigger_id = self.simulator.issue_trigger_id(user_id)
+        response_url = self._new_response_url(channel_id=channel_id, user_id=user_id)
+        trigger_id = self.workspace.issue_trigger_id(user_id)
         fields = {
             "token": self._verification_token,
             "team_id": self.team_id,
-            "team_domain": self.simulator.team_domain,
+            "team_domain": self.workspace.team_domain,
             "channel_id": channel_id,
             "channel_name": channel["name"],
             "user_id": user_id,
@@ -410,16 +437,16 @@ class SlackDriver:
             sim_view.view["state"] = copy.deepcopy(view["state"])
             payload["container"] = {"type": "view", "view_id": view_id}
             payload["view"] = view
-            payload["trigger_id"] = self.simulator.issue_trigger_id(user_id, view_id=view_id)
+            payload["trigger_id"] = self.workspace.issue_trigger_id(user_id, view_id=view_id)
         elif channel_id is not None and message_ts is not None:
             channel = self._channel(channel_id)
-            message = self.simulator.message(channel_id, message_ts)
+            message = self.workspace.message(channel_id, message_ts)
             if message is not None and not message.deleted:
                 blocks = message.blocks or []
                 payload["message"] = message.to_api()
             else:
                 ephemeral = next(
-                    (e for e in self.simulator.ephemerals(channel_id) if e.ts == message_ts), None
+                    (e for e in self.workspace.ephemerals(channel_id) if e.ts == message_ts), None
                 )
                 if ephemeral is None:
                     raise ValueError(f"no message {message_ts} in {channel_id} to click on")
@@ -432,8 +459,8 @@ class SlackDriver:
             }
             payload["channel"] = channel
             payload["state"] = {"values": {}}
-            payload["trigger_id"] = self.simulator.issue_trigger_id(user_id)
-            payload["response_url"] = self.simulator.new_response_url(
+            payload["trigger_id"] = self.workspace.issue_trigger_id(user_id)
+            payload["response_url"] = self._new_response_url(
                 channel_id=channel_id,
                 user_id=user_id,
                 message_ts=message_ts if message is not None else None,
@@ -472,7 +499,7 @@ class SlackDriver:
             sim_view.view["state"] = copy.deepcopy(view["state"])
         else:
             view = self._stand_in_view(callback_id, private_metadata, values)
-        trigger_id = self.simulator.issue_trigger_id(user_id, view_id=view["id"])
+        trigger_id = self.workspace.issue_trigger_id(user_id, view_id=view["id"])
         payload: JsonDict = {
             "type": "view_submission",
             "team": self._team(),
@@ -499,13 +526,13 @@ class SlackDriver:
             if action == "errors":
                 return None
             if action == "update":
-                self.simulator.replace_view(view_id, answer.get("view"))
+                self.workspace.replace_view(view_id, answer.get("view"))
             elif action == "push":
-                self.simulator.push_view(view_id, answer.get("view"))
+                self.workspace.push_view(view_id, answer.get("view"))
             elif action == "clear":
-                self.simulator.clear_views(view_id)
+                self.workspace.clear_views(view_id)
             else:
-                self.simulator.close_view(view_id)
+                self.workspace.close_view(view_id)
         except ApiFailure as failure:
             return failure.error + "".join(f"; {m}" for m in failure.messages)
         return None
@@ -534,7 +561,7 @@ class SlackDriver:
             "previous_view_id": None,
             "app_id": self.api_app_id,
             "app_installed_team_id": self.team_id,
-            "bot_id": self.simulator.bot_id,
+            "bot_id": self.workspace.bot_id,
         }
 
     async def view_closed(
@@ -558,9 +585,9 @@ class SlackDriver:
                 )
             view = copy.deepcopy(sim_view.view)
             if is_cleared:
-                self.simulator.clear_views(view_id)
+                self.workspace.clear_views(view_id)
             else:
-                self.simulator.close_view(view_id)
+                self.workspace.close_view(view_id)
         else:
             view = self._stand_in_view(callback_id, private_metadata, None)
             view["notify_on_close"] = True
@@ -594,12 +621,12 @@ class SlackDriver:
         """
         channel = self._channel(channel_id)
         if message is None:
-            stored = self.simulator.message(channel_id, message_ts) if message_ts else None
+            stored = self.workspace.message(channel_id, message_ts) if message_ts else None
             if stored is None or stored.deleted:
                 raise ValueError(f"no message {message_ts} in {channel_id}")
             message = stored.to_api()
         message_ts = str(message.get("ts", message_ts))
-        response_url = self.simulator.new_response_url(
+        response_url = self._new_response_url(
             channel_id=channel_id, user_id=user_id, message_ts=message_ts
         )
         payload: JsonDict = {
@@ -612,7 +639,7 @@ class SlackDriver:
             "is_enterprise_install": False,
             "enterprise": None,
             "callback_id": callback_id,
-            "trigger_id": self.simulator.issue_trigger_id(user_id),
+            "trigger_id": self.workspace.issue_trigger_id(user_id),
             "response_url": response_url,
             "message_ts": message_ts,
             "message": dict(message),
@@ -644,7 +671,7 @@ class SlackDriver:
                 {
                     "enterprise_id": None,
                     "team_id": self.team_id,
-                    "user_id": self.simulator.bot_user_id,
+                    "user_id": self.workspace.bot_user_id,
                     "is_bot": True,
                     "is_enterprise_install": False,
                 }
@@ -727,10 +754,10 @@ class SlackDriver:
     ) -> DriverResult:
         """A person writes ``text`` in a channel or thread: stored in the simulator (so
         ``conversations.replies`` sees it) and delivered as a ``message`` event."""
-        channel = self.simulator.channel(channel_id)
+        channel = self.workspace.channel(channel_id)
         if channel is None:
             raise ValueError(f"unknown channel {channel_id}")
-        message = self.simulator.post_as_user(channel_id, user_id, text, thread_ts=thread_ts)
+        message = self.workspace.post_as_user(channel_id, user_id, text, thread_ts=thread_ts)
         event: JsonDict = {
             "type": "message",
             "client_msg_id": str(uuid.uuid4()),
@@ -752,7 +779,7 @@ class SlackDriver:
             "channel_type": "im" if channel.is_im else "group" if channel.is_private else "channel",
         }
         if thread_ts is not None:
-            root = self.simulator.message(channel_id, thread_ts)
+            root = self.workspace.message(channel_id, thread_ts)
             event["thread_ts"] = thread_ts
             if root is not None:
                 event["parent_user_id"] = root.user

@@ -6,6 +6,13 @@ Point slack_sdk at it with ``AsyncWebClient(token=..., base_url=sim.api_url)``. 
 ``blocks``/``view`` either as JSON or as JSON strings, and ``{"ok": false, "error": ...}``
 answers with HTTP 200 except for rate limits (429 + ``Retry-After``) and injected faults.
 ``POST /response/<id>`` is the sink for ``response_url`` posts (Bolt's ``respond()``).
+
+Several workspaces (``add_workspace``), each with its own bot token, users and channels; a token
+only reaches its own workspace. OAuth v2: ``GET /oauth/v2/authorize`` (``authorize_url``) answers
+302 to the redirect_uri with a code, ``oauth.v2.access`` exchanges it (and refresh tokens, with
+``token_rotation``), ``auth.revoke`` revokes the calling token, ``uninstall()`` revokes a
+workspace's tokens and POSTs signed ``app_uninstalled``/``tokens_revoked`` to ``events_url``.
+See README.md here.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from typing import Any, Literal, Self
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.sandbox.slack._faults import Fault, SlackFaults
+from bot.sandbox.slack._installs import DEFAULT_TOKEN_TTL_SECONDS, Installs
 from bot.sandbox.slack._models import JsonDict, RecordedCall
+from bot.sandbox.slack._oauth import InstallSide
 from bot.sandbox.slack._workspace import ApiFailure, SlackWorkspace
 
 logger = logging.getLogger(__name__)
@@ -35,6 +44,10 @@ _JSON_ARG_ERRORS = {"blocks": "invalid_blocks_format", "attachments": "invalid_a
 Transport = Literal["json", "form", "query"]
 
 SOCKET_OPEN_METHOD = "apps.connections.open"
+OAUTH_ACCESS_METHOD = "oauth.v2.access"
+AUTH_REVOKE_METHOD = "auth.revoke"
+# Credentials never kept in `calls`.
+_SECRET_ARGS = ("client_secret", "refresh_token", "code")
 # A Socket Mode URL works once, and not for long: Slack does not document how long, so the
 # sandbox takes 30 s (the stricter reading).
 SOCKET_TICKET_TTL_SECONDS = 30.0
@@ -119,12 +132,13 @@ def _decode_json_args(args: JsonDict) -> None:
                 raise ApiFailure(_JSON_ARG_ERRORS.get(name, "invalid_arguments")) from exc
 
 
-class SlackSimulator(SlackWorkspace):
+class SlackSimulator(InstallSide, SlackWorkspace):
     """The sandbox Slack: workspace state, the Web API over HTTP, and test helpers.
 
     Seed it with ``add_user``/``add_channel`` (people in ``admins`` are workspace admins, as
     ``users.info`` says); read it back with ``channel_messages``,
     ``thread``, ``ephemerals``, ``open_views``, ``response_url_posts``, ``calls``.
+    The simulator is its own first workspace; ``add_workspace`` adds more.
     """
 
     def __init__(
@@ -143,6 +157,15 @@ class SlackSimulator(SlackWorkspace):
         granted_scopes: Iterable[str] = DEFAULT_GRANTED_SCOPES,
         app_token: str = "xapp-1-A0SANDBOX-1-sandbox",  # noqa: S107  (a fake for the sandbox)
         admins: Iterable[str] = (),
+        team_name: str | None = None,
+        client_id: str = "0000000000.0000000000",
+        client_secret: str = "sandbox-client-secret",  # noqa: S107  (a fake for the sandbox)
+        signing_secret: str = "sandbox-signing-secret",  # noqa: S107  (a fake for the sandbox)
+        verification_token: str = "sandbox-verification-token",  # noqa: S107  (a fake)
+        token_rotation: bool = False,
+        token_ttl: float = DEFAULT_TOKEN_TTL_SECONDS,
+        events_url: str | None = None,
+        oauth_redirect_uri: str | None = None,
     ) -> None:
         super().__init__(
             team_id=team_id,
@@ -155,10 +178,26 @@ class SlackSimulator(SlackWorkspace):
             post_burst=post_burst,
             trigger_ttl_seconds=trigger_ttl_seconds,
             admins=admins,
+            team_name=team_name,
         )
         self._bot_token = bot_token
         # Sent back in ``x-oauth-scopes`` on every authenticated call, as Slack does.
         self.granted_scopes: tuple[str, ...] = tuple(granted_scopes)
+        self.signing_secret = signing_secret
+        self.verification_token = verification_token
+        # Where uninstall() POSTs its Events API callbacks (the app's /slack/events).
+        self.events_url = events_url
+        # The app's configured Redirect URL: where authorize sends people when the install
+        # link names no redirect_uri.
+        self.oauth_redirect_uri = oauth_redirect_uri
+        self.installs = Installs(
+            client_id=client_id,
+            client_secret=client_secret,
+            token_rotation=token_rotation,
+            token_ttl=token_ttl,
+            default_scope=",".join(self.granted_scopes),
+        )
+        self.installs.add(self, bot_token)
         self.faults = SlackFaults()
         self.calls: list[RecordedCall] = []
         self._runner: web.AppRunner | None = None
@@ -176,6 +215,7 @@ class SlackSimulator(SlackWorkspace):
         app.router.add_route("POST", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{url_id}", self._handle_response_url)
         app.router.add_get("/link/", self._handle_socket)
+        app.router.add_get("/oauth/v2/authorize", self._handle_authorize)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -226,13 +266,16 @@ class SlackSimulator(SlackWorkspace):
         channel_id: str | None = None,
         user_id: str | None = None,
         message_ts: str | None = None,
+        team_id: str | None = None,
     ) -> str:
         """A ``response_url`` for an interaction in ``channel_id`` by ``user_id``.
 
         ``message_ts`` names the message the interaction came from, which
-        ``replace_original``/``delete_original`` act on.
+        ``replace_original``/``delete_original`` act on; ``team_id`` the workspace (default
+        the simulator's own).
         """
-        return self._register_response_url(
+        workspace = self.workspace(team_id) if team_id is not None else self
+        return workspace._register_response_url(
             self.base_url, channel_id=channel_id, user_id=user_id, message_ts=message_ts
         )
 
@@ -246,6 +289,7 @@ class SlackSimulator(SlackWorkspace):
         transport: Transport = "query"
         args: JsonDict = {}
         headers: dict[str, str] = {}
+        team_id: str | None = None
         fault = self.faults.take(method)
         if fault is not None and fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
@@ -253,14 +297,22 @@ class SlackSimulator(SlackWorkspace):
             args, transport, token = await _read_arguments(request)
             if fault is not None and fault.status and not fault.take_effect:
                 return self._fault_response(method, args, transport, fault)
-            self._authenticate(method, token)
-            _decode_json_args(args)
-            if method == SOCKET_OPEN_METHOD:
-                headers["x-oauth-scopes"] = "connections:write"
-                status, body = 200, self._open_socket_url()
+            if method == OAUTH_ACCESS_METHOD:
+                # Authenticated by client id and secret (HTTP Basic or form), not a token.
+                body = self.installs.oauth_v2_access(args, request.headers.get("Authorization"))
+                status, team_id = 200, body["team"]["id"]
             else:
-                headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
-                status, body = 200, self.call_method(method, args)
+                workspace = self._authenticate(method, token)
+                team_id = workspace.team_id
+                _decode_json_args(args)
+                if method == SOCKET_OPEN_METHOD:
+                    headers["x-oauth-scopes"] = "connections:write"
+                    status, body = 200, self._open_socket_url()
+                elif method == AUTH_REVOKE_METHOD and token is not None:
+                    status, body = 200, self._auth_revoke(token, args)
+                else:
+                    headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
+                    status, body = 200, workspace.call_method(method, args)
         except _BadRequest as bad:
             status, body = 200, {"ok": False, "error": bad.error}
         except ApiFailure as failure:
@@ -268,23 +320,24 @@ class SlackSimulator(SlackWorkspace):
             headers.update(failure.headers)
         if fault is not None and fault.status and fault.take_effect:
             return self._fault_response(method, args, transport, fault)
-        self._record(method, args, transport, status, body)
+        self._record(method, args, transport, status, body, team_id=team_id)
         logger.debug("Slack simulator %s -> %s", method, body.get("error") or "ok")
         return web.json_response(body, status=status, headers=headers)
 
-    def _authenticate(self, method: str, token: str | None) -> None:
+    def _authenticate(self, method: str, token: str | None) -> SlackWorkspace:
+        """The workspace the token belongs to (a bot token reaches only its own)."""
         if token is None:
             raise ApiFailure("not_authed")
         # apps.connections.open takes the app-level token only; every other method refuses it.
-        wanted, other = (
-            (self._app_token, self._bot_token)
-            if method == SOCKET_OPEN_METHOD
-            else (self._bot_token, self._app_token)
-        )
-        if token == other:
+        if method == SOCKET_OPEN_METHOD:
+            if token in self.installs.tokens:
+                raise ApiFailure("not_allowed_token_type")
+            if token != self._app_token:
+                raise ApiFailure("invalid_auth")
+            return self
+        if token == self._app_token:
             raise ApiFailure("not_allowed_token_type")
-        if token != wanted:
-            raise ApiFailure("invalid_auth")
+        return self.installs.resolve(token)
 
     def _fault_response(
         self, method: str, args: JsonDict, transport: Transport, fault: Fault
@@ -305,12 +358,16 @@ class SlackSimulator(SlackWorkspace):
         transport: Transport,
         status: int,
         body: Mapping[str, Any],
+        *,
+        team_id: str | None = None,
     ) -> None:
         ok = bool(body.get("ok")) and status == 200
+        kept = {k: v for k, v in args.items() if k not in _SECRET_ARGS}
         self.calls.append(
             RecordedCall(
                 method=method,
-                args=copy.deepcopy(args),
+                args=copy.deepcopy(kept),
+                team_id=team_id,
                 at=time.time(),
                 ok=ok,
                 error=None if ok else str(body.get("error", f"http_{status}")),
@@ -330,7 +387,10 @@ class SlackSimulator(SlackWorkspace):
             body = json.loads(raw)
         except ValueError:
             body = raw
-        status, answer = self._accept_response_url_post(request.match_info["url_id"], body)
+        url_id = request.match_info["url_id"]
+        # response_url ids are unique across workspaces: the one that issued it answers.
+        owner = next((w for w in self.workspaces if w.issued_response_url(url_id)), self)
+        status, answer = owner._accept_response_url_post(url_id, body)
         return web.Response(status=status, text=answer)
 
     # ------------------------------------------------------------------ Socket Mode
