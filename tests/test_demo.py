@@ -30,7 +30,7 @@ from bot.demo import (
     run,
     use_color,
 )
-from bot.demo_tenancy import STEP_SUB_ACCOUNTS
+from bot.demo.tenancy import STEP_SUB_ACCOUNTS
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, GRACE_HOPPER_ID, Faults, HighLevelSimulator
 from storage import SqliteStore
 
@@ -65,7 +65,7 @@ async def test_demo_plays_every_step_and_prints_the_conversation(
     assert elapsed < 60
     for step in STEPS:
         assert f"✓ {step}" in output
-    # Two sub-accounts routed to two channels, and a token refreshed (bot/demo_tenancy.py).
+    # Two sub-accounts routed to two channels, and a token refreshed (bot/demo/tenancy.py).
     assert f"✓ {STEP_SUB_ACCOUNTS}" in output
     assert "#sales → Sandbox Dental" in output and "#plumbing → Sandbox Plumbing" in output
     assert "token was refreshed before the next send" in output

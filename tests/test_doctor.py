@@ -530,7 +530,7 @@ def test_refuses_what_it_does_not_understand(text: str) -> None:
 
 
 async def test_an_oauth_bridge_reports_each_sub_account(tmp_path: Path) -> None:
-    from bot.doctor_accounts import MARKETPLACE, account_checks
+    from bot.doctor.accounts import MARKETPLACE, account_checks
     from bot.sandbox.stack import SALES_CHANNEL, SandboxStack
     from bot.tenancy.crypto import generate_key
 
@@ -595,7 +595,7 @@ async def test_an_oauth_bridge_reports_each_sub_account(tmp_path: Path) -> None:
 async def test_an_oauth_bridge_with_nothing_connected_says_how_to_connect(
     tmp_path: Path,
 ) -> None:
-    from bot.doctor_accounts import SUB_ACCOUNT, account_checks
+    from bot.doctor.accounts import SUB_ACCOUNT, account_checks
     from bot.sandbox.stack import SandboxStack
 
     async with SandboxStack(
@@ -608,6 +608,6 @@ async def test_an_oauth_bridge_with_nothing_connected_says_how_to_connect(
 
 
 async def test_a_pit_bridge_has_no_sub_account_checks(good: dict[str, Any]) -> None:
-    from bot.doctor_accounts import account_checks
+    from bot.doctor.accounts import account_checks
 
     assert await account_checks(loader(good)()) == []

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from bot.doctor import Check, describe_age
+from bot.doctor.base import Check, describe_age
 from bot.highlevel import AuthError, HighLevelClient, HighLevelError
 from bot.settings import Settings
 from bot.tenancy.crypto import TokenCipher, TokenDecryptError, check_key

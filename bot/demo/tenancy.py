@@ -14,13 +14,11 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bot.demo.console import Console
 from bot.sandbox.highlevel import HighLevelSimulator
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
-
-if TYPE_CHECKING:
-    from bot.demo import Console
 
 STEP_SUB_ACCOUNTS = "Two sub-accounts in two channels, with a token refresh"
 PLUMBING_CHANNEL = "C0PLUMBING"

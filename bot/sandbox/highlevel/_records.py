@@ -1,0 +1,101 @@
+"""Plain records the simulator hands out: requests as received, customer replies, uploads."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ._models import SimContact, SimEmail, SimMessage
+from ._webhooks import WebhookDelivery
+
+__all__ = ["AmbiguousCustomer", "CustomerReply", "RequestRecord", "Upload", "trace_id"]
+
+
+@dataclass
+class RequestRecord:
+    """One request as received. ``body`` is the parsed JSON (or the multipart form fields)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any = None
+    status: int = 0  # 0 while in flight, 499 if the client gave up first
+
+
+class AmbiguousCustomer(LookupError):
+    """More than one contact answers to the name a person gave."""
+
+
+@dataclass
+class CustomerReply:
+    """What ``reply_as`` did: the stored message (or email) and the webhook events it queued."""
+
+    contact: SimContact
+    channel: str
+    item: SimMessage | SimEmail
+    deliveries: list[WebhookDelivery]
+
+    def to_json(self) -> dict[str, Any]:
+        """The sandbox route's answer: ids to look the reply up by, and the webhook's fate."""
+        item = self.item
+        answer: dict[str, Any] = {
+            "contactId": self.contact.id,
+            "contactName": self.contact.name,
+            "channel": self.channel,
+            "conversationId": item.conversation_id,
+            "messageId": item.thread_id if isinstance(item, SimEmail) else item.id,
+        }
+        if isinstance(item, SimEmail):
+            answer["emailMessageId"] = item.id
+        answer["webhooks"] = [
+            {
+                "url": d.url,
+                "webhookId": d.webhook_id,
+                "outcome": d.outcome,
+                "attempts": list(d.attempts),
+            }
+            for d in self.deliveries
+        ]
+        answer["note"] = self.webhook_note()
+        return answer
+
+    def webhook_note(self) -> str:
+        """One sentence on what became of the InboundMessage webhook."""
+        if not self.deliveries or self.deliveries[0].url is None:
+            return (
+                "No webhook sent (the sandbox has no --webhook-url): the bridge finds the reply "
+                "when it next polls HighLevel."
+            )
+        delivery = self.deliveries[0]
+        last = delivery.attempts[-1] if delivery.attempts else None
+        if delivery.outcome == "delivered":
+            return f"Webhook delivered to {delivery.url} (HTTP {last})."
+        if delivery.outcome == "dropped":
+            return (
+                f"Webhook to {delivery.url} failed ({last}). HighLevel retries only a 429, so "
+                "the bridge will find this reply only by polling."
+            )
+        if last == 429:
+            return (
+                f"Webhook to {delivery.url} answered 429; it is retried later, as HighLevel does."
+            )
+        return f"Webhook to {delivery.url} queued; no answer yet."
+
+    async def first_attempts(self) -> None:
+        """Wait until each of its webhooks has had a first answer (bound it with a timeout)."""
+        for delivery in self.deliveries:
+            await delivery.tried.wait()
+
+
+@dataclass
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+    url: str
+
+
+def trace_id() -> str:
+    return str(uuid.uuid4())
