@@ -20,8 +20,8 @@ from pydantic import SecretStr
 
 from bot.highlevel._errors import HighLevelError
 from bot.highlevel._oauth import HighLevelOAuth, TokenGrant
-from bot.tenancy.token_store import TokenStore
 from bot.tenancy.tokens import TokenKeeper
+from storage import Store
 
 __all__ = [
     "BRIDGE_SCOPES",
@@ -79,7 +79,7 @@ class OAuthInstaller:
 
     def __init__(
         self,
-        store: TokenStore,
+        store: Store,
         oauth: HighLevelOAuth,
         keeper: TokenKeeper,
         *,

@@ -48,9 +48,13 @@ from bot.highlevel._errors import (
 )
 from bot.highlevel._oauth import HighLevelOAuth, TokenGrant
 from bot.tenancy.crypto import TokenCipher
-from bot.tenancy.token_store import CompanyRow, LocationRow, Scope, TokenRow, TokenStore
+from storage import CompanyRecord, LocationRecord, Store, TokenScope
 
-__all__ = ["LocationRow", "LocationTokenSource", "TokenKeeper", "TokenStore"]
+__all__ = ["LocationTokenSource", "TokenKeeper"]
+
+Scope = TokenScope
+# What a refresh reads and renews: a sub-account's row or an agency's.
+TokenRow = LocationRecord | CompanyRecord
 
 logger = logging.getLogger("bot.tenancy.tokens")
 
@@ -95,7 +99,7 @@ class TokenKeeper:
 
     def __init__(
         self,
-        store: TokenStore,
+        store: Store,
         oauth: HighLevelOAuth | None,
         cipher: TokenCipher | None,
         *,
@@ -289,7 +293,7 @@ class TokenKeeper:
             delay = min(delay * 2, 0.5)
 
     async def _read(self, scope: Scope, key: str) -> TokenRow:
-        row: LocationRow | CompanyRow | None
+        row: LocationRecord | CompanyRecord | None
         if scope == "location":
             row = await self._store.get_location(key)
             if row is not None:
@@ -454,12 +458,12 @@ class TokenKeeper:
     def _cached(self, token: SecretStr, row: TokenRow, now: float) -> _Cached:
         return _Cached(token, row.expires_at, self._margin_of(row), now)
 
-    def _remember(self, location_id: str, row: LocationRow, now: float) -> SecretStr:
+    def _remember(self, location_id: str, row: LocationRecord, now: float) -> SecretStr:
         token = self._current(row)
         self._cache[location_id] = self._cached(token, row, now)
         return token
 
-    def _pit_token(self, location_id: str, row: LocationRow | None) -> SecretStr:
+    def _pit_token(self, location_id: str, row: LocationRecord | None) -> SecretStr:
         if self._pit is not None and self._pit[0] == location_id:
             if row is not None:
                 self._require_connected(location_id, row)
@@ -473,7 +477,7 @@ class TokenKeeper:
         )
 
     @staticmethod
-    def _require_connected(location_id: str, row: LocationRow) -> None:
+    def _require_connected(location_id: str, row: LocationRecord) -> None:
         if row.status != "connected":
             reason = row.disconnected_reason or "disconnected"
             raise AccessLostError(
@@ -499,7 +503,7 @@ class TokenKeeper:
         return self._oauth, self._cipher
 
 
-def _is_location(row: TokenRow) -> TypeGuard[LocationRow]:
+def _is_location(row: TokenRow) -> TypeGuard[LocationRecord]:
     return hasattr(row, "auth") and hasattr(row, "location_id")
 
 

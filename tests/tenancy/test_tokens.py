@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from bot.highlevel import AccessLostError, UnavailableError
-from bot.tenancy.tokens import LocationRow, LocationTokenSource, TokenKeeper
+from bot.tenancy.tokens import LocationTokenSource, TokenKeeper
+from storage import LocationRecord
 from tests.tenancy._oauth_server import OAuthServer
 from tests.tenancy.conftest import Instances, Lost
 
@@ -253,7 +254,7 @@ async def test_pit_location_uses_the_static_token(instances: Instances) -> None:
         await pit.access_token("loc-other")
 
 
-async def instances_store_row(keeper: TokenKeeper, location_id: str) -> LocationRow:
+async def instances_store_row(keeper: TokenKeeper, location_id: str) -> LocationRecord:
     row = await keeper._store.get_location(location_id)
     assert row is not None
     return row
