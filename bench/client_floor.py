@@ -50,7 +50,7 @@ async def measure(env: dict[str, str], calls: int) -> dict[str, float]:
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Sending…* to Bench Send0"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "via SMS · floor"}]},
     ]
-    # One session for every call, as the bridge's client has (bot.app.build_slack_client).
+    # One session for every call, as the bridge's client has (bot.slack_app.build_slack_client).
     async with (
         aiohttp.ClientSession() as session,
         httpx.AsyncClient(

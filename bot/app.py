@@ -9,11 +9,7 @@ import time
 import aiohttp
 import httpx
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
@@ -28,9 +24,10 @@ from bot.listener_work import ListenerWork
 from bot.observability import BridgeMetrics, Readiness, new_instance_id, program_version
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
 from bot.outbound.intents import ComposeIntents, IntentRecovery
-from bot.posting.pacing import ChannelPacer
-from bot.posting.poster import SlackPoster
 from bot.settings import Settings
+from bot.slack_app import build_bolt_app, build_slack_client, slack_workspaces
+from bot.slack_install.authorize import WorkspaceAuthorize
+from bot.slack_install.lifecycle import WorkspaceLifecycle
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.crypto import TokenCipher
 from bot.tenancy.install import InstallOutcome, OAuthInstaller
@@ -40,12 +37,14 @@ from bot.tenancy.tokens import TokenKeeper
 from bot.webhook_auth import WebhookVerifier
 from bot.workers import PeriodicWorker, Worker, WorkerGroup
 from handlers.oauth import OAuthPages
+from handlers.slack_install import SlackInstallPages
 from handlers.webhooks import WebhookEndpoint
 from storage import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 3600.0
+ADOPT_INTERVAL_SECONDS = 300.0
 # The workers' share when the listeners took the whole grace: a send already at HighLevel
 # usually answers in this time; one cut off is handed over (see `Bridge.aclose`).
 WORKER_STOP_MIN_SECONDS = 2.0
@@ -54,53 +53,10 @@ WORKER_STOP_MIN_SECONDS = 2.0
 HAND_OVER_SECONDS = 5.0
 
 
-def build_slack_client(
-    settings: Settings, *, pace_posts: bool = False, session: aiohttp.ClientSession | None = None
-) -> AsyncWebClient:
-    """The Web API client: SLACK_API_URL is the seam to a fake Slack.
-
-    With `pace_posts` the caller paces per channel and handles 429s and lost answers itself
-    (`SlackPoster`: a post whose answer never came is looked for before it is made again, so
-    slack_sdk must not re-post blindly after a dropped connection); otherwise slack_sdk retries
-    a failed connection and waits out a 429's Retry-After. Without a `session` slack_sdk opens
-    and closes a connection (TLS handshake and all) for every call.
-    """
-    retry_handlers: list[AsyncRetryHandler] = []
-    if not pace_posts:
-        retry_handlers += [
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-        ]
-    return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url,
-        timeout=15,
-        retry_handlers=retry_handlers,
-        session=session,
-    )
-
-
 def highlevel_timeout(settings: Settings) -> httpx.Timeout:
     """GHL_TIMEOUT_SECONDS for the answer; connecting never waits longer than 5 s."""
     seconds = settings.ghl_timeout_seconds
     return httpx.Timeout(connect=min(5.0, seconds), read=seconds, write=seconds, pool=10.0)
-
-
-def build_bolt_app(settings: Settings, client: AsyncWebClient) -> AsyncApp:
-    """The Bolt app; request verification is on (Socket Mode requests skip it by design)."""
-    secret = settings.slack_signing_secret
-    # Bolt gives every logger it makes the level of its base logger (without one, the root's),
-    # and at INFO it logs whole request bodies, e.g. on a failed signature: its base logger
-    # stays at WARNING or above, whatever LOG_LEVEL is.
-    bolt_logger = logging.getLogger("slack_bolt")
-    bolt_logger.setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    return AsyncApp(
-        client=client,
-        signing_secret=secret.get_secret_value() if secret else "",
-        request_verification_enabled=True,
-        process_before_response=False,
-        logger=bolt_logger,
-    )
 
 
 class Bridge:
@@ -121,12 +77,14 @@ class Bridge:
         listener_work: ListenerWork,
         metrics: BridgeMetrics,
         oauth_pages: OAuthPages,
+        slack_install: SlackInstallPages,
     ) -> None:
         self.settings = settings
         self.store = store
         self.accounts = accounts
         self._oauth = oauth
         self.oauth_pages = oauth_pages
+        self.slack_install = slack_install
         self.slack_client = slack_client
         self.bolt_app = bolt_app
         self.workers = workers
@@ -166,7 +124,12 @@ class Bridge:
             # stored: it lives in the settings).
             await store.save_location(pit[0], auth="pit")
         oauth: HighLevelOAuth | None = None
-        cipher: TokenCipher | None = None
+        # Stored HighLevel and Slack tokens are encrypted with one key.
+        cipher = (
+            TokenCipher(settings.token_encryption_key)
+            if settings.token_encryption_key is not None
+            else None
+        )
         if settings.oauth_enabled:
             assert settings.ghl_client_id and settings.ghl_client_secret  # noqa: S101
             assert settings.token_encryption_key is not None  # noqa: S101
@@ -176,7 +139,6 @@ class Bridge:
                 base_url=settings.ghl_api_url,
                 timeout=highlevel_timeout(settings),
             )
-            cipher = TokenCipher(settings.token_encryption_key)
 
         async def access_lost(location_id: str, reason: str) -> None:
             await lost.access_lost(location_id, reason)
@@ -184,7 +146,7 @@ class Bridge:
         keeper = TokenKeeper(
             store,
             oauth,
-            cipher,
+            cipher if oauth is not None else None,
             pit=pit,
             app_id=settings.app_id,
             on_access_lost=access_lost,
@@ -201,28 +163,37 @@ class Bridge:
             )
 
         accounts = SubAccounts(store, make_client)
-        routing = ChannelRouting(store, accounts, default_inbox=settings.slack_inbox_channel)
+        routing = ChannelRouting(
+            store,
+            accounts,
+            default_inbox=settings.slack_inbox_channel,
+            # With several workspaces, each sees only its own sub-accounts.
+            per_workspace=settings.slack_oauth_enabled,
+        )
         # One keep-alive connection pool for every Web API call (Bolt's per-request clients
         # reuse the session of `slack_client` too); closed in `aclose`.
         slack_session = aiohttp.ClientSession()
         slack_client = build_slack_client(settings, session=slack_session)
-        poster = SlackPoster(
-            build_slack_client(settings, pace_posts=True, session=slack_session),
-            ChannelPacer(
-                rate_per_second=settings.slack_post_rate,
-                budget=budget,
-                # The workspace's id, learnt once by the poster, keys the channel's budget.
-                team=lambda: poster.team_id(),
-            ),
-            observer=metrics,
+
+        async def slack_installed(installation: Installation) -> None:
+            if installation.team_id:
+                await workspace_lifecycle.installed(installation.team_id)
+
+        workspaces, installs, oauth_flow = slack_workspaces(
+            settings, store, cipher, slack_session, budget, metrics, on_installed=slack_installed
         )
-        presenter = SendPresenter(store=store, poster=poster, outcomes=metrics, accounts=accounts)
+        workspace_lifecycle = WorkspaceLifecycle(
+            store=store, workspaces=workspaces, installs=installs, reload_accounts=accounts.reload
+        )
+        presenter = SendPresenter(
+            store=store, slack=workspaces, outcomes=metrics, accounts=accounts
+        )
         install_url = f"{settings.public_url}/ghl/install" if settings.oauth_enabled else None
         lost = LostAccess(
             store=store,
             accounts=accounts,
             routing=routing,
-            poster=poster,
+            slack=workspaces,
             presenter=presenter,
             reconnect_url=install_url,
         )
@@ -254,14 +225,14 @@ class Bridge:
             store=store,
             accounts=accounts,
             routing=routing,
-            poster=poster,
+            slack=workspaces,
             presenter=presenter,
             wake_worker=outbox.wake,
             connect_hint=connect_hint,
         )
         inbound_worker = InboundWorker(
             store=store,
-            poster=poster,
+            slack=workspaces,
             presenter=presenter,
             accounts=accounts,
             routing=routing,
@@ -273,7 +244,12 @@ class Bridge:
             accounts,
             app_events=AppEvents(installer, accounts) if installer is not None else None,
         )
-        bolt_app = build_bolt_app(settings, slack_client)
+        bolt_app = build_bolt_app(
+            settings,
+            slack_client,
+            oauth_flow=oauth_flow,
+            authorize=WorkspaceAuthorize(workspaces) if oauth_flow is not None else None,
+        )
         listener_work = ListenerWork()
         listener_work.install(bolt_app)
         intents = ComposeIntents(
@@ -287,6 +263,7 @@ class Bridge:
                 intents=intents,
                 accounts=accounts,
                 routing=routing,
+                workspace_lifecycle=workspace_lifecycle,
             ),
         )
 
@@ -313,6 +290,16 @@ class Bridge:
                 interval=PURGE_INTERVAL_SECONDS,
             ),
         ]
+        if settings.slack_oauth_enabled and settings.slack_bot_token is not None:
+            # SLACK_BOT_TOKEN's workspace keeps the sub-accounts it worked with before the
+            # install flow was on (again every few minutes: auth.test may fail at start).
+            workers.append(
+                PeriodicWorker(
+                    "adopt-sub-accounts",
+                    workspace_lifecycle.adopt_for_bot_token,
+                    interval=ADOPT_INTERVAL_SECONDS,
+                )
+            )
         if settings.ghl_poll_seconds > 0:
             workers.append(
                 PollingWorker(
@@ -336,6 +323,7 @@ class Bridge:
             listener_work=listener_work,
             metrics=metrics,
             oauth_pages=oauth_pages,
+            slack_install=SlackInstallPages(oauth_flow),
         )
 
     def start(self, *, socket_mode: HealthSource | None = None) -> None:

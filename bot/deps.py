@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bot.outbound import OutboundService
 from bot.outbound.intents import ComposeIntents
 from bot.settings import Settings
+from bot.slack_install.lifecycle import WorkspaceLifecycle
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.routing import ChannelRouting
 
@@ -20,3 +21,5 @@ class Deps:
     intents: ComposeIntents
     accounts: SubAccounts
     routing: ChannelRouting
+    # Slack's app_uninstalled and tokens_revoked (None: tests that send no such event).
+    workspace_lifecycle: WorkspaceLifecycle | None = None

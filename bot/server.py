@@ -50,7 +50,8 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 def build_web_app(bridge: Bridge, guard: ConnectionGuard | None = None) -> web.Application:
     """Routes: POST /slack/events, POST /ghl/webhooks, GET /healthz, /readyz and /metrics,
-    and the HighLevel install's GET /ghl/install and /ghl/oauth/callback."""
+    the HighLevel install's GET /ghl/install and /ghl/oauth/callback, and Slack's install's
+    GET /slack/install and /slack/oauth_redirect."""
     settings = bridge.settings
     app = web.Application(
         client_max_size=SLACK_MAX_BODY_BYTES,
@@ -83,6 +84,8 @@ def build_web_app(bridge: Bridge, guard: ConnectionGuard | None = None) -> web.A
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/ghl/install", bridge.oauth_pages.install)
     app.router.add_get("/ghl/oauth/callback", bridge.oauth_pages.callback)
+    app.router.add_get("/slack/install", bridge.slack_install.install)
+    app.router.add_get("/slack/oauth_redirect", bridge.slack_install.redirect)
     app.on_cleanup.append(_close_body_gates)
     return app
 

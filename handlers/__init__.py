@@ -5,7 +5,15 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
-from handlers import access, commands, compose, highlevel, shortcuts, thread_actions
+from handlers import (
+    access,
+    commands,
+    compose,
+    highlevel,
+    shortcuts,
+    slack_lifecycle,
+    thread_actions,
+)
 
 
 def register_all(app: AsyncApp, deps: Deps) -> None:
@@ -16,3 +24,4 @@ def register_all(app: AsyncApp, deps: Deps) -> None:
     compose.register(app, deps)
     thread_actions.register(app, deps)
     shortcuts.register(app, deps)
+    slack_lifecycle.register(app, deps)

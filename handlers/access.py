@@ -1,4 +1,5 @@
-"""ALLOWED_SLACK_USERS / ALLOWED_SLACK_CHANNELS: checked before any listener runs."""
+"""ALLOWED_SLACK_USERS / ALLOWED_SLACK_CHANNELS: checked before any listener runs (an entry
+`T…:U…` applies in that workspace only)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.compose import ComposeField
 from bot.deps import Deps
+from bot.settings import listed
 from bot.ui.compose_builder import decode_context
 from bot.ui.notice_builder import denied_notice
 
@@ -37,7 +39,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return None
         user = context.user_id
         channel = context.channel_id or _modal_channel(body)
-        if (not users or user in users) and (not channels or channel in channels):
+        team = context.team_id
+        if (not users or listed(users, team, user)) and (
+            not channels or listed(channels, team, channel)
+        ):
             await next()
             return None
         log.info("denied %s from user %s in channel %s", kind, user, channel)

@@ -228,9 +228,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 found[ComposeField.SUB_ACCOUNT] = missing
             await ack(response_action="errors", errors=field_errors(FieldErrors(found), present))
             return
-        user = body["user"]["id"]
         outbound = deps.outbound
-        if not await outbound.can_post(context.channel_id):
+        if not await outbound.can_post(origin.team_id, context.channel_id):
             text, _ = not_in_channel_notice(context.channel_id)
             errors = FieldErrors({ComposeField.MESSAGE: text})
             await ack(response_action="errors", errors=field_errors(errors, present))
@@ -274,5 +273,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
             intent, recording=recording, lookup=lookup, announce_queued=False
         )
         if notice is not None:
-            await outbound.notify(context.channel_id, user, notice.text, notice.blocks)
+            await outbound.notify(origin, notice.text, notice.blocks)
         log.debug("composer %s finished", view.get("id"))

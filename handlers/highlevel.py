@@ -12,11 +12,13 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
+from bot.settings import listed
 from bot.tenancy.admin import SubAccountAdmin
 from bot.ui.highlevel_builder import (
     admin_check_failed_message,
     admins_only_message,
     ambiguous_account_message,
+    claim_first_message,
     connect_message,
     failure_message,
     inbox_message,
@@ -25,6 +27,7 @@ from bot.ui.highlevel_builder import (
     linked_message,
     none_connected_message,
     status_message,
+    taken_message,
     unknown_account_message,
     unknown_subcommand_message,
     usage_message,
@@ -62,21 +65,19 @@ def register(app: AsyncApp, deps: Deps) -> None:
     install_url = f"{settings.public_url}/ghl/install" if settings.oauth_enabled else None
     admin = SubAccountAdmin(deps.routing, deps.accounts)
 
-    async def may_change(client: AsyncWebClient, user_id: str) -> bool:
-        if user_id in settings.admin_slack_users:
+    async def may_change(client: AsyncWebClient, team_id: str, user_id: str) -> bool:
+        if listed(settings.admin_slack_users, team_id, user_id):
             return True
         return await is_workspace_admin(client, user_id)
 
     async def link(command: dict[str, Any], query: str, client: AsyncWebClient) -> Message:
         team, channel, user = command.get("team_id", ""), command["channel_id"], command["user_id"]
-        if not query.strip():
-            connected = await deps.accounts.connected()
-            if not connected:
-                return none_connected_message(install_url)
-            return unknown_account_message("", connected)
+        # An empty query too: the sub-accounts it lists are the ones this workspace may see.
         outcome = await admin.link(team, channel, query, user_id=user)
         if outcome.kind == "none_connected":
             return none_connected_message(install_url)
+        if outcome.kind == "taken":
+            return taken_message()
         if outcome.kind == "ambiguous":
             return ambiguous_account_message(query, outcome.choices)
         if outcome.kind == "unknown" or outcome.record is None:
@@ -105,6 +106,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
         outcome = await admin.set_inbox(team, channel)
         if outcome.kind == "link_first":
             return link_first_message(outcome.choices)
+        if outcome.kind == "claim_first":
+            return claim_first_message(outcome.choices)
+        if outcome.kind == "taken":
+            return taken_message()
         if outcome.kind == "none_connected" or outcome.record is None:
             return none_connected_message(install_url)
         log.info(
@@ -123,11 +128,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if sub == "connect":
             return connect_message(install_url)
         if sub == "status":
-            return status_message(await admin.overview(), now=time.time())
+            overview = await admin.overview(command.get("team_id", ""))
+            return status_message(overview, now=time.time())
         if sub not in ADMIN_ONLY:
             return unknown_subcommand_message(word)
         try:
-            allowed = await may_change(client, command["user_id"])
+            allowed = await may_change(client, command.get("team_id", ""), command["user_id"])
         except AdminCheckFailed as exc:
             return admin_check_failed_message(exc.error)
         if not allowed:

@@ -237,6 +237,9 @@ class LocationRecord:
     last_poll_at: float | None
     connected_at: float
     updated_at: float
+    slack_team_id: str | None = None
+    """The Slack workspace (team id) the sub-account belongs to; None: none yet (see
+    claim_location)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,35 @@ class ChannelLink:
     linked_by: str
     """The Slack user id of who linked it."""
     linked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedWorkspace:
+    """What `release_slack_workspace` undid: rows changed in each kind."""
+
+    locations: int
+    """Sub-accounts it owned, now owned by no workspace."""
+    links: int
+    """Its channel links, deleted."""
+    inboxes: int
+    """Sub-accounts whose inbox was one of its channels, now without an inbox of their own."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackWorkspaceRow:
+    """One workspace (or Enterprise Grid org, for an org-wide install) the app is installed
+    in, as `list_slack_workspaces` gives it: no tokens."""
+
+    enterprise_id: str | None
+    team_id: str | None
+    """None for an org-wide install."""
+    team_name: str | None
+    is_enterprise_install: bool
+    installed_at: float
+    """When its latest install happened."""
+    bot_token_expires_at: float | None
+    """None when its bot token does not expire (no token rotation), or it has none."""
+    has_bot: bool
 
 
 @dataclass(frozen=True, slots=True)

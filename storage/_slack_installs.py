@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from storage._base import Conn, Row, StoreBase, _all, _one
 from storage._errors import ConflictError, NotFoundError
-from storage._records import SlackInstallation, SlackInstallationRecord
+from storage._records import SlackInstallation, SlackInstallationRecord, SlackWorkspaceRow
 from storage._slack_installs_sql import (
     ABANDON_REFRESH,
     BEGIN_REFRESH,
@@ -32,10 +32,12 @@ from storage._slack_installs_sql import (
     SAVE_INSTALLATION,
     SAVE_WORKSPACE_INSTALLATION,
     WORKSPACE,
+    WORKSPACES,
     installation_record,
     key,
     save_params,
     workspace_keys,
+    workspace_row,
 )
 
 
@@ -142,6 +144,23 @@ class SlackInstallsMixin(StoreBase):
         params = workspace_keys(enterprise_id, team_id)
         rows = await self._single_write_op(lambda db: _all(db, DELETE_WORKSPACE, params))
         return len(rows)
+
+    async def list_slack_workspaces(self) -> list[SlackWorkspaceRow]:
+        """Every workspace (or org, for an org-wide install) with a stored install or bot, by
+        team name (case-insensitive; unnamed ones last), then team id: sorted here, so that
+        both backends give the same order. Tokens are not read."""
+        rows = await self._read_op(lambda db: _all(db, WORKSPACES))
+        workspaces = [workspace_row(row) for row in rows]
+        return sorted(
+            workspaces,
+            key=lambda w: (
+                w.team_name is None,
+                (w.team_name or "").casefold(),
+                w.team_name or "",
+                w.team_id or "",
+                w.enterprise_id or "",
+            ),
+        )
 
     # ---------------------------------------------------------------- bot token refresh
 

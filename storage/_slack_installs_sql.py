@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from storage._base import Row
-from storage._records import SlackInstallation, SlackInstallationRecord
+from storage._records import SlackInstallation, SlackInstallationRecord, SlackWorkspaceRow
 
 WORKSPACE: Final = ""
 
@@ -189,6 +189,13 @@ SELECT bot_token IS NOT NULL AS has_bot FROM slack_installations
 WHERE {_WORKSPACE} AND installer_key = ''
 """  # noqa: S608 - only constants of this module are formatted in
 
+# The workspaces' own rows (installer_key ''), without their tokens.
+WORKSPACES: Final = """
+SELECT enterprise_id, team_id, team_name, is_enterprise_install, installed_at,
+    bot_token_expires_at, bot_token IS NOT NULL AS has_bot
+FROM slack_installations WHERE installer_key = ''
+"""
+
 
 def key(value: str | None) -> str:
     return value or ""
@@ -297,4 +304,16 @@ def installation_record(row: Row, bot_row: Row | None = None) -> SlackInstallati
         refresh_owner=bot["refresh_owner"],
         refresh_lease_until=_float(bot["refresh_lease_until"]),
         updated_at=float(row["updated_at"]),
+    )
+
+
+def workspace_row(row: Row) -> SlackWorkspaceRow:
+    return SlackWorkspaceRow(
+        enterprise_id=_none_if_empty(row["enterprise_id"]),
+        team_id=_none_if_empty(row["team_id"]),
+        team_name=row["team_name"],
+        is_enterprise_install=bool(row["is_enterprise_install"]),
+        installed_at=float(row["installed_at"]),
+        bot_token_expires_at=_float(row["bot_token_expires_at"]),
+        has_bot=bool(row["has_bot"]),
     )

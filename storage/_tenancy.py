@@ -19,10 +19,12 @@ from storage._records import (
     ConnectionStatus,
     LocationAuth,
     LocationRecord,
+    ReleasedWorkspace,
     TokenScope,
 )
 from storage._tenancy_sql import (
     CLAIM_DISCONNECT_NOTICE,
+    CLAIM_LOCATION,
     DISCONNECT_COMPANY,
     DISCONNECT_COMPANY_AND_LOCATIONS,
     DISCONNECT_COMPANY_LOCATIONS,
@@ -30,6 +32,9 @@ from storage._tenancy_sql import (
     LINK_CHANNEL,
     LOCATION_AUTHS,
     NOTE_SEEN,
+    RELEASE_INBOXES,
+    RELEASE_LINKS,
+    RELEASE_LOCATIONS,
     SAVE_COMPANY,
     SAVE_LOCATION,
     SCOPES,
@@ -189,6 +194,35 @@ class TenancyMixin(StoreBase):
             lambda db: _one(db, CLAIM_DISCONNECT_NOTICE, {"key": location_id})
         )
         return row is not None
+
+    # ---------------------------------------------------------------- Slack workspaces
+
+    async def claim_location(self, location_id: str, team_id: str) -> str | None:
+        """The location belongs to Slack workspace `team_id` from now on, if it belonged to
+        none; its owner after the call (`team_id`, or the one that had it already). None
+        for a location the store does not know."""
+        if not team_id:
+            raise ValueError("a location is claimed by a Slack team id")
+        params = {"key": location_id, "team_id": team_id}
+        # One compare-and-set UPDATE: of instances claiming at once, one team wins.
+        row = await self._single_write_op(lambda db: _one(db, CLAIM_LOCATION, params))
+        return None if row is None else str(row["slack_team_id"])
+
+    async def release_slack_workspace(self, team_id: str) -> ReleasedWorkspace:
+        """Forget Slack workspace `team_id` in the routing, all at once: the locations it owned
+        belong to none, its channel links are deleted, and locations whose inbox was in it
+        have none. Threads and messages are kept."""
+        params = {"team_id": team_id}
+
+        async def release(db: Conn) -> ReleasedWorkspace:
+            locations = await _all(db, RELEASE_LOCATIONS, params)
+            links = await _all(db, RELEASE_LINKS, params)
+            inboxes = await _all(db, RELEASE_INBOXES, params)
+            return ReleasedWorkspace(len(locations), len(links), len(inboxes))
+
+        # One transaction (on PostgreSQL too): the three never show apart. Each statement
+        # is race-free on its own, so no serial lock is needed.
+        return await self._write_op(release, serial=False)
 
     # ---------------------------------------------------------------- companies
 

@@ -135,6 +135,31 @@ ON CONFLICT (team_id, channel_id) DO UPDATE SET
 RETURNING *
 """
 
+# The owner after the statement: :team_id if there was none, else the one there was. On
+# PostgreSQL a second claim waits for the first's row and then computes the COALESCE on the
+# row the first wrote, so of two claims at once exactly one sets its team. updated_at is left
+# as it is: `/highlevel status` shows it as when a disconnection happened.
+CLAIM_LOCATION = """
+UPDATE ghl_locations SET slack_team_id = COALESCE(slack_team_id, CAST(:team_id AS TEXT))
+WHERE location_id = :key
+RETURNING slack_team_id
+"""
+
+# A workspace that uninstalled the app: what it owned is owned by none, its links are gone,
+# and inboxes in its channels are no inboxes. Run together in one transaction.
+RELEASE_LOCATIONS = """
+UPDATE ghl_locations SET slack_team_id = NULL WHERE slack_team_id = :team_id
+RETURNING location_id
+"""
+
+RELEASE_LINKS = "DELETE FROM slack_channel_links WHERE team_id = :team_id RETURNING location_id"
+
+RELEASE_INBOXES = """
+UPDATE ghl_locations SET inbox_team_id = NULL, inbox_channel_id = NULL
+WHERE inbox_team_id = :team_id
+RETURNING location_id
+"""
+
 
 def begin_refresh_sql(scope: str) -> str:
     """Take the row's refresh lease if its token is still :seen and nobody holds a live one."""
@@ -196,6 +221,7 @@ def location_record(row: Row) -> LocationRecord:
         last_poll_at=_float(row["last_poll_at"]),
         connected_at=float(row["connected_at"]),
         updated_at=float(row["updated_at"]),
+        slack_team_id=row["slack_team_id"],
     )
 
 

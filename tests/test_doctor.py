@@ -423,7 +423,8 @@ async def test_unparseable_settings_exit_2(good: dict[str, Any]) -> None:
     assert "SLACK_BOT_TOKEN must start with xoxb-" in details
     assert any(d.startswith("GHL_LOCATION_ID") for d in details)
     token = next(c for c in checks if c.detail.startswith("SLACK_BOT_TOKEN"))
-    assert token.fix == "set it to the app's Bot User OAuth Token (starts with xoxb-)"
+    assert token.fix is not None
+    assert token.fix.startswith("set it to the app's Bot User OAuth Token (starts with xoxb-)")
     assert doctor.exit_code(checks) == 2
 
 

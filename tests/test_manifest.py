@@ -22,6 +22,7 @@ from bot.outbound.intents import ComposeIntents
 from bot.server import build_web_app
 from bot.settings import Settings
 from bot.tenancy.accounts import SubAccounts
+from bot.tenancy.crypto import generate_key
 from bot.tenancy.routing import ChannelRouting
 from bot.ui.thread_builder import CANCEL_ACTION, REPLY_ACTION, RESEND_ACTION, RETRY_ACTION
 from handlers.shortcuts import REPLY_SHORTCUT
@@ -43,6 +44,10 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     # Called with the app-level token (connections:write), not the bot token: no bot scope.
     "apps.connections.open": frozenset(),
     "auth.test": frozenset(),
+    "auth.revoke": frozenset(),
+    # Authenticated by the app's client id and secret (the install's code exchange and token
+    # refreshes), not by a token: no scope.
+    "oauth.v2.access": frozenset(),
     "chat.postMessage": frozenset({"chat:write"}),
     "chat.postEphemeral": frozenset({"chat:write"}),
     "chat.update": frozenset({"chat:write"}),
@@ -59,6 +64,14 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
 }
 # Slash commands and shortcuts need this scope themselves (docs.slack.dev: scopes/commands).
 COMMANDS_SCOPE = "commands"
+# The bot scopes each Events API event needs ("Required scopes" on docs.slack.dev
+# reference/events/<event>): the app's own lifecycle events need none.
+SCOPES_BY_EVENT: dict[str, frozenset[str]] = {
+    "app_uninstalled": frozenset(),
+    "tokens_revoked": frozenset(),
+}
+# The host the manifest's URLs name until someone replaces it.
+PLACEHOLDER_URL = "https://YOUR-HOST"
 
 # slack_sdk names each method after the API's (chat.postMessage -> chat_postMessage).
 _CLIENT_METHODS = frozenset(
@@ -195,12 +208,35 @@ def test_buttons_and_the_composer_are_handled_and_reach_the_app(
     assert interactivity["request_url"].startswith("https://")
 
 
-def test_event_subscriptions_only_if_the_app_listens_to_events(
+def test_event_subscriptions_are_the_events_the_app_listens_to(
     recorder: ListenerRecorder,
 ) -> None:
     events = recorder.of("event") + recorder.of("message")
-    subscribed = (manifest()["settings"].get("event_subscriptions") or {}).get("bot_events") or []
+    subscriptions = manifest()["settings"].get("event_subscriptions") or {}
+    subscribed = subscriptions.get("bot_events") or []
     assert sorted(str(e) for e in events) == sorted(subscribed)
+    assert len(set(subscribed)) == len(subscribed)
+    # Uninstalls and revoked tokens reach the bridge, so it forgets that workspace's tokens.
+    assert {"app_uninstalled", "tokens_revoked"} <= set(subscribed)
+    assert subscriptions["request_url"] == f"{PLACEHOLDER_URL}/slack/events"
+    # The app reads no messages: only user-less bot events, no user_events.
+    assert not subscriptions.get("user_events")
+
+
+def test_the_redirect_url_is_where_the_bridge_sends_slack_back() -> None:
+    # A distributed install (SLACK_CLIENT_ID) names this redirect_uri in its authorize link;
+    # Slack refuses one that is not among the app's redirect URLs.
+    settings = Settings(
+        _env_file=None,
+        slack_client_id="111.222",
+        slack_client_secret="secret",
+        slack_signing_secret="test-secret",
+        public_url=PLACEHOLDER_URL,
+        token_encryption_key=generate_key(),
+        ghl_api_token="pit-test",
+        ghl_location_id="loc123",
+    )
+    assert manifest()["oauth_config"]["redirect_urls"] == [settings.slack_redirect_uri]
 
 
 async def test_the_recorder_saw_every_listener_the_real_app_has(
@@ -223,6 +259,7 @@ async def test_the_recorder_saw_every_listener_the_real_app_has(
     data = manifest()
     urls = [c["url"] for c in data["features"]["slash_commands"]]
     urls.append(data["settings"]["interactivity"]["request_url"])
+    urls.append(data["settings"]["event_subscriptions"]["request_url"])
     for url in urls:
         assert ("POST", urlsplit(url).path) in routes, url
 
@@ -245,6 +282,10 @@ def test_bot_scopes_are_exactly_what_the_code_calls_need() -> None:
     assert not unknown, f"add these methods' scopes (docs.slack.dev) to SCOPES_BY_METHOD: {unknown}"
     needed = {scope for method in called for scope in SCOPES_BY_METHOD[method]}
     data = manifest()
+    events = (data["settings"].get("event_subscriptions") or {}).get("bot_events") or []
+    unlisted = sorted(set(events) - SCOPES_BY_EVENT.keys())
+    assert not unlisted, f"add these events' scopes (docs.slack.dev) to SCOPES_BY_EVENT: {unlisted}"
+    needed |= {scope for event in events for scope in SCOPES_BY_EVENT[event]}
     if data["features"].get("slash_commands") or data["features"].get("shortcuts"):
         needed.add(COMMANDS_SCOPE)
     granted = data["oauth_config"]["scopes"]["bot"]
@@ -284,6 +325,8 @@ def test_manifest_has_what_slack_requires() -> None:
     settings = data["settings"]
     assert isinstance(settings["socket_mode_enabled"], bool)
     assert settings["org_deploy_enabled"] is False
+    # A single SLACK_BOT_TOKEN cannot be refreshed: rotation stays off in the file, and only a
+    # distributed install (SLACK_CLIENT_ID) may turn it on (README).
     assert settings["token_rotation_enabled"] is False
 
 

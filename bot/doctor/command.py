@@ -14,6 +14,7 @@ from bot.doctor.bridge import _running_bridge_check
 from bot.doctor.database import _store_checks
 from bot.doctor.highlevel import _highlevel_check, _webhook_key_check
 from bot.doctor.slack import _app_token_check, _slack_checks
+from bot.doctor.workspaces import workspace_checks
 from bot.settings import Settings, SettingsError, load_settings
 
 EXIT_OK = 0
@@ -88,7 +89,9 @@ async def diagnose(
         return [_settings_problem(line) for line in exc.lines]
     mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
     checks = [Check(SETTINGS, True, f"loaded ({mode})")]
-    checks += await _slack_checks(settings, manifest_path)
+    if settings.slack_bot_token is not None:
+        checks += await _slack_checks(settings, manifest_path)
+    checks += await workspace_checks(settings)
     if settings.slack_app_token is not None:
         checks.append(await _app_token_check(settings))
     checks.append(await _highlevel_check(settings))

@@ -30,6 +30,8 @@ _BAD_TOKEN_ERRORS = frozenset(
 
 
 async def _slack_checks(settings: Settings, manifest_path: Path | None) -> list[Check]:
+    """SLACK_BOT_TOKEN's workspace (installed workspaces: bot/doctor/workspaces.py)."""
+    assert settings.slack_bot_token is not None  # noqa: S101 - only called when set
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,

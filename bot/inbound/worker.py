@@ -14,7 +14,7 @@ from bot.highlevel import HighLevelError, MessageChannel
 from bot.inbound.messages import IncomingMessage, channel_type, stored_message
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
 from bot.outbound.worker import QueueLooks
-from bot.posting.poster import PostMark, SlackPoster, SlackPostError
+from bot.posting.poster import PostMark, SlackPostError, SlackPosters, WorkspaceGone
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.routing import ChannelRouting
 from bot.ui.inbound_builder import InboundPost, status_reaction
@@ -73,7 +73,7 @@ class InboundWorker:
         self,
         *,
         store: Store,
-        poster: SlackPoster,
+        slack: SlackPosters,
         presenter: SendPresenter,
         accounts: SubAccounts,
         routing: ChannelRouting,
@@ -82,7 +82,7 @@ class InboundWorker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._poster = poster
+        self._slack = slack
         self._presenter = presenter
         self._accounts = accounts
         self._routing = routing
@@ -127,6 +127,16 @@ class InboundWorker:
                 # Stored before events kept their sub-account: the key starts with it.
                 message = replace(message, location_id=event.conversation_key.split(":", 1)[0])
             done = await self._process(message, event)
+        except WorkspaceGone as exc:
+            # Its workspace uninstalled the app: nothing of it can be shown any more.
+            log.warning(
+                "inbound event %d dropped: the Slack workspace %s is gone (%s)",
+                event.id,
+                exc.team_id or "of the default inbox",
+                exc.error,
+            )
+            await self._store.fail_inbound(event.id, f"Slack workspace gone: {exc.error}")
+            return
         except (SlackPostError, HighLevelError) as exc:
             reason = getattr(exc, "error", None) or getattr(exc, "message", None) or str(exc)
             if event.attempts >= MAX_ATTEMPTS:
@@ -203,7 +213,9 @@ class InboundWorker:
             return
         reaction = status_reaction(status)
         if reaction and known.slack_channel_id and known.slack_ts:
-            await self._poster.react(known.slack_channel_id, known.slack_ts, reaction)
+            thread = await self._store.get_thread(known.thread_id) if known.thread_id else None
+            poster = await self._slack.poster(thread.team_id if thread is not None else None)
+            await poster.react(known.slack_channel_id, known.slack_ts, reaction)
 
     async def _show(self, message: IncomingMessage) -> None:
         thread = await self._thread_for(message)
@@ -272,7 +284,8 @@ class InboundWorker:
                     if len(await self._accounts.connected()) > 1:
                         # Several sub-accounts: the root says whose conversation it is.
                         post = replace(post, account=self._accounts.label(_location(message)))
-                ts = await self._poster.show_inbound(
+                poster = await self._slack.poster(thread.team_id)
+                ts = await poster.show_inbound(
                     thread.channel_id,
                     post,
                     thread_ts=thread.thread_ts,
@@ -305,6 +318,10 @@ class InboundWorker:
             **({"subject": message.subject} if message.is_email and message.subject else {}),
         )
 
+    async def _default_team(self) -> str:
+        """The workspace of the default inbox (SLACK_INBOX_CHANNEL): SLACK_BOT_TOKEN's."""
+        return await (await self._slack.poster(None)).team_id()
+
     async def _thread_for(self, message: IncomingMessage) -> ThreadRecord | None:
         """The conversation's most recently active thread, else a new one in the inbox channel."""
         location_id = _location(message)
@@ -326,7 +343,7 @@ class InboundWorker:
                 await self._accounts.contacts(location_id).get(message.contact_id)
             )
         return await self._store.upsert_thread(
-            team_id=inbox.team_id or await self._poster.team_id(),
+            team_id=inbox.team_id or await self._default_team(),
             channel_id=inbox.channel_id,
             location_id=location_id,
             contact_id=message.contact_id,

@@ -372,9 +372,7 @@ class IntentRecovery:
         fresh = self._clock() - record.created_at < RESPONSE_URL_FRESH_SECONDS
         if record.response_url and fresh and await self._respond(record.response_url, notice):
             return
-        await self._outbound.notify(
-            record.channel_id, record.slack_user_id, notice.text, notice.blocks
-        )
+        await self._outbound.notify(_origin_of(record), notice.text, notice.blocks)
 
     async def _respond(self, url: str, notice: Notice) -> bool:
         client = AsyncWebhookClient(url, session=self._session)
@@ -422,12 +420,16 @@ def encode_intent(intent: Intent) -> tuple[str, dict[str, Any]]:
     return IntentKind.COMPOSER.value, {"draft": draft, "reply": packed}
 
 
+def _origin_of(record: ComposeIntent) -> SlackOrigin:
+    return SlackOrigin(
+        team_id=record.team_id, channel_id=record.channel_id, user_id=record.slack_user_id
+    )
+
+
 def decode_intent(record: ComposeIntent) -> Intent:
     """The intent saved in `record`; KeyError, TypeError or ValueError if it is not one."""
     payload = record.payload
-    origin = SlackOrigin(
-        team_id=record.team_id, channel_id=record.channel_id, user_id=record.slack_user_id
-    )
+    origin = _origin_of(record)
     draft = _decode_draft(payload["draft"])
     kind = IntentKind(record.kind)
     if kind is IntentKind.QUICK_SEND:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from bot.outbound.entry import Display, unpack_entry
-from bot.posting.poster import PostMark, SlackPoster, SlackPostError, cannot_look
+from bot.posting.poster import PostMark, SlackPostError, SlackPosters, cannot_look
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus, SendPost
 from storage import OutboxEntry, Store, ThreadRecord
@@ -77,12 +77,13 @@ class SendPresenter:
         self,
         *,
         store: Store,
-        poster: SlackPoster,
+        slack: SlackPosters,
         outcomes: SendOutcomeObserver | None = None,
         accounts: SubAccounts | None = None,
     ) -> None:
         self._store = store
-        self._poster = poster
+        # Each workspace's poster: a send is shown in the workspace it came from.
+        self._slack = slack
         self._outcomes = outcomes
         # Names the sub-account on thread roots when several are connected.
         self._accounts = accounts
@@ -118,12 +119,13 @@ class SendPresenter:
         the way is recorded as the thread's root. `since`: when that attempt began, at the
         earliest."""
         try:
+            poster = await self._slack.poster(thread.team_id)
             if thread.thread_ts is not None:
-                found = await self._poster.find(
+                found = await poster.find(
                     thread.channel_id, key=key, thread_ts=thread.thread_ts, since=since
                 )
                 return thread, found.ts if found is not None else None
-            found = await self._poster.find(
+            found = await poster.find(
                 thread.channel_id,
                 key=key,
                 root_of=thread_mark(thread),
@@ -158,7 +160,8 @@ class SendPresenter:
             await self._store.kv_set(pending, repr(time.time()))
             return thread
         try:
-            found = await self._poster.find(
+            poster = await self._slack.poster(thread.team_id)
+            found = await poster.find(
                 thread.channel_id, root_of=thread_mark(thread), since=thread.created_at
             )
         except SlackPostError as exc:
@@ -250,7 +253,8 @@ class SendPresenter:
                     error=error,
                     account=await self.account_label(entry.location_id) if as_root else None,
                 )
-                await self._poster.show_send(
+                poster = await self._slack.poster(entry.team_id)
+                await poster.show_send(
                     entry.channel_id, post, thread_ts=None, ts=ts, as_root=as_root
                 )
                 return thread, ts
@@ -266,7 +270,8 @@ class SendPresenter:
             error=error,
             account=await self.account_label(entry.location_id) if as_root else None,
         )
-        ts = await self._poster.show_send(
+        poster = await self._slack.poster(entry.team_id)
+        ts = await poster.show_send(
             entry.channel_id,
             post,
             thread_ts=thread.thread_ts,
@@ -370,7 +375,8 @@ class SendPresenter:
             account=await self.account_label(entry.location_id) if as_root else None,
         )
         try:
-            ts = await self._poster.show_send(
+            poster = await self._slack.poster(entry.team_id)
+            ts = await poster.show_send(
                 entry.channel_id,
                 post,
                 thread_ts=None if as_root else (thread.thread_ts if thread else None),

@@ -29,7 +29,7 @@ from bot.highlevel import (
 )
 from bot.outbound.entry import Display, build_request, entry_payload, unpack_entry
 from bot.outbound.presenter import SendPresenter
-from bot.posting.poster import SlackPoster
+from bot.posting.poster import SlackPosters
 from bot.recipients import Recipient
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.routing import ChannelRouting
@@ -99,7 +99,7 @@ class OutboundService:
         store: Store,
         accounts: SubAccounts,
         routing: ChannelRouting,
-        poster: SlackPoster,
+        slack: SlackPosters,
         presenter: SendPresenter,
         wake_worker: Callable[[], None],
         connect_hint: str = "",
@@ -107,7 +107,7 @@ class OutboundService:
         self._store = store
         self._accounts = accounts
         self._routing = routing
-        self._poster = poster
+        self._slack = slack
         self._presenter = presenter
         self._wake_worker = wake_worker
         # How to connect a sub-account, for the message of a send that has none to go from.
@@ -115,15 +115,14 @@ class OutboundService:
         # Sends a Cancel click is being carried out for: a second click must not ask again.
         self._cancelling: set[int] = set()
 
-    async def can_post(self, channel_id: str) -> bool:
+    async def can_post(self, team_id: str, channel_id: str) -> bool:
         """The bot can post in the channel (so a send there will have its thread)."""
-        return await self._poster.can_post(channel_id)
+        return await (await self._slack.poster(team_id)).can_post(channel_id)
 
-    async def notify(
-        self, channel_id: str, user_id: str, text: str, blocks: Sequence[Block] = ()
-    ) -> None:
-        """A notice only `user_id` sees, in the channel they are working in."""
-        await self._poster.ephemeral(channel_id, user_id, text, blocks)
+    async def notify(self, origin: SlackOrigin, text: str, blocks: Sequence[Block] = ()) -> None:
+        """A notice only the person sees, in the channel they are working in."""
+        poster = await self._slack.poster(origin.team_id)
+        await poster.ephemeral(origin.channel_id, origin.user_id, text, blocks)
 
     async def location_for(
         self, checked: CheckedDraft, origin: SlackOrigin, reply: ReplyContext | None
@@ -140,6 +139,13 @@ class OutboundService:
         if not location_id:
             route = await self._routing.route(origin.team_id, origin.channel_id)
             if route.location_id is None:
+                if not route.choices and self._routing.per_workspace:
+                    raise ComposeRejected(
+                        "No HighLevel sub-account belongs to this workspace yet, so there is "
+                        "nothing to send from. A workspace admin can link one to this channel "
+                        f"with `/highlevel link <sub-account>`.{self._connect_hint}",
+                        field="sub_account",
+                    )
                 if not route.choices:
                     raise ComposeRejected(
                         "No HighLevel sub-account is connected yet, so there is nothing to send "
@@ -154,6 +160,16 @@ class OutboundService:
                     field="sub_account",
                 )
             location_id = route.location_id
+        elif location_id == checked.location_id and not await self._routing.may_use(
+            origin.team_id, location_id
+        ):
+            # Chosen in the composer's form: never another workspace's. (A reply's comes
+            # from its thread, which is this workspace's.)
+            raise ComposeRejected(
+                "That HighLevel sub-account can't be used from this workspace, so nothing was "
+                "sent.",
+                field="sub_account",
+            )
         if await self._accounts.get(location_id) is None:
             raise ComposeRejected(
                 f"The HighLevel sub-account {self._accounts.label(location_id)} is not "
@@ -178,6 +194,8 @@ class OutboundService:
             location_id = (
                 await self._routing.route(origin.team_id, origin.channel_id)
             ).location_id or ""
+        elif not await self._routing.may_use(origin.team_id, location_id):
+            return None
         if not location_id or await self._accounts.get(location_id) is None:
             return None
         try:
@@ -252,7 +270,7 @@ class OutboundService:
                 existing.contact_id
             )
             return Submitted(existing, created=False, contact=known, contact_created=False)
-        if not await self._poster.can_post(origin.channel_id):
+        if not await self.can_post(origin.team_id, origin.channel_id):
             raise NotInChannelError("The bot is not in this channel.")
         location_id = await self.location_for(checked, origin, reply)
         if contact is None:

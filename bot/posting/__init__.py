@@ -1,6 +1,20 @@
 """Posting to Slack: thread posts and notices (`poster`), paced per channel (`pacing`)."""
 
 from bot.posting.pacing import ChannelPacer, slack_retry_after
-from bot.posting.poster import SlackPoster, SlackPostError
+from bot.posting.poster import (
+    OnePoster,
+    SlackPoster,
+    SlackPostError,
+    SlackPosters,
+    WorkspaceGone,
+)
 
-__all__ = ["ChannelPacer", "SlackPostError", "SlackPoster", "slack_retry_after"]
+__all__ = [
+    "ChannelPacer",
+    "OnePoster",
+    "SlackPostError",
+    "SlackPoster",
+    "SlackPosters",
+    "WorkspaceGone",
+    "slack_retry_after",
+]

@@ -81,6 +81,15 @@ class SlackPostError(Exception):
         self.error = error
 
 
+class WorkspaceGone(SlackPostError):
+    """The app is not installed in the workspace (any more), or its token cannot be renewed:
+    nothing can be shown there. Never worth trying again."""
+
+    def __init__(self, team_id: str, error: str = "workspace_not_installed") -> None:
+        super().__init__(error)
+        self.team_id = team_id
+
+
 class SlackPoster:
     """Posts, updates and ephemeral notices through the Web API (SLACK_API_URL)."""
 
@@ -99,6 +108,11 @@ class SlackPoster:
         self._team_id: str | None = None
         self._bot_id: str | None = None
         self._observer = observer
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client (its token is the workspace's current one)."""
+        return self._client
 
     async def _watched(self, method: str, call: Awaitable[_T]) -> _T:
         """`call`, with each refusal or missing answer told to the observer (and raised)."""
@@ -390,6 +404,22 @@ class SlackPoster:
             )
         except SlackApiError as exc:
             log.warning("could not show a notice in %s: %s", channel_id, _code(exc))
+
+
+class SlackPosters(Protocol):
+    """The poster of each workspace (`SlackWorkspaces`; `OnePoster` for one)."""
+
+    async def poster(self, team_id: str | None) -> SlackPoster: ...
+
+
+class OnePoster:
+    """One poster for every workspace id: the bridge serves one workspace (tests, tools)."""
+
+    def __init__(self, poster: SlackPoster) -> None:
+        self._poster = poster
+
+    async def poster(self, team_id: str | None) -> SlackPoster:
+        return self._poster
 
 
 def cannot_look(exc: SlackPostError) -> bool:

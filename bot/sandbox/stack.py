@@ -47,6 +47,16 @@ class InstallPage:
     callback_url: str  # where the chooser sent it back (the bridge's callback, with its code)
 
 
+@dataclass(frozen=True)
+class SlackInstallPage:
+    """What a browser ends on after `/slack/install`: the bridge's redirect page, and the hops."""
+
+    status: int
+    text: str
+    authorize_url: str  # where /slack/install sent the browser (Slack's authorize page)
+    redirect_url: str  # where Slack sent it back (the bridge's /slack/oauth_redirect, code, state)
+
+
 class RunningBridge:
     """One `ghl-bridge serve` (in this process) on `settings`; start, stop, start again."""
 
@@ -110,6 +120,12 @@ class SandboxStack:
     GHL_MARKETPLACE_URL the simulator, PUBLIC_URL the bridge's own address, a fresh
     TOKEN_ENCRYPTION_KEY) and connects no sub-account by itself: `install()` connects them as a
     person's browser would. `keep_pit` keeps GHL_API_TOKEN/GHL_LOCATION_ID beside OAuth.
+
+    With `slack_oauth` the bridge is also (or instead) a distributed Slack app of the Slack
+    simulator (its client id and secret, SLACK_AUTHORIZE_URL the simulator's authorize page) and
+    has no SLACK_BOT_TOKEN unless `keep_slack_token`: `install_slack()` installs it into a
+    workspace as a person's browser would, `driver_for()` talks to it as a person of one. Both
+    OAuth modes share the port, PUBLIC_URL and TOKEN_ENCRYPTION_KEY.
     """
 
     def __init__(
@@ -122,6 +138,8 @@ class SandboxStack:
         webhooks: bool = True,
         oauth: bool = False,
         keep_pit: bool = False,
+        slack_oauth: bool = False,
+        keep_slack_token: bool = False,
     ) -> None:
         self.database_path = database_path
         self.highlevel = highlevel or HighLevelSimulator()
@@ -133,6 +151,9 @@ class SandboxStack:
         self._webhooks = webhooks
         self.oauth = oauth
         self._keep_pit = keep_pit
+        self.slack_oauth = slack_oauth
+        self._keep_slack_token = keep_slack_token
+        self._workspace_drivers: list[SlackDriver] = []
         self.settings: Settings | None = None
         self._bridge: RunningBridge | None = None
         self.extra_bridges: list[RunningBridge] = []
@@ -176,24 +197,37 @@ class SandboxStack:
             "port": 0,
             "ghl_poll_seconds": 0,
         }
-        if self.oauth:
-            values |= self._oauth_settings()
+        values |= self._oauth_settings()
         self.settings = Settings(_env_file=None, **(values | self._overrides))
         self._bridge = RunningBridge(self.settings, self.slack)
         await self.start_bridge()
 
+    @property
+    def _needs_public_url(self) -> bool:
+        # Both installs send a browser back to the bridge, which must know its address first.
+        return self.oauth or self.slack_oauth
+
     def _oauth_settings(self) -> dict[str, Any]:
-        port = free_port()
-        values: dict[str, Any] = {
-            "port": port,
-            "public_url": f"http://127.0.0.1:{port}",
-            "ghl_client_id": self.highlevel.oauth.client_id,
-            "ghl_client_secret": self.highlevel.oauth.client_secret,
-            "ghl_marketplace_url": self.highlevel.base_url,
-            "token_encryption_key": generate_key(),
-        }
-        if not self._keep_pit:
-            values |= {"ghl_api_token": None, "ghl_location_id": None}
+        """The settings of the OAuth modes (none without one): one port, PUBLIC_URL and key."""
+        if not self._needs_public_url:
+            return {}
+        values: dict[str, Any] = _public_address() | {"token_encryption_key": generate_key()}
+        if self.oauth:
+            values |= {
+                "ghl_client_id": self.highlevel.oauth.client_id,
+                "ghl_client_secret": self.highlevel.oauth.client_secret,
+                "ghl_marketplace_url": self.highlevel.base_url,
+            }
+            if not self._keep_pit:
+                values |= {"ghl_api_token": None, "ghl_location_id": None}
+        if self.slack_oauth:
+            values |= {
+                "slack_client_id": self.slack.client_id,
+                "slack_client_secret": self.slack.client_secret,
+                "slack_authorize_url": self.slack.authorize_url,
+            }
+            if not self._keep_slack_token:
+                values["slack_bot_token"] = None
         return values
 
     async def start_bridge(self) -> None:
@@ -204,6 +238,13 @@ class SandboxStack:
         await self.bridge.start()
         if self._webhooks:
             self.highlevel.webhook_url = f"{self.bridge_url}/ghl/webhooks"
+        if self.slack_oauth:
+            # The app's configured Redirect URL and Request URL, as its manifest would set them:
+            # authorize falls back to the one, uninstall() POSTs its events to the other.
+            assert self.settings is not None  # noqa: S101 - set by start()
+            public_url = self.settings.public_url or self.bridge_url
+            self.slack.oauth_redirect_uri = f"{public_url}/slack/oauth_redirect"
+            self.slack.events_url = f"{self.bridge_url}/slack/events"
 
     async def stop_bridge(self) -> None:
         await self.bridge.stop()
@@ -213,10 +254,7 @@ class SandboxStack:
         PostgreSQL). An OAuth one gets its own port and PUBLIC_URL; the simulator's webhooks
         keep going to the first bridge."""
         assert self.settings is not None  # noqa: S101 - set by start()
-        values: dict[str, Any] = {"port": 0}
-        if self.oauth:
-            port = free_port()
-            values = {"port": port, "public_url": f"http://127.0.0.1:{port}"}
+        values: dict[str, Any] = _public_address() if self._needs_public_url else {"port": 0}
         settings = self.settings.model_copy(update=values | overrides)
         bridge = RunningBridge(settings, self.slack)
         self.extra_bridges.append(bridge)
@@ -250,7 +288,50 @@ class SandboxStack:
             page = await browser.get(callback)
         return InstallPage(page.status_code, page.text, chooser, callback)
 
+    async def install_slack(
+        self,
+        team_id: str | None = None,
+        *,
+        user: str | None = None,
+        bridge_url: str | None = None,
+        enterprise: str | None = None,
+    ) -> SlackInstallPage:
+        """Install the app into workspace `team_id` (default the simulator's own) as `user`'s
+        browser would: GET {bridge}/slack/install (not following redirects), follow its 302 to
+        the simulator's authorize page (`team=`, `user=`, and `enterprise=` for an org-wide
+        install), follow that 302 to the bridge's redirect URL, and return the page it ends on.
+
+        Bolt's state cookie is `Secure`: browsers still send it to http://127.0.0.1, httpx does
+        not, so it is carried to the redirect by hand."""
+        base = bridge_url or self.bridge_url
+        async with httpx.AsyncClient(timeout=30, follow_redirects=False) as browser:
+            first = await browser.get(f"{base}/slack/install")
+            if first.status_code != 302:
+                raise AssertionError(f"/slack/install answered {first.status_code}: {first.text}")
+            authorize = first.headers["location"]
+            chosen = {"team": team_id, "user": user, "enterprise": enterprise}
+            extra = {name: value for name, value in chosen.items() if value is not None}
+            approved = await browser.get(with_query(authorize, extra))
+            if approved.status_code != 302:
+                raise AssertionError(
+                    f"Slack's authorize page answered {approved.status_code}: {approved.text}"
+                )
+            redirect = approved.headers["location"]
+            cookies = cookie_header(first.headers.get_list("set-cookie"))
+            page = await browser.get(redirect, headers={"Cookie": cookies} if cookies else None)
+        return SlackInstallPage(page.status_code, page.text, authorize, redirect)
+
+    def driver_for(self, team_id: str, *, bridge: RunningBridge | None = None) -> SlackDriver:
+        """A driver sending signed requests to the bridge (or `bridge`) as a person of
+        workspace `team_id`; `stop()` closes it."""
+        driver = (bridge or self.bridge).driver.for_workspace(team_id)
+        self._workspace_drivers.append(driver)
+        return driver
+
     async def stop(self) -> None:
+        for driver in self._workspace_drivers:
+            await driver.aclose()
+        self._workspace_drivers.clear()
         for extra in self.extra_bridges:
             await extra.aclose()
         if self._bridge is not None:
@@ -269,6 +350,19 @@ class SandboxStack:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _public_address() -> dict[str, Any]:
+    """A port to listen on and the PUBLIC_URL that names it."""
+    port = free_port()
+    return {"port": port, "public_url": f"http://127.0.0.1:{port}"}
+
+
+def cookie_header(set_cookies: list[str]) -> str:
+    """The `Cookie` header a browser sends back for these `Set-Cookie` headers (name=value
+    pairs; attributes such as `Secure` or `Path` dropped)."""
+    pairs = (header.split(";", 1)[0].strip() for header in set_cookies)
+    return "; ".join(pair for pair in pairs if "=" in pair)
 
 
 def with_query(url: str, extra: dict[str, str]) -> str:

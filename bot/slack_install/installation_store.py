@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from logging import Logger
 from typing import Any
 
@@ -21,6 +22,15 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bot.tenancy.crypto import TokenCipher
 from storage import SlackInstallation, SlackInstallationRecord, Store
+
+
+@dataclass(frozen=True, slots=True)
+class BotState:
+    """A stored bot with its token_version, and when its current token was stored."""
+
+    bot: Bot
+    version: int
+    stored_at: float
 
 
 def _int(value: float | None) -> int | None:
@@ -120,12 +130,27 @@ class BridgeInstallationStore(AsyncInstallationStore):
         is_enterprise_install: bool | None = False,
     ) -> tuple[Bot, int] | None:
         """The workspace's bot and its token_version (what a refresh lease is taken on)."""
+        found = await self.async_find_bot_state(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            is_enterprise_install=is_enterprise_install,
+        )
+        return None if found is None else (found.bot, found.version)
+
+    async def async_find_bot_state(
+        self,
+        *,
+        enterprise_id: str | None,
+        team_id: str | None,
+        is_enterprise_install: bool | None = False,
+    ) -> BotState | None:
+        """The workspace's bot, its token_version, and when its token was stored."""
         record = await self._store.find_slack_bot(
             enterprise_id, team_id, is_enterprise_install=bool(is_enterprise_install)
         )
         if record is None:
             return None
-        return self._bot(record), record.token_version
+        return BotState(self._bot(record), record.token_version, record.updated_at)
 
     async def async_begin_bot_refresh(
         self, bot: Bot, *, seen_version: int, lease_seconds: float

@@ -2,6 +2,11 @@
 
 The handler parses, checks that the person may, and shows the outcome; this finds the
 sub-account a person named, changes the routing and gathers what `status` shows.
+
+With per-workspace routing (`ChannelRouting.per_workspace`) a workspace's admin works with
+the sub-accounts of that workspace and those of none yet: linking one of the latter, or making
+a channel its inbox, claims it for the workspace. Another workspace's sub-accounts behave as
+if they did not exist.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ def match_sub_account(records: Sequence[LocationRecord], query: str) -> Match:
 class LinkOutcome:
     """What `/highlevel link <query>` came to."""
 
-    kind: Literal["linked", "unknown", "ambiguous", "none_connected"]
+    # "taken": another workspace claimed it between the look-up and the claim.
+    kind: Literal["linked", "unknown", "ambiguous", "none_connected", "taken"]
     record: LocationRecord | None = None
     # "unknown": the connected sub-accounts; "ambiguous": the ones the query could mean.
     choices: tuple[LocationRecord, ...] = ()
@@ -70,9 +76,12 @@ class LinkOutcome:
 class InboxOutcome:
     """What `/highlevel inbox` came to."""
 
-    kind: Literal["set", "link_first", "none_connected"]
+    # "claim_first": none belongs to this workspace, and `choices` belong to none yet;
+    # "taken": another workspace claimed the channel's sub-account first.
+    kind: Literal["set", "link_first", "none_connected", "claim_first", "taken"]
     record: LocationRecord | None = None
-    choices: tuple[LocationRecord, ...] = ()  # "link_first": the connected sub-accounts
+    # "link_first": the connected sub-accounts; "claim_first": those of no workspace.
+    choices: tuple[LocationRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,7 @@ class AccountStatus:
     links: tuple[ChannelLink, ...]
     inbox_channel_id: str | None  # its own inbox, else the default one, else None
     default_inbox: bool  # inbox_channel_id is SLACK_INBOX_CHANNEL, not its own
+    unowned: bool = False  # per workspace: it belongs to no workspace yet (any may claim it)
 
 
 class SubAccountAdmin:
@@ -92,9 +102,23 @@ class SubAccountAdmin:
         self._routing = routing
         self._accounts = accounts
 
+    def _visible(self, team_id: str, records: Sequence[LocationRecord]) -> list[LocationRecord]:
+        """The records the workspace's admin may see: all of them, or, per workspace, its own
+        and those of no workspace yet."""
+        if not self._routing.per_workspace:
+            return list(records)
+        return [r for r in records if r.slack_team_id is None or r.slack_team_id == team_id]
+
+    async def _claimed(self, location_id: str, team_id: str) -> bool:
+        """Per workspace: the sub-account is the workspace's (claimed now if it was no one's)."""
+        if not self._routing.per_workspace:
+            return True
+        return await self._routing.claim(location_id, team_id) == team_id
+
     async def link(self, team_id: str, channel_id: str, query: str, *, user_id: str) -> LinkOutcome:
-        """Link the channel to the connected sub-account `query` names, if exactly one."""
-        connected = await self._accounts.connected(fresh=True)
+        """Link the channel to the connected sub-account `query` names, if exactly one (an
+        empty query names none: "unknown", with the ones it could name)."""
+        connected = self._visible(team_id, await self._accounts.connected(fresh=True))
         if not connected:
             return LinkOutcome("none_connected")
         match = match_sub_account(connected, query)
@@ -102,6 +126,8 @@ class SubAccountAdmin:
             if match.candidates:
                 return LinkOutcome("ambiguous", choices=match.candidates)
             return LinkOutcome("unknown", choices=tuple(connected))
+        if not await self._claimed(match.record.location_id, team_id):
+            return LinkOutcome("taken")
         before = await self._routing.route(team_id, channel_id)
         previous = before.location_id if before.linked else None
         await self._routing.link(team_id, channel_id, match.record.location_id, linked_by=user_id)
@@ -118,6 +144,11 @@ class SubAccountAdmin:
         if route.location_id is None:
             if route.choices:
                 return InboxOutcome("link_first", choices=route.choices)
+            if self._routing.per_workspace:
+                connected = await self._accounts.connected(fresh=True)
+                unclaimed = tuple(r for r in connected if r.slack_team_id is None)
+                if unclaimed:
+                    return InboxOutcome("claim_first", choices=unclaimed)
             return InboxOutcome("none_connected")
         record = await self._accounts.get(route.location_id)
         if record is None:
@@ -126,20 +157,43 @@ class SubAccountAdmin:
             record = next((r for r in everything if r.location_id == route.location_id), None)
         if record is None:
             return InboxOutcome("none_connected")
+        if not await self._claimed(record.location_id, team_id):
+            return InboxOutcome("taken")
         await self._routing.set_inbox(record.location_id, team_id, channel_id)
         return InboxOutcome("set", record=record)
 
-    async def overview(self) -> list[AccountStatus]:
-        """Every sub-account the bridge knows, connected or not, with its channels."""
+    async def overview(self, team_id: str | None = None) -> list[AccountStatus]:
+        """Every sub-account the bridge knows, connected or not, with its channels.
+
+        Per workspace, with `team_id`: that workspace's sub-accounts and those of none yet,
+        with only its own channels (the default inbox is another workspace's to show).
+        """
         records = await self._routing.every_sub_account()
         links = await self._routing.links()
         default = self._routing.default_inbox
+        if not self._routing.per_workspace or team_id is None:
+            return [
+                AccountStatus(
+                    record=record,
+                    links=tuple(link for link in links if link.location_id == record.location_id),
+                    inbox_channel_id=record.inbox_channel_id or default,
+                    default_inbox=not record.inbox_channel_id and default is not None,
+                )
+                for record in records
+            ]
         return [
             AccountStatus(
                 record=record,
-                links=tuple(link for link in links if link.location_id == record.location_id),
-                inbox_channel_id=record.inbox_channel_id or default,
-                default_inbox=not record.inbox_channel_id and default is not None,
+                links=tuple(
+                    link
+                    for link in links
+                    if link.location_id == record.location_id and link.team_id == team_id
+                ),
+                inbox_channel_id=record.inbox_channel_id
+                if record.inbox_team_id == team_id
+                else None,
+                default_inbox=False,
+                unowned=record.slack_team_id is None,
             )
-            for record in records
+            for record in self._visible(team_id, records)
         ]

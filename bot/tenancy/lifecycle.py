@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.outbound.presenter import SendPresenter
-from bot.posting.poster import SlackPoster, SlackPostError
+from bot.posting.poster import SlackPostError, SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.install import OAuthInstaller
 from bot.tenancy.routing import ChannelRouting
@@ -33,14 +33,14 @@ class LostAccess:
         store: Store,
         accounts: SubAccounts,
         routing: ChannelRouting,
-        poster: SlackPoster,
+        slack: SlackPosters,
         presenter: SendPresenter,
         reconnect_url: str | None,
     ) -> None:
         self._store = store
         self._accounts = accounts
         self._routing = routing
-        self._poster = poster
+        self._slack = slack
         self._presenter = presenter
         self._reconnect_url = reconnect_url
 
@@ -56,19 +56,19 @@ class LostAccess:
             await self._presenter.show(entry, PostStatus.FAILED, error=entry.last_error)
         if not await self._store.claim_disconnect_notice(location_id):
             return  # another instance (or an earlier call) told the channels already
-        channels = [
-            link.channel_id
+        channels: list[tuple[str | None, str]] = [
+            (link.team_id, link.channel_id)
             for link in await self._store.list_channel_links(location_id=location_id)
         ]
         inbox = await self._routing.inbox(location_id)
-        if inbox is not None and inbox.channel_id not in channels:
-            channels.append(inbox.channel_id)
+        if inbox is not None and inbox.channel_id not in {channel for _, channel in channels}:
+            channels.append((inbox.team_id, inbox.channel_id))
         text, blocks = access_lost_message(
             name, reason, reconnect_url=self._reconnect_url, unsent=len(unsent)
         )
-        for channel_id in channels:
+        for team_id, channel_id in channels:
             try:
-                await self._poster.post(channel_id, text, blocks)
+                await (await self._slack.poster(team_id)).post(channel_id, text, blocks)
             except SlackPostError as exc:
                 log.warning(
                     "could not tell %s that sub-account %s is disconnected: %s",

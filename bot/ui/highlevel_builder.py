@@ -204,6 +204,25 @@ def link_first_message(choices: Sequence[LocationRecord]) -> tuple[str, list[Blo
     )
 
 
+def claim_first_message(unclaimed: Sequence[LocationRecord]) -> tuple[str, list[Block]]:
+    """`/highlevel inbox` where no sub-account belongs to this workspace yet (per workspace)."""
+    return _message(
+        "No HighLevel sub-account belongs to this Slack workspace yet, so this channel can't "
+        f"be an inbox. Link it to one first with `{COMMAND} link &lt;sub-account name or id&gt;` "
+        f"(that makes the sub-account this workspace's), then run `{COMMAND} inbox` again.",
+        "Not in any workspace yet:\n" + _listing(unclaimed),
+    )
+
+
+def taken_message() -> tuple[str, list[Block]]:
+    """Per workspace: the sub-account was claimed by another workspace a moment ago."""
+    return _message(
+        "That HighLevel sub-account now belongs to another Slack workspace, so nothing was "
+        "changed here.",
+        f"`{COMMAND} status` shows the sub-accounts this workspace can use.",
+    )
+
+
 # ---------------------------------------------------------------- done
 
 
@@ -324,6 +343,11 @@ def _status_block(status: AccountStatus, now: float) -> SectionBlock:
             )
         ),
     ]
+    if status.unowned:
+        lines.append(
+            ":grey_question: Not in any workspace yet — "
+            f"`{COMMAND} link` in a channel claims it for this workspace."
+        )
     return _section("\n".join(lines))
 
 

@@ -80,3 +80,48 @@ def not_configured_page() -> str:
         "<code>GHL_CLIENT_SECRET</code>, <code>PUBLIC_URL</code> and "
         "<code>TOKEN_ENCRYPTION_KEY</code> and restart it.</p>",
     )
+
+
+# ---------------------------------------------------------------- Slack's install
+
+
+def slack_installed_page(team_name: str | None, *, highlevel_connect: bool) -> str:
+    """The app is in the workspace now: what to do next there."""
+    where = escape(team_name) if team_name else "your workspace"
+    connect = (
+        "<li>An admin types <code>/highlevel connect</code> to connect HighLevel "
+        "sub-accounts, then <code>/highlevel link &lt;sub-account name&gt;</code> in the "
+        "channel that should work with one, and <code>/highlevel inbox</code> where its new "
+        "conversations should open.</li>"
+        if highlevel_connect
+        else "<li>An admin types <code>/highlevel link &lt;sub-account name&gt;</code> in the "
+        "channel that should work with a sub-account, and <code>/highlevel inbox</code> where "
+        "its new conversations should open.</li>"
+    )
+    body = (
+        f"<p>HighLevel Bridge is installed in {where}.</p>"
+        "<p><strong>Next, in Slack:</strong></p><ol>"
+        "<li>Invite <code>@highlevel</code> to the channels it should post in.</li>"
+        f"{connect}"
+        "<li>Type <code>/sendsms help</code> to see how to text a customer.</li></ol>"
+        "<p>You can close this page.</p>"
+    )
+    return _page("Installed in Slack", body)
+
+
+def slack_not_installed_page(reason: str, *, install_url: str) -> str:
+    """Slack's install did not complete: why, and how to try again."""
+    again = f'<p><a href="{escape(install_url, quote=True)}">Start the install again</a>.</p>'
+    return _page("HighLevel Bridge was not installed", f"<p>{escape(reason)}</p>{again}")
+
+
+def slack_install_off_page() -> str:
+    """This bridge serves one workspace by its bot token: there is no install to run."""
+    return _page(
+        "Installing into workspaces is not set up",
+        "<p>This bridge serves one Slack workspace with <code>SLACK_BOT_TOKEN</code>. To let "
+        "any workspace install it, set <code>SLACK_CLIENT_ID</code>, "
+        "<code>SLACK_CLIENT_SECRET</code>, <code>PUBLIC_URL</code> and "
+        "<code>TOKEN_ENCRYPTION_KEY</code>; the README's \"Distribute to several "
+        'workspaces" says how.</p>',
+    )

@@ -17,7 +17,7 @@ from bot.highlevel import HighLevelClient
 from bot.inbound import InboundWorker, IncomingMessage, from_webhook
 from bot.outbound.presenter import SendPresenter
 from bot.posting.pacing import ChannelPacer
-from bot.posting.poster import SlackPoster
+from bot.posting.poster import OnePoster, SlackPoster
 from bot.sandbox.highlevel import (
     ADA_LOVELACE_ID,
     GRACE_HOPPER_ID,
@@ -442,8 +442,8 @@ async def test_the_worker_shows_a_message_once_when_two_of_its_events_run_togeth
         accounts = SubAccounts(store, lambda _location: client)
         worker = InboundWorker(
             store=store,
-            poster=poster,
-            presenter=SendPresenter(store=store, poster=poster),
+            slack=OnePoster(poster),
+            presenter=SendPresenter(store=store, slack=OnePoster(poster)),
             accounts=accounts,
             routing=ChannelRouting(store, accounts, default_inbox=INBOX_CHANNEL),
         )

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from bot.highlevel import HighLevelClient
 from bot.outbound import SendPresenter
-from bot.posting.poster import SlackPoster
+from bot.posting.poster import SlackPosters
 from bot.sandbox.highlevel import ADA_LOVELACE_ID
 from bot.sandbox.slack import SimView
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
@@ -191,7 +191,7 @@ async def test_the_send_presenter_names_the_sub_account_only_among_several(
     async with create_store(database_url) as store:
         accounts = SubAccounts(store, no_client)
         presenter = SendPresenter(
-            store=store, poster=cast(SlackPoster, object()), accounts=accounts
+            store=store, slack=cast(SlackPosters, object()), accounts=accounts
         )
         await store.save_location("locA", auth="pit", name="Alpha Dental")
         await accounts.reload()
@@ -201,7 +201,7 @@ async def test_the_send_presenter_names_the_sub_account_only_among_several(
         assert await presenter.account_label("locA") == "Alpha Dental"
         assert await presenter.account_label("locB") == "Beta Realty"
         assert (
-            await SendPresenter(store=store, poster=cast(SlackPoster, object())).account_label(
+            await SendPresenter(store=store, slack=cast(SlackPosters, object())).account_label(
                 "locA"
             )
             is None

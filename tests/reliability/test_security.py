@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app import build_bolt_app
 from bot.compose import ComposeContext
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
 from bot.sandbox.slack import SlackDriver
@@ -38,6 +37,7 @@ from bot.sandbox.stack import (
     SANDBOX_SIGNING_SECRET,
     SandboxStack,
 )
+from bot.slack_app import build_bolt_app
 from bot.ui.compose_builder import COMPOSE_CALLBACK_ID, encode_context
 from bot.webhook_auth import WebhookRejected, WebhookVerifier
 from storage import OutboxState, SqliteStore

@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
+from slack_sdk.oauth.installation_store import FileInstallationStore
+from slack_sdk.oauth.state_store import FileOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox.slack import SlackSimulator
 
@@ -77,3 +83,32 @@ async def refused(call: Awaitable[Any]) -> dict[str, Any]:
     data = failure.value.response.data
     assert isinstance(data, dict)
     return data
+
+
+def bolt_oauth_app(
+    sim: SlackSimulator,
+    state_dir: Path,
+    *,
+    signing_secret: str,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> tuple[AsyncApp, FileInstallationStore]:
+    """A plain Bolt app that installs through the simulator (its authorize page and
+    oauth.v2.access), keeping installs and states in files under `state_dir`."""
+    store = FileInstallationStore(base_dir=str(state_dir / "installations"))
+    app = AsyncApp(
+        signing_secret=signing_secret,
+        client=AsyncWebClient(base_url=sim.api_url),
+        oauth_settings=AsyncOAuthSettings(
+            client_id=client_id or sim.client_id,
+            client_secret=client_secret or sim.client_secret,
+            scopes=["chat:write", "commands"],
+            installation_store=store,
+            state_store=FileOAuthStateStore(
+                expiration_seconds=600, base_dir=str(state_dir / "states")
+            ),
+            authorization_url=sim.authorize_url,
+            install_page_rendering_enabled=False,
+        ),
+    )
+    return app, store

@@ -10,15 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
-from slack_bolt.async_app import AsyncApp
-from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackTokenRotationError
 from slack_sdk.oauth.installation_store import FileInstallationStore
-from slack_sdk.oauth.state_store import FileOAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox.slack import SlackSimulator
+from tests.sandbox_slack._support import bolt_oauth_app
 
 CLIENT_ID = "111.222"
 CLIENT_SECRET = "bolt-client-secret"
@@ -47,21 +45,12 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
     acme.add_user("U0CAROL", "carol")
     acme.add_channel(SALES, "sales")
     await sim.start()
-    store = FileInstallationStore(base_dir=str(tmp_path / "installations"))
-    app = AsyncApp(
+    app, store = bolt_oauth_app(
+        sim,
+        tmp_path,
         signing_secret=SIGNING_SECRET,
-        client=AsyncWebClient(base_url=sim.api_url),
-        oauth_settings=AsyncOAuthSettings(
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            scopes=["chat:write", "commands"],
-            installation_store=store,
-            state_store=FileOAuthStateStore(
-                expiration_seconds=600, base_dir=str(tmp_path / "states")
-            ),
-            authorization_url=sim.authorize_url,
-            install_page_rendering_enabled=False,
-        ),
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
     )
     server = TestServer(app.web_app(), host="127.0.0.1")
     await server.start_server()
@@ -116,3 +105,24 @@ async def test_bolt_installs_into_a_chosen_workspace_and_rotates(stage: Stage) -
     with pytest.raises(SlackTokenRotationError, match="invalid_refresh_token"):
         await rotator.perform_bot_token_rotation(bot=bot, minutes_before_expiration=120)
     assert sim.oauth_counters.refresh_token_reuses == 1
+
+
+async def test_bolt_stores_an_org_wide_install_as_the_organization(stage: Stage) -> None:
+    async with httpx.AsyncClient(follow_redirects=False) as browser:
+        install = await browser.get(f"{stage.bolt_url}/slack/install")
+        query = "&enterprise=E0GRID&enterprise_name=Grid%20Co"
+        authorize = await browser.get(install.headers["location"] + query)
+        cookie = install.headers["set-cookie"].split(";", 1)[0]
+        done = await browser.get(authorize.headers["location"], headers={"Cookie": cookie})
+    assert done.status_code == 200, done.text
+
+    installation = await stage.store.async_find_installation(
+        enterprise_id="E0GRID", team_id=None, is_enterprise_install=True
+    )
+    assert installation is not None
+    assert installation.is_enterprise_install is True
+    assert (installation.enterprise_id, installation.enterprise_name) == ("E0GRID", "Grid Co")
+    assert installation.team_id is None
+    # Bolt takes the organization's URL from auth.test.
+    assert installation.enterprise_url == "https://grid-co.enterprise.slack.com/"
+    assert await stage.store.async_find_installation(enterprise_id=None, team_id=ACME) is None

@@ -353,3 +353,58 @@ async def test_uninstall_without_an_events_url_only_revokes(osim: SlackSimulator
     )
     bot = AsyncWebClient(token=again["access_token"], base_url=osim.api_url)
     assert (await bot.auth_test())["team_id"] == ACME
+
+
+async def test_an_org_wide_install_names_the_organization_and_no_team(
+    rsim: SlackSimulator,
+) -> None:
+    redirect = await _authorize(rsim, team=ACME, enterprise="E0GRID", enterprise_name="Grid Co")
+    oauth = _oauth(rsim)
+    answer = await oauth.oauth_v2_access(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=redirect["code"][0]
+    )
+    assert answer["is_enterprise_install"] is True
+    assert answer["enterprise"] == {"id": "E0GRID", "name": "Grid Co"}
+    assert answer["team"] is None
+    assert answer["authed_user"] == {"id": CAROL}
+    assert rsim.calls_to("oauth.v2.access")[-1].team_id == ACME
+
+    # auth.test (Bolt calls it during the install) names the organization and its URL.
+    bot = AsyncWebClient(token=answer["access_token"], base_url=rsim.api_url)
+    identity = await bot.auth_test()
+    assert identity["enterprise_id"] == "E0GRID"
+    assert identity["is_enterprise_install"] is True
+    assert identity["url"] == "https://grid-co.enterprise.slack.com/"
+    assert identity["team_id"] == ACME
+    # A refreshed token is still the organization's.
+    refreshed = await oauth.oauth_v2_access(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        grant_type="refresh_token",
+        refresh_token=answer["refresh_token"],
+    )
+    assert (refreshed["team"], refreshed["enterprise"]["id"]) == (None, "E0GRID")
+    assert refreshed["is_enterprise_install"] is True
+    # The revoke the app may answer an org-wide install with works on its token.
+    assert (await bot.auth_revoke())["revoked"] is True
+    assert answer["access_token"] not in rsim.live_tokens(ACME)
+
+
+async def test_a_workspace_install_says_no_enterprise_and_names_a_default_org(
+    osim: SlackSimulator,
+) -> None:
+    plain = (await _authorize(osim, team=ACME))["code"][0]
+    answer = await _oauth(osim).oauth_v2_access(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=plain
+    )
+    identity = await AsyncWebClient(token=answer["access_token"], base_url=osim.api_url).auth_test()
+    assert identity["is_enterprise_install"] is False
+    assert "enterprise_id" not in identity
+    assert identity["url"] == "https://acme-corp.slack.com/"
+
+    unnamed = (await _authorize(osim, enterprise="E0GRID"))["code"][0]
+    org = await _oauth(osim).oauth_v2_access(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=unnamed
+    )
+    assert org["enterprise"] == {"id": "E0GRID", "name": "Org E0GRID"}
+    assert osim.calls_to("oauth.v2.access")[-1].team_id == osim.team_id

@@ -4,6 +4,7 @@ app the way Slack does (``SlackDriver``)."""
 from bot.sandbox.slack._faults import Fault, SlackFaults
 from bot.sandbox.slack._installs import OAuthCounters
 from bot.sandbox.slack._models import (
+    Enterprise,
     EphemeralMessage,
     MessageEdit,
     RecordedCall,
@@ -28,6 +29,7 @@ __all__ = [
     "ACK_DEADLINE_SECONDS",
     "DEFAULT_GRANTED_SCOPES",
     "DriverResult",
+    "Enterprise",
     "EphemeralMessage",
     "EventDelivery",
     "Fault",

@@ -206,7 +206,17 @@ class DriverBase:
         return {"id": channel_id, "name": "directmessage" if channel.is_im else channel.name}
 
     def _team(self) -> JsonDict:
-        return {"id": self.team_id, "domain": self.workspace.team_domain}
+        team: JsonDict = {"id": self.team_id, "domain": self.workspace.team_domain}
+        enterprise = self.workspace.enterprise
+        if enterprise is not None:
+            # Interaction payloads from a Grid workspace name the organization here too.
+            team |= {"enterprise_id": enterprise.id, "enterprise_name": enterprise.name}
+        return team
+
+    def _enterprise(self) -> JsonDict | None:
+        """An interaction payload's ``enterprise``: the workspace's organization, or null."""
+        enterprise = self.workspace.enterprise
+        return enterprise.to_api() if enterprise is not None else None
 
     def _new_response_url(self, **where: str | None) -> str:
         return self.simulator.new_response_url(team_id=self.workspace.team_id, **where)

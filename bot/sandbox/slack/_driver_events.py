@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.sandbox.slack._driver_base import DriverBase, DriverResult, _retry_headers, _with
+from bot.sandbox.slack._envelopes import event_envelope
 from bot.sandbox.slack._models import JsonDict, SlackMessage
 
 
@@ -24,29 +25,19 @@ class EventsApi(DriverBase):
         event_id: str | None = None,
         event_time: int | None = None,
     ) -> JsonDict:
-        """The ``event_callback`` envelope Slack wraps ``event`` in."""
-        return {
-            "token": self._verification_token,
-            "team_id": self.team_id,
-            "context_team_id": self.team_id,
-            "context_enterprise_id": None,
-            "api_app_id": self.api_app_id,
-            "event": dict(event),
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(self._serial):08d}{secrets.token_hex(2).upper()}",
-            "event_time": event_time if event_time is not None else int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
-                    "user_id": self.workspace.bot_user_id,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-            "event_context": f"4-{secrets.token_urlsafe(24)}",
-        }
+        """The ``event_callback`` envelope Slack wraps ``event`` in (with the workspace's
+        Enterprise Grid organization, if it has one)."""
+        envelope = event_envelope(
+            self.workspace,
+            event,
+            token=self._verification_token,
+            team_id=self.team_id,
+            api_app_id=self.api_app_id,
+            event_id=event_id or f"Ev{next(self._serial):08d}{secrets.token_hex(2).upper()}",
+            event_time=event_time if event_time is not None else int(time.time()),
+        )
+        envelope["event_context"] = f"4-{secrets.token_urlsafe(24)}"
+        return envelope
 
     async def event(
         self,

@@ -45,7 +45,7 @@ class Interactivity(DriverBase):
             "api_app_id": self.api_app_id,
             "token": self._verification_token,
             "team": self._team(),
-            "enterprise": None,
+            "enterprise": self._enterprise(),
             "is_enterprise_install": False,
         }
         if view_id is not None:
@@ -128,7 +128,7 @@ class Interactivity(DriverBase):
             "trigger_id": trigger_id,
             "view": view,
             "response_urls": [],
-            "enterprise": None,
+            "enterprise": self._enterprise(),
             "is_enterprise_install": False,
         }
         result = await self._post_payload(payload, timestamp=timestamp, signature=signature)
@@ -218,7 +218,7 @@ class Interactivity(DriverBase):
             "token": self._verification_token,
             "view": view,
             "is_cleared": is_cleared,
-            "enterprise": None,
+            "enterprise": self._enterprise(),
             "is_enterprise_install": False,
         }
         return await self._post_payload(payload, timestamp=timestamp, signature=signature)
@@ -256,7 +256,7 @@ class Interactivity(DriverBase):
             "user": self._user(user_id),
             "channel": channel,
             "is_enterprise_install": False,
-            "enterprise": None,
+            "enterprise": self._enterprise(),
             "callback_id": callback_id,
             "trigger_id": self.workspace.issue_trigger_id(user_id),
             "response_url": response_url,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.sandbox.slack._models import JsonDict
+from bot.sandbox.slack._models import Enterprise, JsonDict
 from bot.sandbox.slack._workspace import ApiFailure, SlackWorkspace
 
 # docs.slack.dev, installing-with-oauth: "codes expire ten minutes after being issued".
@@ -35,6 +35,8 @@ class IssuedToken:
     source: TokenSource
     expires_at: float | None = None
     revoked: bool = False
+    enterprise: Enterprise | None = None
+    """Set for an org-wide install's token (``is_enterprise_install``)."""
 
 
 @dataclass
@@ -58,6 +60,7 @@ class _Code:
     scope: str
     user_id: str
     expires_at: float
+    enterprise: Enterprise | None = None
     used: bool = False
 
 
@@ -65,6 +68,7 @@ class _Code:
 class _Refresh:
     team_id: str
     scope: str
+    enterprise: Enterprise | None = None
     used: bool = False
 
 
@@ -148,6 +152,11 @@ class Installs:
             and (team_id is None or issued.team_id == team_id)
         ]
 
+    def enterprise_of(self, token: str) -> Enterprise | None:
+        """The organization an org-wide install's token belongs to (None for the others)."""
+        issued = self.tokens.get(token)
+        return issued.enterprise if issued is not None else None
+
     def expire(self, token: str) -> None:
         self.tokens[token].expires_at = self.now()
 
@@ -169,11 +178,13 @@ class Installs:
                 refresh.used = True
         return revoked
 
-    def _new_bot_token(self, team_id: str, source: TokenSource) -> tuple[str, int | None]:
+    def _new_bot_token(
+        self, team_id: str, source: TokenSource, enterprise: Enterprise | None
+    ) -> tuple[str, int | None]:
         value = f"xoxb-{team_id}-{secrets.token_hex(12)}"
         expires_in = int(self.token_ttl) if self.token_rotation else None
         expires_at = self.now() + self.token_ttl if self.token_rotation else None
-        self.tokens[value] = IssuedToken(team_id, source, expires_at)
+        self.tokens[value] = IssuedToken(team_id, source, expires_at, enterprise=enterprise)
         self.counters.tokens_issued += 1
         return value, expires_in
 
@@ -187,8 +198,10 @@ class Installs:
         redirect_uri: str | None,
         scope: str | None,
         user_id: str,
+        enterprise: Enterprise | None = None,
     ) -> str:
-        """A code for the authorize redirect, for ``oauth.v2.access`` to exchange once."""
+        """A code for the authorize redirect, for ``oauth.v2.access`` to exchange once; with
+        ``enterprise``, for an org-wide install (still bound to workspace ``team_id`` here)."""
         self.get(team_id)
         code = f"{team_id}.{secrets.token_hex(16)}"
         self._codes[code] = _Code(
@@ -198,6 +211,7 @@ class Installs:
             scope=scope or self.default_scope,
             user_id=user_id,
             expires_at=self.now() + CODE_TTL_SECONDS,
+            enterprise=enterprise,
         )
         self.counters.codes_issued += 1
         return code
@@ -233,8 +247,8 @@ class Installs:
         code.used = True
         self.counters.codes_exchanged += 1
         workspace = self.get(code.team_id)
-        token, expires_in = self._new_bot_token(workspace.team_id, "oauth")
-        body = self._token_body(workspace, token, code.scope, expires_in)
+        token, expires_in = self._new_bot_token(workspace.team_id, "oauth", code.enterprise)
+        body = self._token_body(workspace, token, code.scope, expires_in, code.enterprise)
         body["authed_user"] = {"id": code.user_id}
         return body
 
@@ -249,11 +263,16 @@ class Installs:
         self.counters.refreshes += 1
         workspace = self.get(refresh.team_id)
         # The access token the refresh token came with keeps working until it expires.
-        token, expires_in = self._new_bot_token(workspace.team_id, "refresh")
-        return self._token_body(workspace, token, refresh.scope, expires_in)
+        token, expires_in = self._new_bot_token(workspace.team_id, "refresh", refresh.enterprise)
+        return self._token_body(workspace, token, refresh.scope, expires_in, refresh.enterprise)
 
     def _token_body(
-        self, workspace: SlackWorkspace, token: str, scope: str, expires_in: int | None
+        self,
+        workspace: SlackWorkspace,
+        token: str,
+        scope: str,
+        expires_in: int | None,
+        enterprise: Enterprise | None,
     ) -> JsonDict:
         body: JsonDict = {
             "ok": True,
@@ -263,12 +282,21 @@ class Installs:
             "bot_user_id": workspace.bot_user_id,
             "app_id": workspace.app_id,
             "team": {"id": workspace.team_id, "name": workspace.team_name},
-            "enterprise": None,
+            # A workspace of a Grid organization names it; the install is still the workspace's.
+            "enterprise": workspace.enterprise.to_api() if workspace.enterprise else None,
             "is_enterprise_install": False,
         }
+        if enterprise is not None:
+            # docs.slack.dev, oauth.v2.access: an org-wide install names the organization and
+            # no team.
+            body |= {
+                "team": None,
+                "enterprise": {"id": enterprise.id, "name": enterprise.name},
+                "is_enterprise_install": True,
+            }
         if expires_in is not None:
             refresh_token = f"xoxe-1-{secrets.token_hex(24)}"
-            self._refresh_tokens[refresh_token] = _Refresh(workspace.team_id, scope)
+            self._refresh_tokens[refresh_token] = _Refresh(workspace.team_id, scope, enterprise)
             body["refresh_token"] = refresh_token
             body["expires_in"] = expires_in
         return body

@@ -12,6 +12,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 JsonDict = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Enterprise:
+    """An Enterprise Grid organization: of a workspace inside it, or of an org-wide install."""
+
+    id: str
+    name: str
+
+    @property
+    def domain(self) -> str:
+        return self.name.lower().replace(" ", "-")
+
+    def to_api(self) -> JsonDict:
+        return {"id": self.id, "name": self.name}
+
+
 @dataclass
 class SlackUser:
     """A member of the sandbox workspace (``users.info``)."""

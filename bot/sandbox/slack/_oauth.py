@@ -17,8 +17,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 from aiohttp import web
 
+from bot.sandbox.slack._envelopes import event_envelope
 from bot.sandbox.slack._installs import Installs, OAuthCounters
-from bot.sandbox.slack._models import JsonDict
+from bot.sandbox.slack._models import Enterprise, JsonDict
 from bot.sandbox.slack._workspace import SlackWorkspace
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,15 @@ class InstallSide:
         bot_user_id: str | None = None,
         bot_id: str | None = None,
         admins: Iterable[str] = (),
+        enterprise_id: str | None = None,
+        enterprise_name: str | None = None,
     ) -> SlackWorkspace:
         """Another workspace with the app installed: its own users, channels and bot token
-        (``bot_token_for(team_id)``; default ``xoxb-<team_id>-sandbox``)."""
+        (``bot_token_for(team_id)``; default ``xoxb-<team_id>-sandbox``). With
+        ``enterprise_id`` it belongs to that Enterprise Grid organization (named
+        ``enterprise_name``, default ``Org <enterprise_id>``), and says so where Slack does."""
+        if enterprise_name is not None and enterprise_id is None:
+            raise ValueError("enterprise_name needs an enterprise_id")
         suffix = team_id.removeprefix("T")
         workspace = SlackWorkspace(
             team_id=team_id,
@@ -101,6 +108,11 @@ class InstallSide:
             post_burst=self.post_burst,
             trigger_ttl_seconds=self.trigger_ttl_seconds,
             admins=admins,
+            enterprise=(
+                Enterprise(enterprise_id, enterprise_name or f"Org {enterprise_id}")
+                if enterprise_id
+                else None
+            ),
         )
         self.installs.add(workspace, bot_token or f"xoxb-{team_id}-sandbox")
         return workspace
@@ -141,6 +153,16 @@ class InstallSide:
     # ------------------------------------------------------------------ OAuth v2
 
     @property
+    def client_id(self) -> str:
+        """The app's Client ID (``SLACK_CLIENT_ID`` of an app installing through this Slack)."""
+        return self.installs.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The app's Client Secret (``SLACK_CLIENT_SECRET``)."""
+        return self.installs.client_secret
+
+    @property
     def authorize_url(self) -> str:
         """Where ``SLACK_AUTHORIZE_URL`` should point: answers 302 straight to redirect_uri."""
         return f"{self.base_url}oauth/v2/authorize"
@@ -149,7 +171,9 @@ class InstallSide:
         """The person clicks "Allow" at once: no page, a 302 back with a code.
 
         ``team=T…`` picks the workspace (default: the first), ``user=U…`` the installer,
-        ``deny=1`` makes the person click "Cancel" (``error=access_denied``).
+        ``deny=1`` makes the person click "Cancel" (``error=access_denied``), and
+        ``enterprise=E…`` (with ``enterprise_name=``) makes it an org-wide install of that
+        Enterprise Grid organization.
         """
         query = request.query
         client_id = query.get("client_id", "")
@@ -169,16 +193,30 @@ class InstallSide:
             params["error"] = "access_denied"
         else:
             workspace = self.installs.get(team_id)
+            enterprise = _org_wide(workspace, query.get("enterprise"), query.get("enterprise_name"))
             params["code"] = self.installs.issue_code(
                 client_id=client_id,
                 team_id=team_id,
                 redirect_uri=given_redirect,
                 scope=query.get("scope"),
                 user_id=query.get("user") or _first_person(workspace),
+                enterprise=enterprise,
             )
         if state is not None:
             params["state"] = state
         raise web.HTTPFound(_with_query(redirect_uri, params))
+
+    def _identity_of(self, token: str | None, body: JsonDict) -> JsonDict:
+        """``auth.test``'s answer for ``token``: an org-wide install's token also names its
+        organization, and ``url`` is the organization's (Bolt stores it as enterprise_url)."""
+        enterprise = self.installs.enterprise_of(token) if token is not None else None
+        if enterprise is None:
+            return body
+        return body | {
+            "url": f"https://{enterprise.domain}.enterprise.slack.com/",
+            "enterprise_id": enterprise.id,
+            "is_enterprise_install": True,
+        }
 
     def _auth_revoke(self, token: str, args: JsonDict) -> JsonDict:
         """``auth.revoke`` for the (already authenticated) calling token."""
@@ -211,27 +249,15 @@ class InstallSide:
     def event_envelope(self, workspace: SlackWorkspace, event: JsonDict) -> JsonDict:
         """Slack's ``event_callback`` envelope for ``event`` in ``workspace``."""
         event_time = int(time.time())
-        return {
-            "token": self.verification_token,
-            "team_id": workspace.team_id,
-            "context_team_id": workspace.team_id,
-            "context_enterprise_id": None,
-            "api_app_id": workspace.app_id,
-            "event": {**event, "event_ts": f"{event_time}.{secrets.randbelow(10**6):06d}"},
-            "type": "event_callback",
-            "event_id": f"Ev{secrets.token_hex(5).upper()}",
-            "event_time": event_time,
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": workspace.team_id,
-                    "user_id": workspace.bot_user_id,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-        }
+        return event_envelope(
+            workspace,
+            {**event, "event_ts": f"{event_time}.{secrets.randbelow(10**6):06d}"},
+            token=self.verification_token,
+            team_id=workspace.team_id,
+            api_app_id=workspace.app_id,
+            event_id=f"Ev{secrets.token_hex(5).upper()}",
+            event_time=event_time,
+        )
 
     async def _deliver(
         self, client: httpx.AsyncClient, url: str, envelope: JsonDict
@@ -251,6 +277,18 @@ class InstallSide:
             logger.debug("Slack simulator: %s delivery failed: %s", event_type, exc)
             return EventDelivery(event_type, envelope["event_id"], envelope, None, repr(exc))
         return EventDelivery(event_type, envelope["event_id"], envelope, response.status_code)
+
+
+def _org_wide(
+    workspace: SlackWorkspace, enterprise_id: str | None, name: str | None
+) -> Enterprise | None:
+    """The organization an authorize link installs org-wide into (None: just the workspace);
+    unnamed, it is the workspace's own organization's name when the ids match."""
+    if not enterprise_id:
+        return None
+    own = workspace.enterprise
+    default = own.name if own is not None and own.id == enterprise_id else f"Org {enterprise_id}"
+    return Enterprise(enterprise_id, name or default)
 
 
 def _first_person(workspace: SlackWorkspace) -> str:

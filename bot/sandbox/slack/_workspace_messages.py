@@ -19,7 +19,7 @@ class MessageMethods(WorkspaceState):
     # ------------------------------------------------------------------ methods: identity
 
     def _auth_test(self, args: JsonDict) -> JsonDict:
-        return {
+        identity: JsonDict = {
             "url": f"https://{self.team_domain}.slack.com/",
             "team": self.team_domain,
             "user": self.bot_name,
@@ -28,6 +28,10 @@ class MessageMethods(WorkspaceState):
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+        if self.enterprise is not None:
+            # docs.slack.dev, auth.test: a workspace of an Enterprise Grid org also names it.
+            identity["enterprise_id"] = self.enterprise.id
+        return identity
 
     def _users_info(self, args: JsonDict) -> JsonDict:
         user = self._users.get(_str_arg(args, "user") or "")

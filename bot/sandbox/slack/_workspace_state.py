@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bot.sandbox.slack._models import (
+    Enterprise,
     EphemeralMessage,
     JsonDict,
     MessageEdit,
@@ -55,9 +56,12 @@ class WorkspaceState:
         trigger_ttl_seconds: float,
         admins: Iterable[str] = (),
         team_name: str | None = None,
+        enterprise: Enterprise | None = None,
     ) -> None:
         self.team_id = team_id
         self.team_name = team_name or team_domain
+        # The Enterprise Grid organization this workspace belongs to (None: a standalone one).
+        self.enterprise = enterprise
         # People made workspace admins when added (users.info is_admin).
         self.admins = frozenset(admins)
         self.team_domain = team_domain

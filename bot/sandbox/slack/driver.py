@@ -69,6 +69,12 @@ class SlackDriver(Interactivity, EventsApi):
             "token": self._verification_token,
             "team_id": self.team_id,
             "team_domain": self.workspace.team_domain,
+        }
+        enterprise = self.workspace.enterprise
+        if enterprise is not None:
+            # docs.slack.dev, implementing-slash-commands: sent from a Grid workspace only.
+            fields |= {"enterprise_id": enterprise.id, "enterprise_name": enterprise.name}
+        fields |= {
             "channel_id": channel_id,
             "channel_name": channel["name"],
             "user_id": user_id,

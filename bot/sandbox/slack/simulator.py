@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -33,15 +33,10 @@ from bot.sandbox.slack._faults import Fault, SlackFaults
 from bot.sandbox.slack._installs import DEFAULT_TOKEN_TTL_SECONDS, Installs
 from bot.sandbox.slack._models import JsonDict, RecordedCall
 from bot.sandbox.slack._oauth import InstallSide
+from bot.sandbox.slack._requests import BadRequest, Transport, decode_json_args, read_arguments
 from bot.sandbox.slack._workspace import ApiFailure, SlackWorkspace
 
 logger = logging.getLogger(__name__)
-
-# Arguments Slack accepts as JSON-encoded strings in form or query posts.
-_JSON_ARGS = frozenset({"blocks", "attachments", "view", "metadata"})
-_JSON_ARG_ERRORS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attachments"}
-
-Transport = Literal["json", "form", "query"]
 
 SOCKET_OPEN_METHOD = "apps.connections.open"
 OAUTH_ACCESS_METHOD = "oauth.v2.access"
@@ -77,59 +72,6 @@ DEFAULT_GRANTED_SCOPES: tuple[str, ...] = (
     "users:read",
     "users:read.email",
 )
-
-
-class _BadRequest(Exception):
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-async def _read_arguments(
-    request: web.Request,
-) -> tuple[JsonDict, Transport, str | None]:
-    """Merged arguments, how they came, and the token (header first, then form/query)."""
-    args: JsonDict = dict(request.query)
-    transport: Transport = "query"
-    header_token: str | None = None
-    authorization = request.headers.get("Authorization", "")
-    if authorization.lower().startswith("bearer "):
-        header_token = authorization[7:].strip() or None
-    if request.method == "POST" and request.can_read_body:
-        content_type = request.content_type
-        if content_type == "application/json":
-            try:
-                body = json.loads(await request.text())
-            except ValueError as exc:
-                raise _BadRequest("invalid_json") from exc
-            if not isinstance(body, dict):
-                raise _BadRequest("invalid_json")
-            # Slack ignores a token inside a JSON body: JSON callers must use the header.
-            body.pop("token", None)
-            args.update(body)
-            transport = "json"
-        elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
-            form = await request.post()
-            args.update({k: v for k, v in form.items() if isinstance(v, str)})
-            transport = "form"
-        else:
-            raise _BadRequest("invalid_post_type")
-    token = header_token
-    if token is None and transport != "json":
-        form_token = args.get("token")
-        token = str(form_token) if form_token else None
-    args.pop("token", None)
-    return args, transport, token
-
-
-def _decode_json_args(args: JsonDict) -> None:
-    for name in _JSON_ARGS & args.keys():
-        value = args[name]
-        if isinstance(value, str):
-            try:
-                args[name] = json.loads(value)
-            except ValueError as exc:
-                raise ApiFailure(_JSON_ARG_ERRORS.get(name, "invalid_arguments")) from exc
 
 
 class SlackSimulator(InstallSide, SlackWorkspace):
@@ -294,17 +236,18 @@ class SlackSimulator(InstallSide, SlackWorkspace):
         if fault is not None and fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
         try:
-            args, transport, token = await _read_arguments(request)
+            args, transport, token = await read_arguments(request)
             if fault is not None and fault.status and not fault.take_effect:
                 return self._fault_response(method, args, transport, fault)
             if method == OAUTH_ACCESS_METHOD:
                 # Authenticated by client id and secret (HTTP Basic or form), not a token.
                 body = self.installs.oauth_v2_access(args, request.headers.get("Authorization"))
-                status, team_id = 200, body["team"]["id"]
+                # The workspace the token is bound to (an org-wide install answers team null).
+                status, team_id = 200, self.installs.tokens[body["access_token"]].team_id
             else:
                 workspace = self._authenticate(method, token)
                 team_id = workspace.team_id
-                _decode_json_args(args)
+                decode_json_args(args)
                 if method == SOCKET_OPEN_METHOD:
                     headers["x-oauth-scopes"] = "connections:write"
                     status, body = 200, self._open_socket_url()
@@ -313,7 +256,9 @@ class SlackSimulator(InstallSide, SlackWorkspace):
                 else:
                     headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
                     status, body = 200, workspace.call_method(method, args)
-        except _BadRequest as bad:
+                    if method == "auth.test":
+                        body = self._identity_of(token, body)
+        except BadRequest as bad:
             status, body = 200, {"ok": False, "error": bad.error}
         except ApiFailure as failure:
             status, body = failure.status, failure.body()

@@ -22,9 +22,11 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.settings._problems import access_problems, describe_errors
 from storage import validate_database_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_SLACK_AUTHORIZE_URL = "https://slack.com/oauth/v2/authorize"
 DEFAULT_GHL_API_URL = "https://services.leadconnectorhq.com"
 DEFAULT_GHL_MARKETPLACE_URL = "https://marketplace.gohighlevel.com"
 
@@ -42,73 +44,6 @@ def _split_ids(value: object) -> object:
     return value
 
 
-# What to tell a person about each variable when it is missing or malformed.
-HINTS: dict[str, str] = {
-    "SLACK_BOT_TOKEN": "set it to the app's Bot User OAuth Token (starts with xoxb-)",
-    "SLACK_SIGNING_SECRET": (
-        "set it to the app's Signing Secret (Basic Information), or set SLACK_APP_TOKEN "
-        "to use Socket Mode"
-    ),
-    "SLACK_APP_TOKEN": "set it to an app-level token with connections:write (starts with xapp-)",
-    "SLACK_API_URL": "set it to an http(s) URL ending in /api/, or leave it unset",
-    "SLACK_INBOX_CHANNEL": "set it to a channel ID such as C0123456789",
-    "GHL_API_TOKEN": (
-        "set it to a sub-account's Private Integration Token (Settings → Private "
-        "Integrations) and GHL_LOCATION_ID to its location id, or set GHL_CLIENT_ID and "
-        "GHL_CLIENT_SECRET to connect sub-accounts through a Marketplace app"
-    ),
-    "GHL_LOCATION_ID": "set it to the HighLevel sub-account (location) id of GHL_API_TOKEN",
-    "GHL_CLIENT_ID": "set it to the Marketplace app's Client ID (Advanced Settings → Auth)",
-    "GHL_CLIENT_SECRET": "set it to the Marketplace app's Client Secret, beside GHL_CLIENT_ID",
-    "GHL_APP_ID": (
-        "set it to the Marketplace app's id, or leave it unset to take the part of "
-        "GHL_CLIENT_ID before its first -"
-    ),
-    "PUBLIC_URL": (
-        "set it to the bridge's public https base URL, such as https://bridge.example.com "
-        "(HighLevel redirects to PUBLIC_URL/ghl/oauth/callback)"
-    ),
-    "GHL_MARKETPLACE_URL": (
-        "set it to an http(s) URL, or leave it unset for https://marketplace.gohighlevel.com"
-    ),
-    "TOKEN_ENCRYPTION_KEY": (
-        "set it to a key printed by `ghl-bridge keygen` (it encrypts the stored HighLevel "
-        "tokens; keep it, and the same on every instance)"
-    ),
-    "ADMIN_SLACK_USERS": "set it to comma-separated Slack user IDs, or leave it unset",
-    "GHL_API_URL": "set it to an http(s) URL, or leave it unset for HighLevel's API",
-    "GHL_WEBHOOK_PUBLIC_KEY": (
-        "set it to an Ed25519 public key in PEM (\\n escapes allowed), or leave it unset "
-        "for HighLevel's published key"
-    ),
-    "DATABASE_URL": (
-        "set it to sqlite:///relative/path or sqlite:////absolute/path, or "
-        "postgresql://user:password@host:5432/database"
-    ),
-    "HOST": "set it to an address to listen on, such as 0.0.0.0",
-    "PORT": "set it to a port number from 1 to 65535 (0 picks a free one)",
-    "PHONE_DEFAULT_REGION": "set it to a two-letter region code such as US or GB",
-    "GHL_POLL_SECONDS": "set it to a whole number of seconds (0 disables polling)",
-    "GHL_TIMEOUT_SECONDS": "set it to the seconds to wait for HighLevel's answer, such as 20",
-    "ALLOWED_SLACK_USERS": "set it to comma-separated Slack user IDs, or leave it unset",
-    "ALLOWED_SLACK_CHANNELS": "set it to comma-separated Slack channel IDs, or leave it unset",
-    "SLACK_POST_RATE": "set it to posts per second per channel, such as 1 (Slack's pace)",
-    "LOG_LEVEL": "set it to DEBUG, INFO, WARNING or ERROR",
-    "HTTP_HEADER_TIMEOUT_SECONDS": "set it to the seconds a request head may take, such as 5",
-    "HTTP_BODY_TIMEOUT_SECONDS": "set it to the seconds a request body may take, such as 5",
-    "HTTP_IDLE_TIMEOUT_SECONDS": (
-        "set it to the seconds an idle kept-alive connection stays open, such as 75"
-    ),
-    "HTTP_MAX_CONNECTIONS": "set it to a whole number of open connections, such as 1000",
-    "HTTP_MAX_PENDING_BODIES": (
-        "set it to how many request bodies each route reads at once before verifying them, "
-        "such as 64"
-    ),
-    "INSTANCE_ID": "set it to a short name for this instance (64 characters at most), or unset it",
-    "LEASE_SECONDS": "set it to a number of seconds from 3 to 600, such as 30",
-}
-
-
 class Settings(BaseSettings):
     """The bridge's configuration; field names are the environment variables, upper-cased."""
 
@@ -120,7 +55,26 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    slack_bot_token: SecretStr = Field(description="Bot User OAuth Token (xoxb-…)")
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        description="Bot User OAuth Token (xoxb-…) of the one workspace the bridge serves",
+        json_schema_extra={"default_text": "required unless SLACK_CLIENT_ID is set"},
+    )
+    slack_client_id: str | None = Field(
+        default=None,
+        description="the Slack app's Client ID; with SLACK_CLIENT_SECRET, the app installs into "
+        "any workspace at PUBLIC_URL/slack/install",
+    )
+    slack_client_secret: SecretStr | None = Field(
+        default=None,
+        description="the Slack app's Client Secret (Basic Information)",
+        json_schema_extra={"default_text": "required with SLACK_CLIENT_ID"},
+    )
+    slack_authorize_url: str = Field(
+        default=DEFAULT_SLACK_AUTHORIZE_URL,
+        description="where /slack/install sends people to approve the app (the seam to a fake "
+        "Slack)",
+    )
     slack_signing_secret: SecretStr | None = Field(
         default=None,
         description="request signing secret (Basic Information)",
@@ -167,8 +121,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None,
         description="the bridge's public base URL; OAuth redirects to "
-        "PUBLIC_URL/ghl/oauth/callback",
-        json_schema_extra={"default_text": "required with GHL_CLIENT_ID"},
+        "PUBLIC_URL/ghl/oauth/callback and PUBLIC_URL/slack/oauth_redirect",
+        json_schema_extra={"default_text": "required with GHL_CLIENT_ID or SLACK_CLIENT_ID"},
     )
     ghl_marketplace_url: str = Field(
         default=DEFAULT_GHL_MARKETPLACE_URL,
@@ -177,9 +131,9 @@ class Settings(BaseSettings):
     )
     token_encryption_key: SecretStr | None = Field(
         default=None,
-        description="Fernet key encrypting stored HighLevel tokens (`ghl-bridge keygen` prints "
-        "one)",
-        json_schema_extra={"default_text": "required with GHL_CLIENT_ID"},
+        description="Fernet key encrypting stored HighLevel and Slack tokens (`ghl-bridge "
+        "keygen` prints one)",
+        json_schema_extra={"default_text": "required with GHL_CLIENT_ID or SLACK_CLIENT_ID"},
     )
     ghl_api_url: str = Field(default=DEFAULT_GHL_API_URL, description="HighLevel API base URL")
     ghl_webhook_public_key: str = Field(
@@ -227,17 +181,20 @@ class Settings(BaseSettings):
     )
     allowed_slack_users: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
-        description="optional comma-separated allowlist of Slack user IDs",
+        description="optional comma-separated allowlist of Slack user IDs (T…:U… for one "
+        "workspace only)",
         json_schema_extra={"default_text": "unset (everyone)"},
     )
     allowed_slack_channels: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
-        description="optional comma-separated allowlist of Slack channel IDs",
+        description="optional comma-separated allowlist of Slack channel IDs (T…:C… for one "
+        "workspace only)",
         json_schema_extra={"default_text": "unset (everyone)"},
     )
     admin_slack_users: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
-        description="comma-separated Slack user IDs who may link channels to sub-accounts, "
+        description="comma-separated Slack user IDs (T…:U… for one workspace only) who may link "
+        "channels to sub-accounts, "
         "beside the workspace's admins and owners",
         json_schema_extra={"default_text": "unset (admins and owners only)"},
     )
@@ -291,8 +248,8 @@ class Settings(BaseSettings):
 
     @field_validator("slack_bot_token")
     @classmethod
-    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("xoxb-"):
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
             raise ValueError("must start with xoxb-")
         return value
 
@@ -306,6 +263,9 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
+        "slack_bot_token",
+        "slack_client_id",
+        "slack_client_secret",
         "slack_signing_secret",
         "slack_inbox_channel",
         "ghl_api_token",
@@ -349,7 +309,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a base URL, without ? or #")
         return url
 
-    @field_validator("slack_api_url", "ghl_api_url", "ghl_marketplace_url")
+    @field_validator("slack_api_url", "slack_authorize_url", "ghl_api_url", "ghl_marketplace_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -400,25 +360,19 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _signing_secret_for_http_mode(self) -> Settings:
-        if self.slack_app_token is None and self.slack_signing_secret is None:
-            raise ValueError("SLACK_SIGNING_SECRET is not set (required in HTTP mode)")
-        return self
-
     @model_validator(mode="wrap")
     @classmethod
-    def _highlevel_access_with_other_errors(
+    def _ways_to_slack_and_highlevel(
         cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
     ) -> Settings:
-        # When other variables are wrong pydantic skips the "after" checks below: the way to
-        # HighLevel is checked on what was given, so one run names every problem.
+        # The ways to Slack and to HighLevel are checked here, beside pydantic's own errors
+        # (it skips "after" checks when a field is wrong), so one run names every problem.
         try:
-            return handler(data)
+            settings = handler(data)
         except ValidationError as exc:
-            problem = highlevel_access_problem(data) if isinstance(data, Mapping) else None
+            problems = access_problems(data) if isinstance(data, Mapping) else []
             errors = exc.errors(include_url=False)
-            if problem is None or any(error["loc"] == () for error in errors):
+            if not problems or any(error["loc"] == () for error in errors):
                 raise
             line_errors: list[InitErrorDetails] = [
                 {
@@ -429,21 +383,22 @@ class Settings(BaseSettings):
                 }
                 for error in errors
             ]
-            line_errors.append(
-                {
-                    "type": PydanticCustomError("highlevel_access", problem),
-                    "loc": (),
-                    "input": data,
-                }
-            )
-            raise ValidationError.from_exception_data(exc.title, line_errors) from None
+            raise ValidationError.from_exception_data(
+                exc.title, line_errors + _problem_errors(problems, data)
+            ) from None
+        problems = access_problems(settings.model_dump())
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, _problem_errors(problems, data))
+        return settings
 
-    @model_validator(mode="after")
-    def _a_way_to_highlevel(self) -> Settings:
-        problem = highlevel_access_problem(self.model_dump())
-        if problem is not None:
-            raise ValueError(problem)
-        return self
+    @property
+    def slack_oauth_enabled(self) -> bool:
+        """The app installs into workspaces through Slack's OAuth (/slack/install)."""
+        return self.slack_client_id is not None and self.slack_client_secret is not None
+
+    @property
+    def slack_redirect_uri(self) -> str | None:
+        return f"{self.public_url}/slack/oauth_redirect" if self.public_url else None
 
     @property
     def oauth_enabled(self) -> bool:
@@ -474,31 +429,11 @@ class Settings(BaseSettings):
         return self.slack_app_token is not None
 
 
-def highlevel_access_problem(values: Mapping[str, object]) -> str | None:
-    """What is missing to reach HighLevel, from field-named values (None or "" is unset).
-
-    One sub-account by Private Integration Token, sub-accounts through OAuth, or both. A plain
-    function of the values, so that `describe_errors` can name it even when other variables
-    are wrong too (pydantic skips the model's own checks then).
-    """
-
-    def given(name: str) -> bool:
-        value = values.get(name)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        return value is not None and str(value).strip() != ""
-
-    if given("ghl_client_id") or given("ghl_client_secret"):
-        for name in ("ghl_client_id", "ghl_client_secret", "public_url", "token_encryption_key"):
-            if not given(name):
-                return f"{name.upper()} is not set (required with a Marketplace app)"
-    if given("ghl_api_token") and not given("ghl_location_id"):
-        return "GHL_LOCATION_ID is not set (required with GHL_API_TOKEN)"
-    if given("ghl_location_id") and not given("ghl_api_token"):
-        return "GHL_API_TOKEN is not set (required with GHL_LOCATION_ID)"
-    if not given("ghl_api_token") and not given("ghl_client_id"):
-        return "GHL_API_TOKEN is not set"
-    return None
+def _problem_errors(problems: list[str], data: Any) -> list[InitErrorDetails]:
+    return [
+        {"type": PydanticCustomError("access", problem), "loc": (), "input": data}
+        for problem in problems
+    ]
 
 
 class SettingsError(Exception):
@@ -515,28 +450,3 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
-
-
-def describe_errors(exc: ValidationError) -> list[str]:
-    """Turn pydantic's errors into one line per variable: what is wrong and what to set."""
-    lines: list[str] = []
-    seen: set[str] = set()
-    for error in exc.errors():
-        if error["loc"]:
-            name = str(error["loc"][0]).upper()
-            problem = "is not set" if error["type"] == "missing" else _reason(error["msg"])
-        else:
-            # Cross-field rule: its message starts with the variable's name.
-            name, _, problem = error["msg"].removeprefix("Value error, ").partition(" ")
-            name = name.upper()
-        if name in seen:
-            continue
-        seen.add(name)
-        hint = HINTS.get(name, "check its value")
-        lines.append(f"ghl-bridge: {name} {problem}: {hint}.")
-    return lines
-
-
-def _reason(msg: str) -> str:
-    reason = msg.removeprefix("Value error, ")
-    return reason if reason.startswith(("is ", "must ")) else f"is invalid ({reason})"
