@@ -14,7 +14,9 @@ from slack_bolt.response import BoltResponse
 from bot.compose import ComposeField
 from bot.deps import Deps
 from bot.settings import listed
-from bot.ui.compose_builder import decode_context
+from bot.ui.compose_state import (
+    decode_context,
+)
 from bot.ui.notice_builder import denied_notice
 
 log = logging.getLogger(__name__)

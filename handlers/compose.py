@@ -31,8 +31,10 @@ from bot.ui.compose_builder import (
     COMPOSE_CALLBACK_ID,
     SubAccountOption,
     compose_view,
-    decode_context,
     field_errors,
+)
+from bot.ui.compose_state import (
+    decode_context,
     read_draft,
 )
 from bot.ui.notice_builder import not_in_channel_notice

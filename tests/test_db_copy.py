@@ -29,7 +29,8 @@ from storage import (
     copy_database,
     create_store,
 )
-from storage._copy import COPIED_TABLES, CopyRefusedError, _reason
+from storage._copy import COPIED_TABLES, CopyRefusedError
+from storage._copy_ends import _reason
 from tests import _postgres
 from tests.storage._support import FakeClock, enqueue, query
 

@@ -31,6 +31,7 @@ from bot.demo import (
     use_color,
 )
 from bot.demo.tenancy import STEP_SUB_ACCOUNTS
+from bot.demo.workspaces import STEP_WORKSPACES
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, GRACE_HOPPER_ID, Faults, HighLevelSimulator
 from storage import SqliteStore
 
@@ -69,6 +70,11 @@ async def test_demo_plays_every_step_and_prints_the_conversation(
     assert f"✓ {STEP_SUB_ACCOUNTS}" in output
     assert "#sales → Sandbox Dental" in output and "#plumbing → Sandbox Plumbing" in output
     assert "token was refreshed before the next send" in output
+    # Two Slack workspaces installed through /slack/install, one uninstalling (workspaces.py).
+    assert f"✓ {STEP_WORKSPACES}" in output
+    assert "Agency HQ and Acme Clinic installed the app through /slack/install" in output
+    assert "shown in Slack with Acme Clinic's own token" in output
+    assert "Acme Clinic uninstalled the app" in output
     assert not any(line.startswith("✗") for line in output.splitlines())
     assert ANSI not in output  # captured output is not a terminal
     shown = transcript_of(output)

@@ -277,3 +277,50 @@ def test_keygen_prints_a_key_the_settings_take(tmp_path: Path) -> None:
     )
     assert settings.token_encryption_key is not None
     assert settings.token_encryption_key.get_secret_value() == printed[0]
+
+
+SLACK_INSTALL = {
+    "SLACK_CLIENT_ID": "1234.5678",
+    "SLACK_CLIENT_SECRET": "slack-client-secret",
+    "SLACK_SIGNING_SECRET": "signing-secret",
+    "PUBLIC_URL": "https://bridge.example.com/",
+    "TOKEN_ENCRYPTION_KEY": FERNET_KEY,
+    "GHL_API_TOKEN": "pit-test-token",
+    "GHL_LOCATION_ID": "loc123",
+}
+
+
+def test_installing_into_workspaces_needs_no_bot_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, SLACK_INSTALL)
+    settings = load_settings()
+    assert settings.slack_oauth_enabled
+    assert settings.slack_bot_token is None
+    assert settings.slack_redirect_uri == "https://bridge.example.com/slack/oauth_redirect"
+    assert settings.slack_authorize_url == "https://slack.com/oauth/v2/authorize"
+    assert "slack-client-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("missing", ["SLACK_CLIENT_SECRET", "PUBLIC_URL", "TOKEN_ENCRYPTION_KEY"])
+def test_installing_into_workspaces_without_one_of_its_settings_names_it(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _set(monkeypatch, {k: v for k, v in SLACK_INSTALL.items() if k != missing})
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert raised.value.lines == [
+        line
+        for line in raised.value.lines
+        if line.startswith(f"ghl-bridge: {missing} is not set (required to install into")
+    ]
+    assert len(raised.value.lines) == 1
+
+
+def test_no_way_to_slack_nor_highlevel_names_both_beside_other_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, {"SLACK_SIGNING_SECRET": "s", "PORT": "not-a-port"})
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    names = [line.split()[1] for line in raised.value.lines]
+    assert names == ["PORT", "SLACK_BOT_TOKEN", "GHL_API_TOKEN"]
+    assert "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET" in raised.value.lines[1]

@@ -17,6 +17,7 @@ from bot.demo.console import Console, use_color
 from bot.demo.script import STEPS, StepFailed, _Script
 from bot.demo.slack_text import SlackNames
 from bot.demo.tenancy import STEP_SUB_ACCOUNTS, play_sub_accounts
+from bot.demo.workspaces import STEP_WORKSPACES, play_workspaces
 from bot.sandbox.highlevel import HighLevelSimulator
 from bot.sandbox.stack import SandboxStack
 from storage import SqliteStore, ThreadRecord
@@ -79,22 +80,28 @@ async def run(args: argparse.Namespace, *, highlevel: HighLevelSimulator | None 
             await stack.stop()
         threads = await _read_threads(path, stack)
         out.thread_map(threads, names, kept_at=keep)
-        if failure is None:
+        # The agency parts, each on a bridge and database of its own, beside this one:
+        # two sub-accounts (bot/demo/tenancy.py), two Slack workspaces (bot/demo/workspaces.py).
+        for step, play, suffix in (
+            (STEP_SUB_ACCOUNTS, play_sub_accounts, "subaccounts"),
+            (STEP_WORKSPACES, play_workspaces, "workspaces"),
+        ):
+            if failure is not None:
+                break
             out.line()
-            # A bridge and database of its own (bot/demo/tenancy.py), beside this one.
-            problem = await play_sub_accounts(
-                path.with_name(path.stem + "-subaccounts.sqlite3"),
+            problem = await play(
+                path.with_name(f"{path.stem}-{suffix}.sqlite3"),
                 out,
                 step_seconds=float(args.step_timeout),
             )
             if problem is not None:
-                failure = StepFailed(problem, STEP_SUB_ACCOUNTS)
+                failure = StepFailed(problem, step)
     elapsed = time.monotonic() - started
     out.line()
     if failure is not None:
         out.line(out.red(f"✗ Demo failed: step “{failure.step}” did not happen: {failure.reason}"))
         return EXIT_STEP_FAILED
-    out.line(out.green(f"✓ All {len(STEPS) + 1} steps happened in {elapsed:.1f} s."))
+    out.line(out.green(f"✓ All {len(STEPS) + 2} steps happened in {elapsed:.1f} s."))
     return EXIT_OK
 
 

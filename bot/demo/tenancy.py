@@ -10,12 +10,11 @@ and a send after the first token's expiry goes out on a refreshed token.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bot.demo._part import PartFailed, accepted_send, play_part, wait_until
 from bot.demo.console import Console
 from bot.sandbox.highlevel import HighLevelSimulator
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
@@ -23,16 +22,10 @@ from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
 STEP_SUB_ACCOUNTS = "Two sub-accounts in two channels, with a token refresh"
 PLUMBING_CHANNEL = "C0PLUMBING"
 TOKEN_TTL = 3
-SEND = ("POST", "/conversations/messages")
-
-
-class SubAccountsFailed(Exception):
-    """What did not happen."""
 
 
 async def play_sub_accounts(database: Path, out: Console, *, step_seconds: float) -> str | None:
     """Run the part; None when it all happened, else why not (already printed)."""
-    out.begin_step(STEP_SUB_ACCOUNTS)
     sim = HighLevelSimulator(locations=2, token_ttl=TOKEN_TTL)
     stack = SandboxStack(
         database,
@@ -40,17 +33,7 @@ async def play_sub_accounts(database: Path, out: Console, *, step_seconds: float
         oauth=True,
         settings_overrides={"admin_slack_users": AGENT_USER, "slack_post_rate": 20},
     )
-    try:
-        await stack.start()
-        detail = await _script(stack, out, step_seconds)
-    except Exception as exc:  # a broken part is a part that did not happen
-        reason = str(exc) if isinstance(exc, SubAccountsFailed) else f"{type(exc).__name__}: {exc}"
-        out.end_step(STEP_SUB_ACCOUNTS, reason, ok=False)
-        return reason
-    finally:
-        await stack.stop()
-    out.end_step(STEP_SUB_ACCOUNTS, detail, ok=True)
-    return None
+    return await play_part(STEP_SUB_ACCOUNTS, stack, _script, out, step_seconds=step_seconds)
 
 
 async def _script(stack: SandboxStack, out: Console, step_seconds: float) -> str:
@@ -60,13 +43,13 @@ async def _script(stack: SandboxStack, out: Console, step_seconds: float) -> str
     for location_id in (first, second):
         page = await stack.install(location=location_id)
         if page.status != 200:
-            raise SubAccountsFailed(f"the install of {location_id} answered {page.status}")
+            raise PartFailed(f"the install of {location_id} answered {page.status}")
     for channel, location_id in ((SALES_CHANNEL, first), (PLUMBING_CHANNEL, second)):
         result = await stack.driver.slash_command(
             "/highlevel", f"link {location_id}", user_id=AGENT_USER, channel_id=channel
         )
         if result.status != 200:
-            raise SubAccountsFailed(f"/highlevel link answered {result.status}")
+            raise PartFailed(f"/highlevel link answered {result.status}")
     lines: list[str] = []
     targets = (
         (SALES_CHANNEL, first, sim.contacts_of(first)[0]),
@@ -75,7 +58,9 @@ async def _script(stack: SandboxStack, out: Console, step_seconds: float) -> str
     for channel, location_id, contact in targets:
         text = f"Hello from {sim.location_name(location_id)}"
         await _send(stack, channel, f"{contact.phone} {text}")
-        record = await _wait(partial(_accepted, stack, text), step_seconds, f"“{text}” not sent")
+        record = await wait_until(
+            partial(accepted_send, stack, text), step_seconds, f"“{text}” not sent"
+        )
         lines.append(
             f"#{stack.slack.channel(channel).name} → {sim.location_name(location_id)}: "  # type: ignore[union-attr]
             f"{contact.first_name} {contact.last_name} got “{text}” with "
@@ -86,14 +71,14 @@ async def _script(stack: SandboxStack, out: Console, step_seconds: float) -> str
     await asyncio.sleep(TOKEN_TTL)
     text = "Still here after the token expired"
     await _send(stack, SALES_CHANNEL, f"{targets[0][2].phone} {text}")
-    record = await _wait(
-        lambda: _accepted(stack, text), step_seconds, "the send after expiry failed"
+    record = await wait_until(
+        lambda: accepted_send(stack, text), step_seconds, "the send after expiry failed"
     )
     counters = sim.oauth.counters
     if _bearer(record) == token_before or counters.refreshes < 1:
-        raise SubAccountsFailed("no token refresh happened")
+        raise PartFailed("no token refresh happened")
     if counters.refresh_token_reuses:
-        raise SubAccountsFailed(f"{counters.refresh_token_reuses} refresh tokens were reused")
+        raise PartFailed(f"{counters.refresh_token_reuses} refresh tokens were reused")
     lines.append(
         f"a {TOKEN_TTL} s token was refreshed before the next send ({counters.refreshes} "
         "refreshes, each refresh token used once)"
@@ -108,22 +93,14 @@ async def _send(stack: SandboxStack, channel: str, text: str) -> None:
         "/sendsms", text, user_id=AGENT_USER, channel_id=channel
     )
     if result.status != 200:
-        raise SubAccountsFailed(f"/sendsms answered {result.status}")
-
-
-def _accepted(stack: SandboxStack, text: str) -> Any:
-    for record in stack.highlevel.requests_to(*SEND):
-        body = record.body if isinstance(record.body, dict) else {}
-        if record.status == 200 and body.get("message") == text:
-            return record
-    return None
+        raise PartFailed(f"/sendsms answered {result.status}")
 
 
 def _accepted_or_fail(stack: SandboxStack, target: tuple[str, str, Any]) -> Any:
     text = f"Hello from {stack.highlevel.location_name(target[1])}"
-    record = _accepted(stack, text)
+    record = accepted_send(stack, text)
     if record is None:
-        raise SubAccountsFailed(f"“{text}” not sent")
+        raise PartFailed(f"“{text}” not sent")
     return record
 
 
@@ -137,14 +114,3 @@ def _bearer(record: Any) -> str:
 def _token_location(stack: SandboxStack, record: Any) -> str | None:
     info = stack.highlevel.token_info(_bearer(record))
     return info.location_id if info is not None else None
-
-
-async def _wait(check: Callable[[], Any], within: float, missing: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SubAccountsFailed(missing)
-        await asyncio.sleep(0.05)

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import enum
 import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, TypeVar
-from urllib.parse import quote
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 import pydantic
 from pydantic import SecretStr
 
-from ._errors import HighLevelError, UnavailableError, error_for_status
+from ._errors import UnavailableError, error_for_status
 from ._models import (
     CancelScheduledResponse,
     Contact,
@@ -35,7 +31,19 @@ from ._models import (
     UpsertContactResponse,
 )
 from ._ratelimit import RateLimiter
+from ._seams import RequestObserver, StaticToken, TokenSource
 from ._transport import AiohttpTransport
+from ._wire import (
+    _decode_json,
+    _error_message,
+    _Kind,
+    _retry_after,
+    _seg,
+    _trace_id,
+    _try_json,
+    _unexpected,
+    _unwrap,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -69,56 +77,6 @@ _NEVER_SENT_ERRORS: tuple[type[httpx.RequestError], ...] = (
 
 _ModelT = TypeVar("_ModelT", bound=pydantic.BaseModel)
 _jitter = random.SystemRandom()
-
-
-class RequestObserver(Protocol):
-    """Told of each HTTP attempt's end (metrics): the location, the HTTP method, how long it
-    took and HighLevel's status code (None: no answer). Never the path: it carries ids."""
-
-    def highlevel_request(
-        self, *, location_id: str, method: str, seconds: float, status: int | None
-    ) -> None: ...
-
-
-class TokenSource(Protocol):
-    """Where a location's access token comes from: a static Private Integration Token, or an
-    OAuth token that expires and is refreshed (`bot.tenancy.tokens`)."""
-
-    async def access_token(self) -> SecretStr:
-        """The token to send now (refreshed first when it is about to expire)."""
-        ...
-
-    async def refreshed(self, rejected: SecretStr) -> SecretStr | None:
-        """HighLevel answered 401 to `rejected`: a newer token to try once, or None when there
-        is none (the 401 stands). Raises `AccessLostError` when the location's access is gone."""
-        ...
-
-    async def refused(self, rejected: SecretStr) -> None:
-        """HighLevel answered 401 even to a token fresh from `refreshed`."""
-        ...
-
-
-class StaticToken:
-    """A token that never changes (a Private Integration Token): a 401 stands."""
-
-    def __init__(self, token: SecretStr) -> None:
-        self._token = token
-
-    async def access_token(self) -> SecretStr:
-        return self._token
-
-    async def refreshed(self, rejected: SecretStr) -> SecretStr | None:
-        return None
-
-    async def refused(self, rejected: SecretStr) -> None:
-        return None
-
-
-class _Kind(enum.Enum):
-    READ = "read"
-    """Safe to repeat: retried on 429, 5xx, connection errors and timeouts."""
-    WRITE = "write"
-    """May act on HighLevel: retried only when HighLevel certainly did not act on it."""
 
 
 class HighLevelClient:
@@ -514,79 +472,3 @@ class HighLevelClient:
                 for error in exc.errors(include_input=False, include_url=False)
             )
             raise _unexpected(model.__name__, problems, kind=kind) from exc
-
-
-def _seg(value: str) -> str:
-    """Quote an id for use as one path segment (no '/' or '..' smuggling)."""
-    if not value:
-        raise ValueError("id must not be empty")
-    return quote(value, safe="")
-
-
-def _unwrap(body: Any, key: str) -> Any:
-    """Return ``body[key]`` when HighLevel wrapped the object in it, else ``body`` itself."""
-    if isinstance(body, dict) and isinstance(body.get(key), dict):
-        return body[key]
-    return body
-
-
-def _unexpected(what: str, detail: str, *, kind: _Kind) -> HighLevelError:
-    # The request reached HighLevel and got a 2xx, so a write has probably been carried out.
-    return HighLevelError(
-        f"unexpected response from HighLevel ({what}): {detail}",
-        may_have_acted=kind is _Kind.WRITE,
-    )
-
-
-def _decode_json(response: httpx.Response, path: str, kind: _Kind) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise HighLevelError(
-            f"unexpected response from HighLevel ({path}): body is not JSON",
-            status_code=response.status_code,
-            may_have_acted=kind is _Kind.WRITE,
-        ) from exc
-
-
-def _try_json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _error_message(body: Any, response: httpx.Response) -> str:
-    if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, list):
-            return "; ".join(str(item) for item in message)
-        if isinstance(message, str) and message:
-            return message
-        if isinstance(body.get("error"), str):
-            return str(body["error"])
-    return f"HighLevel answered HTTP {response.status_code} {response.reason_phrase}".rstrip()
-
-
-def _trace_id(body: Any) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("traceId"), str):
-        return str(body["traceId"])
-    return None
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """``Retry-After`` in seconds (number or HTTP date), or None."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -100,8 +100,8 @@ class WorkspaceLifecycle:
             await self._reload_accounts()
         log.warning(
             "the app was uninstalled from Slack workspace %s: its tokens are deleted, "
-            "%d sub-accounts, %d channel links and %d inboxes released; posts still waiting "
-            "for it are dropped",
+            "%d sub-account(s), %d channel link(s) and %d inbox(es) released; posts still "
+            "waiting for it are dropped",
             team_id,
             released.locations,
             released.links,
@@ -124,7 +124,10 @@ class WorkspaceLifecycle:
             await self._installs.async_delete_installation(
                 enterprise_id=enterprise_id, team_id=team_id, user_id=user_id
             )
-        if bot:
+        if bot and await self._installs.async_find_bot(
+            enterprise_id=enterprise_id, team_id=team_id
+        ):
+            # (After app_uninstalled, which comes first, there is nothing left to delete.)
             await self._installs.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
             self._workspaces.forget(team_id)
             log.warning(

@@ -26,7 +26,12 @@ from bot.compose import ComposeContext
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
 from bot.sandbox.slack import SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
-from bot.ui.compose_builder import COMPOSE_CALLBACK_ID, encode_context
+from bot.ui.compose_builder import (
+    COMPOSE_CALLBACK_ID,
+)
+from bot.ui.compose_state import (
+    encode_context,
+)
 from storage import InboundState, OutboxState, SqliteStore
 from tests.reliability._helpers import (
     all_posts,

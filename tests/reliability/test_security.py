@@ -38,7 +38,12 @@ from bot.sandbox.stack import (
     SandboxStack,
 )
 from bot.slack_app import build_bolt_app
-from bot.ui.compose_builder import COMPOSE_CALLBACK_ID, encode_context
+from bot.ui.compose_builder import (
+    COMPOSE_CALLBACK_ID,
+)
+from bot.ui.compose_state import (
+    encode_context,
+)
 from bot.webhook_auth import WebhookRejected, WebhookVerifier
 from storage import OutboxState, SqliteStore
 from tests.e2e.test_outbound import open_composer, quick_send, roots, sends, submit

@@ -24,9 +24,11 @@ from bot.ui.compose_builder import (
     SELECT_OPTIONS_MAX,
     SubAccountOption,
     compose_view,
+    field_errors,
+)
+from bot.ui.compose_state import (
     decode_context,
     encode_context,
-    field_errors,
     read_draft,
 )
 from tests.ui._slack_checks import assert_view_accepted, foreign_markup, mrkdwn_texts

@@ -6,6 +6,7 @@ README.md beside this file lists its behaviour and the choices made where HighLe
 """
 
 from ._faults import Faults
+from ._files import UPLOAD_EXTENSIONS, FileFaults
 from ._locations import COMPANY_ID, SimLocation
 from ._models import (
     ADA_LOVELACE_ID,
@@ -18,6 +19,7 @@ from ._models import (
     SimMessage,
 )
 from ._oauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, OAuthCounters, SimToken
+from ._records import AttachmentSend, SignedUpload, Upload
 from ._routes import ACCEPTED_VERSIONS
 from ._simulator import (
     DEFAULT_LOCATION_ID,
@@ -40,17 +42,22 @@ __all__ = [
     "DEFAULT_TOKEN",
     "GRACE_HOPPER_ID",
     "KATHERINE_JOHNSON_ID",
+    "UPLOAD_EXTENSIONS",
     "AmbiguousCustomer",
+    "AttachmentSend",
     "CustomerReply",
     "Faults",
+    "FileFaults",
     "HighLevelSimulator",
     "OAuthCounters",
     "RequestRecord",
+    "SignedUpload",
     "SimContact",
     "SimConversation",
     "SimEmail",
     "SimLocation",
     "SimMessage",
     "SimToken",
+    "Upload",
     "WebhookDelivery",
 ]

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from . import _spec
 from ._errors import ApiError
+from ._media import FILES_PREFIX, SIGNED_UPLOAD_PREFIX
 from ._oauth_routes import PRINCIPAL_KEY, RECORD_KEY, OAuthRoutes
 from ._records import trace_id
 
@@ -23,11 +24,11 @@ __all__ = [
     "CUSTOMER_REPLY_PATH",
     "FILES_PREFIX",
     "SEND_PATH",
+    "SIGNED_UPLOAD_PREFIX",
     "ApiBase",
     "Handler",
 ]
 
-FILES_PREFIX = "/sandbox-files/"
 # The sandbox's own routes, for a person driving a dry run: not part of HighLevel's API.
 CONTROL_PREFIX = "/_sandbox/"
 CUSTOMER_REPLY_PATH = CONTROL_PREFIX + "customers/{customer}/reply"

@@ -1,42 +1,18 @@
-"""Conversation endpoints: send, search, read, cancel scheduled, upload and download files."""
+"""Conversation endpoints: send, search, read, cancel scheduled (files: ``_file_routes``)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
 from . import _spec
-from ._api_base import CONV, FILES_PREFIX, SEND_PATH, ApiBase, _json
+from ._api_base import CONV, SEND_PATH, ApiBase, _json
 from ._errors import ApiError
-from ._models import CHANNELS, new_id
-from ._oauth_routes import RECORD_KEY
-from ._records import Upload
+from ._models import CHANNELS
 
-__all__ = ["UPLOAD_EXTENSIONS", "ConversationEndpoints"]
-
-# "The allowed file types are: JPG, JPEG, PNG, MP4, MPEG, ZIP, RAR, PDF, DOC, DOCX, TXT, MP3,
-# WAV" (upload-file-attachments); VCF works too (highlevel-api-docs issue 233).
-UPLOAD_EXTENSIONS = frozenset(
-    {
-        "jpg",
-        "jpeg",
-        "png",
-        "mp4",
-        "mpeg",
-        "zip",
-        "rar",
-        "pdf",
-        "doc",
-        "docx",
-        "txt",
-        "mp3",
-        "wav",
-        "vcf",
-    }
-)
+__all__ = ["ConversationEndpoints"]
 
 
 class ConversationEndpoints(ApiBase):
@@ -87,7 +63,7 @@ class ConversationEndpoints(ApiBase):
             return None
         last = max(messages, key=lambda m: sim.activity_order(m.id))
         contact = sim.contacts[conversation.contact_id]
-        last_body = last.body
+        last_body = last.visible_body
         if last.channel == "Email" and last.email_ids:
             last_body = sim.emails[last.email_ids[-1]].body
         return {
@@ -177,6 +153,7 @@ class ConversationEndpoints(ApiBase):
         if message is None:
             raise ApiError.bad_request("Message not found")
         location_id = self._check_contact(request, message.contact_id)
+        self.sim.note_message_read(message)  # late WhatsApp media may arrive with this read
         # Real responses wrap the documented object (highlevel-api-docs #258, #212).
         return _json(200, {"message": message.to_api(location_id)})
 
@@ -204,62 +181,6 @@ class ConversationEndpoints(ApiBase):
             self._check_contact(request, email.contact_id)
         cancelled = self.sim.cancel_scheduled_email(request.match_info["emailMessageId"])
         return _cancel_answer(cancelled)
-
-    async def upload(self, request: web.Request) -> web.Response:
-        self._query(request, CONV, "/conversations/messages/upload")
-        form = await request.post()
-        fields: dict[str, Any] = {}
-        files: list[web.FileField] = []
-        unknown_files: list[str] = []
-        for key, value in form.items():
-            if isinstance(value, web.FileField):
-                if key == "fileAttachment":
-                    files.append(value)
-                else:
-                    unknown_files.append(key)
-            elif key in {"attachmentUrls", "attachmentUrls[]"}:
-                fields.setdefault("attachmentUrls", []).append(str(value))
-            else:
-                fields[key] = value if isinstance(value, str) else value.decode()
-        request[RECORD_KEY].body = {**fields, "fileAttachment": [f.filename for f in files]}
-        errors = _spec.request_errors(CONV, "UploadFilesDto", fields, strict=self._strict())
-        errors += [f"property {name} should not exist" for name in unknown_files]
-        if errors:
-            raise ApiError.unprocessable(errors)
-        sim = self.sim
-        self._check_location(request, fields["locationId"])
-        self._check_conversation(request, fields["conversationId"])
-        conversation = sim.conversations.get(fields["conversationId"])
-        if conversation is None:
-            # What HighLevel really answers for an unknown conversation (issue 39).
-            message = f"Conversation with id {fields['conversationId']} not found"
-            raise ApiError(500, {"statusCode": 500, "message": message})
-        if fields.get("contactId") not in (None, conversation.contact_id):
-            raise ApiError.bad_request("contactId does not belong to the conversation")
-        if not files and not fields.get("attachmentUrls"):
-            raise ApiError.bad_request("No files to upload: send them under fileAttachment")
-        uploaded: dict[str, str] = {}
-        origin = str(request.url.origin())
-        for file in files:
-            extension = file.filename.rsplit(".", 1)[-1].lower() if "." in file.filename else ""
-            if extension not in UPLOAD_EXTENSIONS:
-                return _json(415, {"status": 415, "message": "Unsupported file type"})
-            data = file.file.read()
-            if len(data) > sim.upload_max_bytes:
-                return _json(413, {"status": 413, "message": "File size exceeds the limit"})
-            upload_id = new_id()
-            url = f"{origin}{FILES_PREFIX}{upload_id}/{quote(file.filename)}"
-            sim.uploads[upload_id] = Upload(file.filename, file.content_type, data, url)
-            uploaded[file.filename] = url
-        for url in fields.get("attachmentUrls", []):
-            uploaded[url.rsplit("/", 1)[-1] or url] = url
-        return _json(200, {"uploadedFiles": uploaded})
-
-    async def download(self, request: web.Request) -> web.Response:
-        upload = self.sim.uploads.get(request.match_info["uploadId"])
-        if upload is None or upload.filename != request.match_info["filename"]:
-            raise web.HTTPNotFound()
-        return web.Response(body=upload.data, content_type=upload.content_type)
 
 
 def _cancel_answer(cancelled: bool) -> web.Response:

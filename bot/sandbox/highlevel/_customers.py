@@ -35,6 +35,7 @@ class CustomersMixin(SendingMixin):
         cc: list[str] | None = None,
         html: str | None = None,
         attachments: list[str] | None = None,
+        media: list[tuple[str, bytes, str]] | None = None,
     ) -> SimEmail: ...
 
     @overload
@@ -45,6 +46,9 @@ class CustomersMixin(SendingMixin):
         text: str = "",
         *,
         attachments: list[str] | None = None,
+        media: list[tuple[str, bytes, str]] | None = None,
+        late_media: bool | None = None,
+        media_after_reads: int | None = None,
     ) -> SimMessage: ...
 
     async def customer_reply(
@@ -58,11 +62,18 @@ class CustomersMixin(SendingMixin):
         cc: list[str] | None = None,
         html: str | None = None,
         attachments: list[str] | None = None,
+        media: list[tuple[str, bytes, str]] | None = None,
+        late_media: bool | None = None,
+        media_after_reads: int | None = None,
     ) -> SimMessage | SimEmail:
         """The contact writes to the location: stores an inbound message, fires InboundMessage.
 
         An email reply joins ``thread_id`` (default: the contact's latest email thread), with
-        subject "Re: <that thread's last subject>" unless given.
+        subject "Re: <that thread's last subject>" unless given. ``media`` (filename, bytes,
+        content type) become served files whose URLs follow ``attachments``. WhatsApp media
+        are late by default (HLD#299, ``late_media``): the webhook has an empty body and no
+        attachments, and GET message shows them after ``media_arrives(id)`` or, with
+        ``media_after_reads=N``, from the (N+1)th GET of the message on.
         """
         contact = self._contact(contact_id)
         spec = CHANNELS.get(channel)
@@ -72,6 +83,13 @@ class CustomersMixin(SendingMixin):
             raise ValueError(f"{contact.name} has no phone number to reply from")
         if spec.needs == "email" and not contact.email:
             raise ValueError(f"{contact.name} has no email address to reply from")
+        if late_media is None:
+            late_media = channel == "WhatsApp" and bool(media)
+        if late_media and (channel == "Email" or not (media or attachments)):
+            raise ValueError("late_media needs media (or attachments) on a non-Email channel")
+        if media_after_reads is not None and (not late_media or media_after_reads < 0):
+            raise ValueError("media_after_reads needs late media and a count of 0 or more")
+        origin = self._files_origin() if media else ""  # fails before anything is stored
         if channel == "Email":
             existing = self.conversation_for(contact.id)
             if thread_id is None:
@@ -84,6 +102,7 @@ class CustomersMixin(SendingMixin):
             replying_to_us = previous is not None and previous.direction == "outbound"
             conversation = self._conversation(contact)
             conversation.unread_count += 1
+            urls = self._customer_files(conversation, media or [], origin)
             email = self._store_email(
                 conversation,
                 thread,
@@ -97,21 +116,24 @@ class CustomersMixin(SendingMixin):
                 from_=f"{contact.name} <{contact.email}>",
                 to=[previous.from_ if previous and replying_to_us else LOCATION_EMAIL],
                 cc=cc or [],
-                attachments=attachments or [],
+                attachments=[*(attachments or []), *urls],
                 reply_to=previous.id if previous else None,
             )
             self._emit_email(email)
             return email
         conversation = self._conversation(contact)
         conversation.unread_count += 1
+        urls = self._customer_files(conversation, media or [], origin)
         message = self._store_message(
             conversation,
             channel,
             direction="inbound",
             body=text,
             status="delivered",
-            attachments=attachments or [],
+            attachments=[*(attachments or []), *urls],
         )
+        message.media_pending = late_media
+        message.media_reads_left = media_after_reads
         self._emit_message(message)
         return message
 

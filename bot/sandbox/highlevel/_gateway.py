@@ -12,6 +12,7 @@ from ._api_base import (
     CUSTOMER_REPLY_PATH,
     FILES_PREFIX,
     SEND_PATH,
+    SIGNED_UPLOAD_PREFIX,
     ApiBase,
     Handler,
     _json,
@@ -33,8 +34,8 @@ class GatewayMixin(ApiBase):
 
     @web.middleware
     async def gateway(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(FILES_PREFIX):
-            return await handler(request)  # stands in for public storage URLs: no API rules
+        if request.path.startswith((FILES_PREFIX, SIGNED_UPLOAD_PREFIX)):
+            return await handler(request)  # stands in for cloud storage URLs: no API rules
         if request.path.startswith(CONTROL_PREFIX):
             return await self._control(request, handler)
         record = RequestRecord(

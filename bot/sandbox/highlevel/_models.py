@@ -167,8 +167,19 @@ class SimMessage:
     scheduled_at: float | None = None  # epoch seconds, for scheduled sends
     error: str | None = None
     conversation_provider_id: str | None = None
+    # WhatsApp's late media (HLD#299): body and attachments hidden until the media "arrive".
+    media_pending: bool = False
+    media_reads_left: int | None = None  # GETs still answered without them; None: until told
     date_added: datetime = field(default_factory=now)
     date_updated: datetime = field(default_factory=now)
+
+    @property
+    def visible_body(self) -> str:
+        return "" if self.media_pending else self.body
+
+    @property
+    def visible_attachments(self) -> list[str]:
+        return [] if self.media_pending else list(self.attachments)
 
     def to_api(self, location_id: str) -> dict[str, Any]:
         """``GetMessageResponseDto``. Email threads carry no body (read the email records)."""
@@ -185,12 +196,12 @@ class SimMessage:
             "direction": self.direction,
             "status": self.status,
             "contentType": self.content_type,
-            "attachments": list(self.attachments),
+            "attachments": self.visible_attachments,
         }
         if self.channel == "Email":
             body["meta"] = {"email": {"messageIds": list(self.email_ids)}}
         else:
-            body["body"] = self.body
+            body["body"] = self.visible_body
         if self.source is not None:
             body["source"] = self.source
         if self.user_id is not None:

@@ -9,7 +9,15 @@ from typing import Any
 from ._models import SimContact, SimEmail, SimMessage
 from ._webhooks import WebhookDelivery
 
-__all__ = ["AmbiguousCustomer", "CustomerReply", "RequestRecord", "Upload", "trace_id"]
+__all__ = [
+    "AmbiguousCustomer",
+    "AttachmentSend",
+    "CustomerReply",
+    "RequestRecord",
+    "SignedUpload",
+    "Upload",
+    "trace_id",
+]
 
 
 @dataclass
@@ -91,10 +99,49 @@ class CustomerReply:
 
 @dataclass
 class Upload:
+    """A file the simulator serves at ``url`` (under ``FILES_PREFIX``, no auth)."""
+
     filename: str
     content_type: str
     data: bytes
     url: str
+    file_id: str = ""
+    # "upload" (multipart), "signed" (initiate, PUT, complete) or "customer" (a customer's media)
+    via: str = "upload"
+    location_id: str = ""
+    conversation_id: str = ""
+    downloads: int = 0  # GETs of the URL (HEADs not counted)
+
+
+@dataclass
+class SignedUpload:
+    """One ``upload/initiate``: a signed URL waiting for its PUT, then for ``upload/complete``."""
+
+    upload_id: str
+    token: str  # the random part of the signed URL's path
+    file_path: str
+    filename: str
+    content_type: str
+    channel: str
+    location_id: str
+    conversation_id: str
+    max_bytes: int
+    expires_at_ms: int  # Unix milliseconds, as the answer's expiresAt
+    data: bytes | None = None  # None until a PUT succeeds
+    puts: int = 0  # successful PUTs (a second one replaces the bytes, as in GCS)
+    completed: Upload | None = None
+
+
+@dataclass
+class AttachmentSend:
+    """One accepted send that carried attachments (``POST /conversations/messages``)."""
+
+    channel: str
+    contact_id: str
+    attachments: list[str]
+    message_ids: list[str]  # GMB: one per piece; Email: the thread id
+    email_message_id: str | None
+    source: str  # "api" or "app"
 
 
 def trace_id() -> str:

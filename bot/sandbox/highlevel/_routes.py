@@ -7,13 +7,20 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ._api_base import CONT as CONT
-from ._api_base import CONTROL_PREFIX, CUSTOMER_REPLY_PATH, FILES_PREFIX, SEND_PATH
+from ._api_base import (
+    CONTROL_PREFIX,
+    CUSTOMER_REPLY_PATH,
+    FILES_PREFIX,
+    SEND_PATH,
+    SIGNED_UPLOAD_PREFIX,
+)
 from ._api_base import CONV as CONV
 from ._api_base import Handler as Handler
 from ._contact_routes import ContactEndpoints
 from ._control_routes import ControlEndpoints
-from ._conversation_routes import UPLOAD_EXTENSIONS as UPLOAD_EXTENSIONS
 from ._conversation_routes import ConversationEndpoints
+from ._file_routes import COMPLETE_PATH, INITIATE_PATH, UPLOAD_PATH, FileEndpoints
+from ._files import UPLOAD_EXTENSIONS as UPLOAD_EXTENSIONS
 from ._gateway import ACCEPTED_VERSIONS, GatewayMixin
 from ._location_routes import LocationRoutes
 from ._oauth_routes import OAuthRoutes
@@ -31,7 +38,7 @@ __all__ = [
 ]
 
 
-class _Api(GatewayMixin, ConversationEndpoints, ContactEndpoints, ControlEndpoints):
+class _Api(GatewayMixin, ConversationEndpoints, FileEndpoints, ContactEndpoints, ControlEndpoints):
     """The gateway middleware and the endpoint handlers, on one simulator."""
 
 
@@ -54,7 +61,9 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router = app.router
     # Fixed paths before parameterised ones: aiohttp matches in registration order.
     router.add_post(SEND_PATH, api.send_message)
-    router.add_post("/conversations/messages/upload", api.upload)
+    router.add_post(UPLOAD_PATH, api.upload)
+    router.add_post(INITIATE_PATH, api.upload_initiate)
+    router.add_post(COMPLETE_PATH, api.upload_complete)
     router.add_get("/conversations/search", api.search_conversations)
     router.add_get("/conversations/messages/email/{id}", api.get_email)
     router.add_delete("/conversations/messages/email/{emailMessageId}/schedule", api.cancel_email)
@@ -66,7 +75,8 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router.add_get("/contacts/search/duplicate", api.duplicate_contact)
     router.add_post("/contacts/upsert", api.upsert_contact)
     router.add_get("/contacts/{contactId}", api.get_contact)
-    router.add_get(FILES_PREFIX + "{uploadId}/{filename}", api.download)
+    router.add_get(FILES_PREFIX + "{fileId}/{filename}", api.download)  # HEAD too
+    router.add_put(SIGNED_UPLOAD_PREFIX + "{token}", api.signed_put)
     router.add_get(CONTROL_PREFIX + "customers", api.list_customers)
     router.add_post(CUSTOMER_REPLY_PATH, api.make_customer_reply)
     oauth.register(router)

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ApiError
+from ._media import MediaMixin
 from ._models import CHANNELS, SimContact, SimEmail, SimMessage, now
-from ._store import LOCATION_EMAIL, StoreMixin, _re
+from ._records import AttachmentSend
+from ._store import LOCATION_EMAIL, _re
 
 __all__ = ["SendingMixin"]
 
@@ -38,7 +40,7 @@ class _Timers:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class SendingMixin(StoreMixin):
+class SendingMixin(MediaMixin):
     """What a send does, now or when scheduled (part of ``HighLevelSimulator``)."""
 
     cancelled: dict[str, SimMessage | SimEmail]
@@ -64,11 +66,23 @@ class SendingMixin(StoreMixin):
         attachments: list[str] = list(body.get("attachments") or [])
         if not (text or html or attachments or body.get("templateId")):
             raise ApiError.unprocessable(["message should not be empty"])
+        self.check_attachment_urls(attachments)
         scheduled_at: float | None = body.get("scheduledTimestamp")
         if scheduled_at is not None and scheduled_at <= time.time():
             raise ApiError.unprocessable(["scheduledTimestamp must be in the future"])
         if channel.name == "Email" and contact.email:
-            return self._send_email(contact, contact.email, body, scheduled_at, source, user_id)
+            answer = self._send_email(contact, contact.email, body, scheduled_at, source, user_id)
+            self._record_attachment_send(
+                AttachmentSend(
+                    "Email",
+                    contact.id,
+                    attachments,
+                    [answer["messageId"]],
+                    answer["emailMessageId"],
+                    source,
+                )
+            )
+            return answer
 
         conversation = self._conversation(contact)
         not_on_whatsapp = channel.name == "WhatsApp" and not contact.whatsapp
@@ -94,6 +108,10 @@ class SendingMixin(StoreMixin):
             )
             for piece_text, piece_attachments in pieces
         ]
+        ids = [m.id for m in sent]
+        self._record_attachment_send(
+            AttachmentSend(channel.name, contact.id, attachments, ids, None, source)
+        )
         for message in sent:
             if scheduled_at is not None:
                 self._timers.later(

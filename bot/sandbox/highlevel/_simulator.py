@@ -70,6 +70,7 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin):
         search_lag: float = 0.0,
         strict_unknown_fields: bool = True,
         upload_max_bytes: int = 5 * 1024 * 1024,
+        whatsapp_upload_max_bytes: int = 100 * 1024 * 1024,
         with_seed_contacts: bool = True,
         locations: int = 1,
         oauth_client_id: str = DEFAULT_CLIENT_ID,
@@ -103,7 +104,7 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin):
         self.auto_deliver_after = auto_deliver_after
         self.search_lag = search_lag
         self.strict_unknown_fields = strict_unknown_fields
-        self.upload_max_bytes = upload_max_bytes
+        self._init_media(upload_max_bytes, whatsapp_upload_max_bytes)
 
         self.contacts: dict[str, SimContact] = {}
         self._init_locations(locations, with_seed_contacts)
@@ -111,7 +112,6 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin):
         self.messages: dict[str, SimMessage] = {}
         self.emails: dict[str, SimEmail] = {}
         self.cancelled: dict[str, SimMessage | SimEmail] = {}
-        self.uploads: dict[str, Upload] = {}
         self.requests: list[RequestRecord] = []
 
         self._seq = 0

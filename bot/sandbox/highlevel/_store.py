@@ -183,8 +183,8 @@ class StoreMixin:
         payload: dict[str, Any] = {
             "type": "OutboundMessage" if message.direction == "outbound" else "InboundMessage",
             "locationId": self.contacts[message.contact_id].location_id,
-            "attachments": list(message.attachments),
-            "body": message.body,
+            "attachments": message.visible_attachments,
+            "body": message.visible_body,
             "contactId": message.contact_id,
             "contentType": message.content_type,
             "conversationId": message.conversation_id,
@@ -194,6 +194,8 @@ class StoreMixin:
             "messageId": message.id,
             "status": message.status,
         }
+        if message.media_pending:
+            del payload["attachments"]  # HLD#299: WhatsApp media webhooks have none at all
         self._common_optional(payload, message.source, message.user_id, message.error)
         if message.conversation_provider_id:
             payload["conversationProviderId"] = message.conversation_provider_id

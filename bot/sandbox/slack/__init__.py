@@ -2,6 +2,7 @@
 app the way Slack does (``SlackDriver``)."""
 
 from bot.sandbox.slack._faults import Fault, SlackFaults
+from bot.sandbox.slack._files import FILE_DOWNLOAD, FILE_UPLOAD, FileShare, SlackFile
 from bot.sandbox.slack._installs import OAuthCounters
 from bot.sandbox.slack._models import (
     Enterprise,
@@ -28,11 +29,14 @@ from bot.sandbox.slack.simulator import DEFAULT_GRANTED_SCOPES, SlackSimulator
 __all__ = [
     "ACK_DEADLINE_SECONDS",
     "DEFAULT_GRANTED_SCOPES",
+    "FILE_DOWNLOAD",
+    "FILE_UPLOAD",
     "DriverResult",
     "Enterprise",
     "EphemeralMessage",
     "EventDelivery",
     "Fault",
+    "FileShare",
     "MessageEdit",
     "OAuthCounters",
     "RecordedCall",
@@ -41,6 +45,7 @@ __all__ = [
     "SlackChannel",
     "SlackDriver",
     "SlackFaults",
+    "SlackFile",
     "SlackMessage",
     "SlackSimulator",
     "SlackUser",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.sandbox.slack._driver_base import DriverBase, DriverResult, _retry_headers, _with
 from bot.sandbox.slack._envelopes import event_envelope
+from bot.sandbox.slack._files import SlackFile
 from bot.sandbox.slack._models import JsonDict, SlackMessage
 
 
@@ -107,16 +109,20 @@ class EventsApi(DriverBase):
         text: str,
         *,
         thread_ts: str | None = None,
+        files: Sequence[SlackFile | str] | None = None,
         event_id: str | None = None,
         retry_num: int | None = None,
         retry_reason: str | None = None,
     ) -> DriverResult:
         """A person writes ``text`` in a channel or thread: stored in the simulator (so
-        ``conversations.replies`` sees it) and delivered as a ``message`` event."""
+        ``conversations.replies`` sees it) and delivered as a ``message`` event. With ``files``
+        (of the workspace, ``add_file``) the event is a ``file_share`` carrying them."""
         channel = self.workspace.channel(channel_id)
         if channel is None:
             raise ValueError(f"unknown channel {channel_id}")
-        message = self.workspace.post_as_user(channel_id, user_id, text, thread_ts=thread_ts)
+        message = self.workspace.post_as_user(
+            channel_id, user_id, text, thread_ts=thread_ts, files=files
+        )
         event: JsonDict = {
             "type": "message",
             "client_msg_id": str(uuid.uuid4()),
@@ -137,6 +143,8 @@ class EventsApi(DriverBase):
             "event_ts": message.ts,
             "channel_type": "im" if channel.is_im else "group" if channel.is_private else "channel",
         }
+        if message.files is not None:
+            event.update(subtype="file_share", files=copy.deepcopy(message.files))
         if thread_ts is not None:
             root = self.workspace.message(channel_id, thread_ts)
             event["thread_ts"] = thread_ts

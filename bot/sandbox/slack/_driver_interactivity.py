@@ -10,7 +10,12 @@ from typing import Any
 
 from bot.sandbox.slack._driver_base import DriverBase, DriverResult, _with
 from bot.sandbox.slack._models import JsonDict
-from bot.sandbox.slack._state_values import _action, _merged_state, build_state_values
+from bot.sandbox.slack._state_values import (
+    _action,
+    _merged_state,
+    build_state_values,
+    with_file_entries,
+)
 from bot.sandbox.slack._workspace import ApiFailure
 
 
@@ -52,6 +57,7 @@ class Interactivity(DriverBase):
             sim_view = self._sim_view(view_id)
             blocks = sim_view.blocks
             view = copy.deepcopy(sim_view.view)
+            values = with_file_entries(blocks, values, self.workspace.file_input_entry)
             view["state"] = _merged_state(view.get("state"), blocks, values, submitting=False)
             sim_view.view["state"] = copy.deepcopy(view["state"])
             payload["container"] = {"type": "view", "view_id": view_id}
@@ -105,13 +111,16 @@ class Interactivity(DriverBase):
         """A user submits a modal.
 
         With ``view_id`` (a modal the app opened in the simulator) the payload carries that
-        view, with ``values`` filled in; the app's answer is applied the way Slack applies it
-        (closed, ``errors`` keep it open, ``update``/``push``/``clear``). Without it, a
-        stand-in view with ``callback_id``/``private_metadata`` is sent.
+        view, with ``values`` filled in (a ``file_input``'s answer: file ids or ``SlackFile``s
+        of the workspace, ``add_file``; the state carries their file objects); the app's answer
+        is applied the way Slack applies it (closed, ``errors`` keep it open,
+        ``update``/``push``/``clear``). Without it, a stand-in view with
+        ``callback_id``/``private_metadata`` is sent.
         """
         if view_id is not None:
             sim_view = self._sim_view(view_id)
             view = copy.deepcopy(sim_view.view)
+            values = with_file_entries(sim_view.blocks, values, self.workspace.file_input_entry)
             view["state"] = _merged_state(
                 view.get("state"), sim_view.blocks, values, submitting=True
             )

@@ -131,6 +131,8 @@ class SlackMessage:
     bot_id: str | None = None
     app_id: str | None = None
     metadata: JsonDict | None = None
+    files: list[JsonDict] | None = None
+    """File objects the message carries (an upload shared here), as Slack copies them in."""
     reply_ts: list[str] = field(default_factory=list)
     reactions: dict[str, list[str]] = field(default_factory=dict)
     edits: list[MessageEdit] = field(default_factory=list)
@@ -162,6 +164,8 @@ class SlackMessage:
             data["blocks"] = copy.deepcopy(self.blocks)
         if self.metadata is not None and with_metadata:
             data["metadata"] = copy.deepcopy(self.metadata)
+        if self.files is not None:
+            data["files"] = copy.deepcopy(self.files)
         if self.thread_ts is not None:
             data["thread_ts"] = self.thread_ts
         if self.reply_ts:
@@ -263,6 +267,7 @@ class RecordedCall:
     ok: bool
     error: str | None
     http_status: int
-    transport: Literal["json", "form", "query"]
+    transport: Literal["json", "form", "query", "raw"]
+    """How the arguments came; "raw" is a file's bytes POSTed to its upload URL."""
     team_id: str | None = None
     """The workspace the token (or, for ``oauth.v2.access``, the code) belonged to."""

@@ -69,6 +69,7 @@ class InstallSide:
     post_rate_per_second: float
     post_burst: int
     trigger_ttl_seconds: float
+    file_base_url: str | None
 
     @property
     def base_url(self) -> str:  # pragma: no cover - SlackSimulator defines it
@@ -114,6 +115,8 @@ class InstallSide:
                 else None
             ),
         )
+        # File URLs point at the running simulator (None until start(), which fills it in).
+        workspace.file_base_url = self.file_base_url
         self.installs.add(workspace, bot_token or f"xoxb-{team_id}-sandbox")
         return workspace
 

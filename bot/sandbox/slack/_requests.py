@@ -15,7 +15,8 @@ from bot.sandbox.slack._workspace import ApiFailure
 _JSON_ARGS = frozenset({"blocks", "attachments", "view", "metadata"})
 _JSON_ARG_ERRORS = {"blocks": "invalid_blocks_format", "attachments": "invalid_attachments"}
 
-Transport = Literal["json", "form", "query"]
+# "raw": bytes POSTed to a file upload URL (not a Web API method).
+Transport = Literal["json", "form", "query", "raw"]
 
 
 class BadRequest(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.sandbox.slack._models import JsonDict
@@ -30,6 +30,8 @@ _MULTI_VALUE_KEYS = {
     "multi_users_select": "selected_users",
     "multi_conversations_select": "selected_conversations",
     "multi_channels_select": "selected_channels",
+    # Without a workspace to read them from, a file_input's files are taken as given.
+    "file_input": "files",
 }
 
 
@@ -144,6 +146,26 @@ def _initial_answer(element: JsonDict) -> Any:
         if key in element:
             return element[key]
     return None
+
+
+def with_file_entries(
+    blocks: list[JsonDict],
+    values: Mapping[str, Mapping[str, Any]] | None,
+    entry_for: Callable[[JsonDict, Any], JsonDict],
+) -> dict[str, dict[str, Any]] | None:
+    """``values`` with each ``file_input`` answer (file ids) turned into its state entry by
+    ``entry_for(element, answer)`` (the workspace knows the files)."""
+    if values is None:
+        return None
+    known = _interactive_elements(blocks)
+    resolved: dict[str, dict[str, Any]] = {}
+    for block_id, actions in values.items():
+        resolved[block_id] = dict(actions)
+        for action_id, answer in actions.items():
+            element = known.get((block_id, action_id), ({}, False))[0]
+            if element.get("type") == "file_input":
+                resolved[block_id][action_id] = entry_for(element, answer)
+    return resolved
 
 
 def _merged_state(

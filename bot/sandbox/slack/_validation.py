@@ -15,6 +15,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.sandbox.slack._files import FILE_INPUT_MAX_FILES
+
 # Documented limits (docs.slack.dev: reference/block-kit/blocks, reference/views/modal-views,
 # reference/methods/chat.postMessage).
 MESSAGE_TEXT_MAX: Final = 40_000
@@ -105,13 +107,48 @@ def _explicit_block_problems(block: Mapping[str, Any], pointer: str) -> list[str
             )
         else:
             problems += _duplicate_action_ids(elements, f"{pointer}/elements")
+            problems += _misplaced_file_inputs(elements, f"{pointer}/elements")
     elif kind == "input":
         problems += _text_object_problems(
             block.get("label"), f"{pointer}/label", max_chars=INPUT_LABEL_MAX, plain_only=True
         )
-        if not isinstance(block.get("element"), Mapping):
+        element = block.get("element")
+        if not isinstance(element, Mapping):
             problems.append(_error("missing required field: element", pointer))
+        elif element.get("type") == "file_input":
+            problems += _file_input_problems(element, f"{pointer}/element")
+    if isinstance(block.get("accessory"), Mapping):
+        problems += _misplaced_file_inputs([block["accessory"]], f"{pointer}/accessory")
     return problems
+
+
+def _file_input_problems(element: Mapping[str, Any], pointer: str) -> list[str]:
+    """docs.slack.dev, file_input element: max_files 1 to 10, filetypes an array of strings."""
+    problems: list[str] = []
+    max_files = element.get("max_files")
+    if max_files is not None and (
+        not isinstance(max_files, int)
+        or isinstance(max_files, bool)
+        or not 1 <= max_files <= FILE_INPUT_MAX_FILES
+    ):
+        problems.append(
+            _error(f"must be between 1 and {FILE_INPUT_MAX_FILES}", f"{pointer}/max_files")
+        )
+    filetypes = element.get("filetypes")
+    if filetypes is not None and (
+        not isinstance(filetypes, list) or not all(isinstance(t, str) and t for t in filetypes)
+    ):
+        problems.append(_error("must be an array of strings", f"{pointer}/filetypes"))
+    return problems
+
+
+def _misplaced_file_inputs(elements: list[Any], pointer: str) -> list[str]:
+    # docs.slack.dev: a file_input works in input blocks only.
+    return [
+        _error("file_input is only allowed in input blocks", f"{pointer}/{index}/type")
+        for index, element in enumerate(elements)
+        if isinstance(element, Mapping) and element.get("type") == "file_input"
+    ]
 
 
 def _duplicate_action_ids(elements: list[Any], pointer: str) -> list[str]:

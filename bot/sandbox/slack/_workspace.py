@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.sandbox.slack._models import JsonDict
+from bot.sandbox.slack._workspace_files import FileMethods
 from bot.sandbox.slack._workspace_messages import MessageMethods
 from bot.sandbox.slack._workspace_response_urls import ResponseUrls
 from bot.sandbox.slack._workspace_support import (
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class SlackWorkspace(MessageMethods, ViewMethods, ResponseUrls):
+class SlackWorkspace(FileMethods, MessageMethods, ViewMethods, ResponseUrls):
     """State of the sandbox workspace plus the Web API methods; see ``SlackSimulator``."""
 
     # ------------------------------------------------------------------ dispatch
@@ -49,6 +50,9 @@ class SlackWorkspace(MessageMethods, ViewMethods, ResponseUrls):
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
+            "files.info": self._files_info,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     def call_method(self, method: str, args: JsonDict) -> JsonDict:

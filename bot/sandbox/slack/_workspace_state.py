@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from bot.sandbox.slack._files import SlackFile
 from bot.sandbox.slack._models import (
     Enterprise,
     EphemeralMessage,
@@ -84,6 +85,11 @@ class WorkspaceState:
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._response_url_posts: list[ResponseUrlPost] = []
         self._buckets: dict[str, TokenBucket] = {}
+        # Files by id, and upload tickets (files.getUploadURLExternal) -> file id.
+        self._files: dict[str, SlackFile] = {}
+        self._upload_tickets: dict[str, str] = {}
+        # Where file URLs point: the running simulator's base_url (set by start()).
+        self.file_base_url: str | None = None
         self._ts = _TsClock()
         self._serial = itertools.count(1)
         # Called with each message chat.postMessage stores, before Slack answers: a test can act

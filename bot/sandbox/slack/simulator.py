@@ -30,6 +30,8 @@ from typing import Any, Self
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.sandbox.slack._faults import Fault, SlackFaults
+from bot.sandbox.slack._file_routes import FileRoutes
+from bot.sandbox.slack._files import FILE_METHOD_SCOPES, MAX_UPLOAD_BYTES
 from bot.sandbox.slack._installs import DEFAULT_TOKEN_TTL_SECONDS, Installs
 from bot.sandbox.slack._models import JsonDict, RecordedCall
 from bot.sandbox.slack._oauth import InstallSide
@@ -59,6 +61,7 @@ DEFAULT_GRANTED_SCOPES: tuple[str, ...] = (
     "chat:write.public",
     "commands",
     "files:read",
+    "files:write",
     "groups:history",
     "groups:read",
     "im:history",
@@ -152,12 +155,14 @@ class SlackSimulator(InstallSide, SlackWorkspace):
         """Serve on ``host:port`` (0 = any free port); returns ``api_url``."""
         if self._runner is not None:
             raise RuntimeError("the Slack simulator is already running")
-        app = web.Application()
+        # Uploads carry a whole file (up to Slack's 1 GB), not a 1 MB form.
+        app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
         app.router.add_route("GET", "/api/{method}", self._handle_api)
         app.router.add_route("POST", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{url_id}", self._handle_response_url)
         app.router.add_get("/link/", self._handle_socket)
         app.router.add_get("/oauth/v2/authorize", self._handle_authorize)
+        FileRoutes(self).add_to(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -165,6 +170,8 @@ class SlackSimulator(InstallSide, SlackWorkspace):
         bound_host, bound_port = runner.addresses[0][:2]
         self._runner = runner
         self._base_url = f"http://{bound_host}:{bound_port}/"
+        for workspace in self.workspaces:
+            workspace.file_base_url = self._base_url
         logger.debug("Slack simulator listening on %s", self._base_url)
         return self.api_url
 
@@ -255,6 +262,7 @@ class SlackSimulator(InstallSide, SlackWorkspace):
                     status, body = 200, self._auth_revoke(token, args)
                 else:
                     headers["x-oauth-scopes"] = ",".join(self.granted_scopes)
+                    self._require_scope(method)
                     status, body = 200, workspace.call_method(method, args)
                     if method == "auth.test":
                         body = self._identity_of(token, body)
@@ -283,6 +291,13 @@ class SlackSimulator(InstallSide, SlackWorkspace):
         if token == self._app_token:
             raise ApiFailure("not_allowed_token_type")
         return self.installs.resolve(token)
+
+    def _require_scope(self, method: str) -> None:
+        # Only the file methods check: the sandbox grants every other scope the bridge uses.
+        needed = FILE_METHOD_SCOPES.get(method)
+        if needed is not None and needed not in self.granted_scopes:
+            provided = ",".join(self.granted_scopes)
+            raise ApiFailure("missing_scope", extra={"needed": needed, "provided": provided})
 
     def _fault_response(
         self, method: str, args: JsonDict, transport: Transport, fault: Fault
