@@ -147,6 +147,8 @@ async def test_three_instances_sending_1000_messages_to_one_location_get_no_429(
     assert all(budget_used(client) for client in clients)
 
 
+# Ten seconds or more: with `make test-slow` (CI runs it), to keep `make test` short.
+@pytest.mark.slow
 async def test_without_the_shared_budget_the_same_instances_are_refused(
     sim: HighLevelSimulator,
 ) -> None:

@@ -90,6 +90,8 @@ async def test_three_instances_share_the_channels_rate(
     assert len(sim.channel_messages(CHANNEL)) == INSTANCES * POSTS_PER_INSTANCE
 
 
+# Ten seconds or more: with `make test-slow` (CI runs it), to keep `make test` short.
+@pytest.mark.slow
 async def test_without_the_shared_budget_they_overrun_it(sim: SlackSimulator) -> None:
     """The control: the same pacers, each alone."""
     pacers = [ChannelPacer(rate_per_second=4, burst=1) for _ in range(INSTANCES)]

@@ -639,6 +639,8 @@ async def _deliver_one(
     assert answer.status_code == 200
 
 
+# Ten seconds or more: with `make test-slow` (CI runs it), to keep `make test` short.
+@pytest.mark.slow
 @pytest.mark.parametrize("claim", ["send", "inbound"])
 async def test_a_restart_under_the_same_instance_id_does_not_keep_its_predecessors_claim(
     tmp_path: Path, postgres_url: str, claim: str

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from bot.sandbox.highlevel import HighLevelSimulator
@@ -289,6 +290,8 @@ async def test_kill_9_between_the_ack_and_the_outbox_row_loses_nothing(tmp_path:
     )
 
 
+# Ten seconds or more: with `make test-slow` (CI runs it), to keep `make test` short.
+@pytest.mark.slow
 async def test_a_stop_waits_no_longer_than_its_grace_and_the_rest_resumes(
     tmp_path: Path,
 ) -> None:

@@ -35,6 +35,8 @@ from tests.reliability._helpers import (
 CONTACTS = 5
 
 
+# Ten seconds or more: with `make test-slow` (CI runs it), to keep `make test` short.
+@pytest.mark.slow
 async def test_posts_survive_slack_429s_and_5xx_and_are_never_doubled(tmp_path: Path) -> None:
     started = time.monotonic()
     highlevel = HighLevelSimulator()
