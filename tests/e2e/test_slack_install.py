@@ -341,3 +341,30 @@ async def test_a_one_workspace_bridge_keeps_working_when_the_install_flow_is_tur
 async def _owner(store: Store, location_id: str) -> str | None:
     record = await store.get_location(location_id)
     return record.slack_team_id if record is not None else None
+
+
+async def test_an_admin_entry_can_name_one_workspace(database_url: str) -> None:
+    # U0HELPER is no workspace admin anywhere; ADMIN_SLACK_USERS makes it one in Acme only.
+    stack = two_workspace_stack(
+        database_url, settings_overrides={"admin_slack_users": f"{ACME}:U0HELPER"}
+    )
+    stack.slack.add_user("U0HELPER", "helper", "Hal Helper")
+    stack.slack.workspace(ACME).add_user("U0HELPER", "helper", "Hal Helper")
+    await stack.start()
+    try:
+        for team, user in ((stack.slack.team_id, AGENT_USER), (ACME, ACME_ADMIN)):
+            assert (await stack.install_slack(team, user=user)).status == 200
+        for location_id in (L1, L2):
+            assert (await stack.install(location=location_id)).status == 200
+        acme = stack.driver_for(ACME)
+        await command(acme, f"/highlevel link {L2}", user="U0HELPER", channel=ACME_SALES)
+        refused = await command(
+            stack.driver, f"/highlevel link {L1}", user="U0HELPER", channel=SALES_CHANNEL
+        )
+        async with stack_store(stack) as store:
+            acme_link = await store.get_channel_link(ACME, ACME_SALES)
+            assert acme_link is not None and acme_link.location_id == L2
+            assert await store.get_channel_link(stack.slack.team_id, SALES_CHANNEL) is None
+        assert "admin" in refused.lower()
+    finally:
+        await stack.stop()
