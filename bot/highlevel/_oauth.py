@@ -24,6 +24,7 @@ from ._errors import (
     error_for_status,
 )
 from ._transport import AiohttpTransport
+from ._wire import _try_json
 
 __all__ = ["OAUTH_VERSION", "HighLevelOAuth", "InstalledLocation", "TokenGrant"]
 
@@ -301,13 +302,6 @@ def _with_location(grant: TokenGrant, location_id: str) -> TokenGrant:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _try_json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _message(body: Any, response: httpx.Response) -> str:

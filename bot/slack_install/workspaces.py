@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
@@ -44,17 +43,6 @@ _REFRESH_REFUSED = frozenset(
 )
 
 MakePoster = Callable[[AsyncWebClient, str], SlackPoster]
-
-
-@dataclass(frozen=True, slots=True)
-class Workspace:
-    """One workspace the bridge serves (what `doctor` lists)."""
-
-    team_id: str
-    team_name: str | None
-    enterprise_id: str | None
-    source: Literal["token", "install"]  # SLACK_BOT_TOKEN, or an install through /slack/install
-    token_expires_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -105,11 +93,6 @@ class SlackWorkspaces:
         self._static_poster: SlackPoster | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._enterprises: dict[str, str | None] = {}
-
-    @property
-    def installable(self) -> bool:
-        """Workspaces install the app through Slack's OAuth (several workspaces)."""
-        return self._installs is not None
 
     # ------------------------------------------------------------------ posters and tokens
 
@@ -169,32 +152,6 @@ class SlackWorkspaces:
         if len(rows) == 1 and rows[0].team_id:
             return rows[0].team_id
         return None
-
-    async def workspaces(self) -> list[Workspace]:
-        """Every workspace served: SLACK_BOT_TOKEN's first, then the installed ones."""
-        found: list[Workspace] = []
-        static_team = None
-        if self._static is not None:
-            try:
-                static_team = await self._static_team_id()
-            except WorkspaceGone:
-                static_team = ""
-            found.append(Workspace(static_team, None, None, "token"))
-        if self._store is not None and self._installs is not None:
-            for row in await self._store.list_slack_workspaces():
-                if not row.has_bot or not row.team_id or row.team_id == static_team:
-                    continue
-                self._enterprises[row.team_id] = row.enterprise_id
-                found.append(
-                    Workspace(
-                        row.team_id,
-                        row.team_name,
-                        row.enterprise_id,
-                        "install",
-                        row.bot_token_expires_at,
-                    )
-                )
-        return found
 
     def forget(self, team_id: str) -> None:
         """Drop what this instance holds of `team_id` (it uninstalled the app)."""
@@ -356,12 +313,12 @@ class SlackWorkspaces:
         except ConflictError:
             log.info("Slack workspace %s: its token was replaced during a refresh", team_id)
             return None
-        except StoreError:
-            # The new token is Slack's now and the old refresh token is spent: use the new
-            # one here; the lease runs out and another instance will find the workspace
-            # needing a new install if this one stops before storing it.
-            log.error("Slack workspace %s: could not store its refreshed token", team_id)
-            raise
+        except StoreError as exc:
+            # The old refresh token is spent: this instance goes on with the new token (kept
+            # in memory); the others find the lease run out and the workspace needing a new
+            # install if the database stays down.
+            log.error("Slack workspace %s: could not store its refreshed token: %s", team_id, exc)
+            version = held.version
         lifetime = float(expires_in) if expires_in is not None else None
         self._held[team_id] = _Held(refreshed, version, now, lifetime)
         log.info("Slack workspace %s: bot token refreshed", team_id)

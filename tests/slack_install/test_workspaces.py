@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -90,7 +90,7 @@ async def install(sim: SlackSimulator, installs: BridgeInstallationStore, team: 
 @pytest.fixture
 async def instances(
     backend: Backend, sim: SlackSimulator, cipher: TokenCipher
-) -> AsyncIterator[Callable[[Clock], asyncio.Future[Instance]]]:
+) -> AsyncIterator[Callable[[Clock], Awaitable[Instance]]]:
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
 
@@ -113,11 +113,11 @@ async def instances(
             )
             return Instance(store, installs, workspaces)
 
-        yield new  # type: ignore[misc]
+        yield new
 
 
 async def test_each_workspace_posts_with_its_own_token(
-    sim: SlackSimulator, instances: Callable[[Clock], asyncio.Future[Instance]]
+    sim: SlackSimulator, instances: Callable[[Clock], Awaitable[Instance]]
 ) -> None:
     one = await instances(Clock(sim))
     for team in TEAMS:
@@ -130,15 +130,12 @@ async def test_each_workspace_posts_with_its_own_token(
         ("T0ACME", "C0ACME"),
         ("T0BETA", "C0BETA"),
     ]
-    assert [workspace.team_id for workspace in await one.workspaces.workspaces()] == sorted(
-        TEAMS, key=lambda team: f"{team[3:].title()} Inc"
-    )
     with pytest.raises(WorkspaceGone):
         await one.workspaces.poster("T0NOWHERE")
 
 
 async def test_an_expiring_token_is_refreshed_once_across_two_instances(
-    sim: SlackSimulator, instances: Callable[[Clock], asyncio.Future[Instance]]
+    sim: SlackSimulator, instances: Callable[[Clock], Awaitable[Instance]]
 ) -> None:
     clock = Clock(sim)
     first, second = await instances(clock), await instances(clock)
@@ -165,7 +162,7 @@ async def test_an_expiring_token_is_refreshed_once_across_two_instances(
 
 
 async def test_an_uninstalled_workspace_is_gone_for_every_instance(
-    sim: SlackSimulator, instances: Callable[[Clock], asyncio.Future[Instance]]
+    sim: SlackSimulator, instances: Callable[[Clock], Awaitable[Instance]]
 ) -> None:
     clock = Clock(sim)
     first, second = await instances(clock), await instances(clock)
@@ -184,7 +181,7 @@ async def test_an_uninstalled_workspace_is_gone_for_every_instance(
 
 
 async def test_a_refresh_slack_refuses_leaves_the_workspace_gone(
-    sim: SlackSimulator, instances: Callable[[Clock], asyncio.Future[Instance]]
+    sim: SlackSimulator, instances: Callable[[Clock], Awaitable[Instance]]
 ) -> None:
     clock = Clock(sim)
     one = await instances(clock)
