@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import aiohttp
 import httpx
@@ -16,6 +17,10 @@ import handlers
 from bot.cluster import SharedBudget
 from bot.cluster.leases import LeaseKeeper
 from bot.deps import Deps
+from bot.files.fetch import AttachmentFetcher
+from bot.files.inbound import InboundFiles
+from bot.files.outbound import OutboundFiles, file_transfer_client
+from bot.files.slack_files import SlackFileReader
 from bot.health import DatabaseProbe, HealthSource, open_writable_store
 from bot.highlevel import HighLevelClient, HighLevelOAuth, RateLimiter
 from bot.inbound import InboundService, InboundWorker
@@ -78,6 +83,7 @@ class Bridge:
         metrics: BridgeMetrics,
         oauth_pages: OAuthPages,
         slack_install: SlackInstallPages,
+        http_clients: Sequence[httpx.AsyncClient] = (),
     ) -> None:
         self.settings = settings
         self.store = store
@@ -95,6 +101,8 @@ class Bridge:
         self.webhooks = webhooks
         self.listener_work = listener_work
         self.metrics = metrics
+        # Clients of the file transfers; closed in `aclose`.
+        self._http_clients = tuple(http_clients)
         self._started = False
 
     @classmethod
@@ -215,7 +223,20 @@ class Bridge:
             await accounts.reload()
 
         oauth_pages = OAuthPages(installer, on_connected=connected)
-        outbox = OutboxWorker(store=store, accounts=accounts, presenter=presenter, outcomes=metrics)
+        file_http = file_transfer_client()
+        outbox = OutboxWorker(
+            store=store,
+            accounts=accounts,
+            presenter=presenter,
+            outcomes=metrics,
+            files=OutboundFiles(
+                store=store,
+                accounts=accounts,
+                reader=SlackFileReader(
+                    slack=workspaces, http=file_http, slack_api_url=settings.slack_api_url
+                ),
+            ),
+        )
         connect_hint = (
             f" An admin can connect one at {install_url} (or `/highlevel connect`)."
             if install_url
@@ -230,12 +251,24 @@ class Bridge:
             wake_worker=outbox.wake,
             connect_hint=connect_hint,
         )
+        # Customers' attachments into their threads: at most MAX_INBOUND_FILE_MB each, from
+        # public addresses (or the HighLevel API's own host, when that is private: a sandbox).
+        inbound_files = InboundFiles(
+            store=store,
+            slack=workspaces,
+            fetcher=AttachmentFetcher(
+                max_bytes=int(settings.max_inbound_file_mb * 1024 * 1024),
+                trusted_base_url=settings.ghl_api_url,
+            ),
+            accounts=accounts,
+        )
         inbound_worker = InboundWorker(
             store=store,
             slack=workspaces,
             presenter=presenter,
             accounts=accounts,
             routing=routing,
+            files=inbound_files,
         )
         inbound = InboundService(store=store, wake_worker=inbound_worker.wake)
         webhooks = WebhookEndpoint(
@@ -324,6 +357,7 @@ class Bridge:
             metrics=metrics,
             oauth_pages=oauth_pages,
             slack_install=SlackInstallPages(oauth_flow),
+            http_clients=[file_http],
         )
 
     def start(self, *, socket_mode: HealthSource | None = None) -> None:
@@ -392,6 +426,8 @@ class Bridge:
         self._started = False
         self.webhooks.not_served.flush()  # the count since its last line, not lost at a stop
         await self.accounts.aclose()
+        for client in self._http_clients:
+            await client.aclose()
         if self._oauth is not None:
             await self._oauth.aclose()
         if self.slack_client.session is not None:

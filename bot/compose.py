@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from bot.files import (
+    ALLOWED_EXTENSIONS,
+    MAX_FILES_PER_SEND,
+    SlackFileRef,
+    channel_takes_files,
+    file_problem,
+    upload_limit_bytes,
+)
+from bot.files.rules import extension_of, size_text
 from bot.highlevel import Contact, EmailReplyMode, MessageChannel
 from bot.recipients import (
     Recipient,
@@ -50,6 +60,9 @@ MAX_MESSAGE_CHARACTERS = 10_000
 MAX_SUBJECT_CHARACTERS = 250
 # A send scheduled further ahead than this is a slip (or a date in milliseconds).
 MAX_SCHEDULE_AHEAD_SECONDS = 366 * 86_400
+# A file's name in a field error, shortened (its extension kept) so the limit still shows.
+FILE_NAME_IN_ERRORS = 40
+FILE_EXTENSION_KEPT = 10  # a longer "extension" is part of the name, not a type
 
 
 class ComposeField(enum.StrEnum):
@@ -65,6 +78,10 @@ class ComposeField(enum.StrEnum):
     SCHEDULE = "schedule"
     FROM_NUMBER = "from_number"
     SUB_ACCOUNT = "sub_account"
+    # A file_input: files the person picks for this send.
+    FILES = "files"
+    # Checkboxes: the files of the Slack message "Reply via HighLevel" was used on.
+    MESSAGE_FILES = "message_files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +99,8 @@ class Draft:
     schedule_at: int | None = None  # UTC epoch seconds
     # The HighLevel sub-account (location) to send from; "" lets the channel decide.
     location_id: str = ""
+    # Slack files to send with the message, in the order picked.
+    files: tuple[SlackFileRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +126,12 @@ class ComposeContext:
     reply: ReplyContext | None = None
     # Channels the contact can receive, when the contact is known; None offers them all.
     available: tuple[MessageChannel, ...] | None = None
+    # The files of the Slack message the composer was opened from ("Reply via HighLevel"),
+    # offered as checkboxes (a file_input cannot be prefilled); names may be shortened to fit
+    # private_metadata (the extension is kept).
+    message_files: tuple[SlackFileRef, ...] = ()
+    # How many more files that message had than private_metadata could carry (shown as a note).
+    message_files_left_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +148,7 @@ class CheckedDraft:
     from_number: str | None
     schedule_at: int | None
     location_id: str = ""  # "" lets the channel decide (see Draft)
+    files: tuple[SlackFileRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +176,14 @@ def check_draft(
     is_email = draft.channel is MessageChannel.EMAIL
     message = draft.message.strip()
     html = draft.html.strip()
-    if not message and not (is_email and html):
-        errors[ComposeField.MESSAGE] = "Write a message."
+    # HighLevel sends attachments without text; an email still needs its subject.
+    carries_files = bool(draft.files) and channel_takes_files(draft.channel)
+    if not message and not (is_email and html) and not carries_files:
+        errors[ComposeField.MESSAGE] = (
+            "Write a message or attach a file."
+            if channel_takes_files(draft.channel)
+            else "Write a message."
+        )
     elif len(message) > MAX_MESSAGE_CHARACTERS:
         errors[ComposeField.MESSAGE] = (
             f"That is {len(message):,} characters; the most is {MAX_MESSAGE_CHARACTERS:,}."
@@ -196,6 +228,10 @@ def check_draft(
     elif draft.schedule_at is not None and draft.schedule_at > now + MAX_SCHEDULE_AHEAD_SECONDS:
         errors[ComposeField.SCHEDULE] = "Pick a time within the next year."
 
+    files_error = files_problem(draft.files, draft.channel)
+    if files_error is not None:
+        errors[ComposeField.FILES] = files_error
+
     if errors:
         return FieldErrors(errors)
     return CheckedDraft(
@@ -209,7 +245,66 @@ def check_draft(
         from_number=from_number,
         schedule_at=draft.schedule_at,
         location_id=draft.location_id,
+        files=draft.files,
     )
+
+
+def short_file_name(name: str, limit: int) -> str:
+    """`name` in at most `limit` characters, keeping its extension (what HighLevel checks)."""
+    if len(name) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and len(extension) <= FILE_EXTENSION_KEPT:
+        room = limit - len(extension) - 1
+        if room >= 2:
+            return stem[: room - 1] + "…" + "." + extension
+    return name[: max(limit - 1, 0)] + "…"
+
+
+def _names(files: Sequence[SlackFileRef], *, with_size: bool = False) -> str:
+    shown = []
+    for file in files:
+        name = short_file_name(file.name, FILE_NAME_IN_ERRORS)
+        shown.append(f"{name} ({size_text(file.size)})" if with_size else name)
+    return ", ".join(shown)
+
+
+def files_problem(files: Sequence[SlackFileRef], channel: MessageChannel) -> str | None:
+    """Why these files can't go with a send on `channel`, naming each refused file and the
+    limit or type, in one paragraph whose most useful part comes first (Slack shows 150
+    characters of a field error); None when they all can."""
+    if not files:
+        return None
+    label = CHANNEL_LABELS.get(channel, channel.value)
+    parts: list[str] = []
+    if len(files) > MAX_FILES_PER_SEND:
+        extra = len(files) - MAX_FILES_PER_SEND
+        parts.append(
+            f"At most {MAX_FILES_PER_SEND} files go with one message; this one has "
+            f"{len(files)}: remove {extra}."
+        )
+    shortened = [replace(f, name=short_file_name(f.name, FILE_NAME_IN_ERRORS)) for f in files]
+    refused = [
+        (file, problem)
+        for file, short in zip(files, shortened, strict=True)
+        if (problem := file_problem(short, channel, label)) is not None
+    ]
+    if len(refused) == 1:
+        parts.append(refused[0][1])
+    elif refused and not channel_takes_files(channel):
+        parts.append(
+            f"{label} messages can't carry files: remove {_names([f for f, _ in refused])}, "
+            "or choose another channel."
+        )
+    elif refused:
+        wrong_type = [f for f, _ in refused if extension_of(f.name) not in ALLOWED_EXTENSIONS]
+        too_big = [f for f, _ in refused if f not in wrong_type]
+        if too_big:
+            limit = size_text(upload_limit_bytes(channel))
+            parts.append(f"Over {label}'s {limit} limit: {_names(too_big, with_size=True)}.")
+        if wrong_type:
+            parts.append(f"HighLevel doesn't take the type of {_names(wrong_type)}.")
+    return " ".join(parts) or None
 
 
 def unreachable_reason(contact: Contact, channel: MessageChannel) -> str | None:

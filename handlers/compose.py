@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -130,12 +131,7 @@ async def narrow_to_contact(
 
 
 def _with_contact(context: ComposeContext, contact: Contact) -> ComposeContext:
-    return ComposeContext(
-        channel_id=context.channel_id,
-        thread_ts=context.thread_ts,
-        reply=context.reply,
-        available=available_channels(contact),
-    )
+    return dataclasses.replace(context, available=available_channels(contact))
 
 
 def _origin(body: dict[str, Any], context: ComposeContext) -> SlackOrigin:
@@ -165,7 +161,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             context = decode_context(view.get("private_metadata") or "")
         except ValueError:
             return
-        draft = read_draft(view.get("state", {}).get("values", {}))
+        draft = read_draft(
+            view.get("state", {}).get("values", {}), message_files=context.message_files
+        )
         action = (body.get("actions") or [{}])[0].get("action_id")
         origin = _origin(body, context)
         choices = await sub_account_choices(deps, origin.team_id, origin.channel_id, context)
@@ -184,9 +182,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     raise LookupError("no such contact")
                 context = _with_contact(context, contact)
             except (RecipientError, LookupError, HighLevelError, TimeoutError):
-                context = ComposeContext(
-                    channel_id=context.channel_id, thread_ts=context.thread_ts, reply=None
-                )
+                context = dataclasses.replace(context, reply=None, available=None)
         try:
             await client.views_update(
                 view_id=view["id"],
@@ -219,7 +215,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 errors={ComposeField.MESSAGE: "This composer is out of date; open a new one."},
             )
             return
-        draft = read_draft(view.get("state", {}).get("values", {}))
+        draft = read_draft(
+            view.get("state", {}).get("values", {}), message_files=context.message_files
+        )
         present = [block.get("block_id") for block in view.get("blocks", [])]
         checked = check_draft(draft, now=time.time(), region=region, replying=bool(context.reply))
         origin = _origin(body, context)

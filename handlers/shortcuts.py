@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -10,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.compose import ComposeContext
 from bot.deps import Deps
 from bot.outbound import ComposeRejected
+from bot.ui.compose_state import file_refs
 from bot.ui.inbound_builder import shortcut_outside_thread_notice
 from bot.ui.notice_builder import error_notice
 from handlers.compose import open_composer
@@ -44,7 +46,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text, blocks = error_notice("Can't reply here", exc.message)
             await respond(text=text, blocks=blocks, response_type="ephemeral")
             return
+        # The message's files are offered as checkboxes (deleted and external ones can't be
+        # fetched, so they are not). A person's files start checked; files the bridge posted
+        # (a customer's photo) start unchecked: sending them back is rarely the reply meant.
+        files = file_refs(message.get("files"))
         context = ComposeContext(
-            channel_id=channel_id, thread_ts=message.get("thread_ts") or ts, reply=reply
+            channel_id=channel_id,
+            thread_ts=message.get("thread_ts") or ts,
+            reply=reply,
+            message_files=files,
         )
+        posted_by_a_bot = bool(message.get("bot_id")) or message.get("subtype") == "bot_message"
+        if files and not posted_by_a_bot:
+            draft = dataclasses.replace(draft, files=files)
         await open_composer(client, body["trigger_id"], draft, context)

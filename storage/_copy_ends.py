@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 COPIED_TABLES: tuple[str, ...] = (
     "slack_threads",
     "outbox",
+    "outbox_files",
     "messages",
     "inbound_events",
     "processed_deliveries",

@@ -37,6 +37,7 @@ from storage._migrations import (
     refuse_newer_schema,
 )
 from storage._outbox import OutboxMixin
+from storage._outbox_files import OutboxFilesMixin
 from storage._slack_installs import SlackInstallsMixin
 from storage._tenancy import TenancyMixin
 from storage._threads import ThreadsMixin
@@ -64,6 +65,7 @@ class PostgresStore(
     ThreadsMixin,
     MessagesMixin,
     OutboxMixin,
+    OutboxFilesMixin,
     InboundMixin,
     IntentsMixin,
     DedupeMixin,

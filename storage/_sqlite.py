@@ -32,6 +32,7 @@ from storage._migrations import (
     refuse_newer_schema,
 )
 from storage._outbox import OutboxMixin
+from storage._outbox_files import OutboxFilesMixin
 from storage._slack_installs import SlackInstallsMixin
 from storage._sqlite_thread import (
     SqliteConn,
@@ -62,6 +63,7 @@ class SqliteStore(
     ThreadsMixin,
     MessagesMixin,
     OutboxMixin,
+    OutboxFilesMixin,
     InboundMixin,
     IntentsMixin,
     DedupeMixin,

@@ -107,6 +107,8 @@ async def fill(store: SqliteStore, clock: FakeClock) -> None:
     cancelled = await enqueue(store, "out-cancelled", contact_id="c-cancelled")
     await store.mark_cancelled(cancelled.id)
     pending = await enqueue(store, "out-pending", thread_id=threads[0].id, slack_ts="1700.5")
+    # A send with files, one uploaded before the copy (its URL must not be uploaded again).
+    await store.record_outbox_upload(pending.id, "F0PHOTO", "https://files.example/1/photo.jpg")
 
     await store.record_message(
         direction=MessageDirection.OUTBOUND,
@@ -485,7 +487,8 @@ async def test_a_copy_failing_half_way_leaves_the_target_empty(
     path = tmp_path / "bridge.db"
     source = await filled_sqlite(path, clock)
     # A message whose thread is gone, as a file written with foreign keys off could hold:
-    # the target refuses it, after slack_threads and outbox and some messages are written.
+    # the target refuses it, after slack_threads, outbox, outbox_files and some messages are
+    # written.
     query(
         path,
         "INSERT INTO messages (id, thread_id, direction, created_at, updated_at)"
@@ -501,7 +504,7 @@ async def test_a_copy_failing_half_way_leaves_the_target_empty(
         with pytest.raises(StoreError, match="copying messages failed"):
             await copy_database(source, target, batch_size=2, on_table=on_table)
 
-        assert written == ["slack_threads", "outbox"]
+        assert written == ["slack_threads", "outbox", "outbox_files"]
         assert await dump(target) == empty_dump()
 
 

@@ -30,6 +30,7 @@ from bot.demo import (
     run,
     use_color,
 )
+from bot.demo.pictures import STEP_PICTURES
 from bot.demo.tenancy import STEP_SUB_ACCOUNTS
 from bot.demo.workspaces import STEP_WORKSPACES
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, GRACE_HOPPER_ID, Faults, HighLevelSimulator
@@ -66,6 +67,10 @@ async def test_demo_plays_every_step_and_prints_the_conversation(
     assert elapsed < 60
     for step in STEPS:
         assert f"✓ {step}" in output
+    # A picture to the customer by MMS and the customer's photo back (bot/demo/pictures.py).
+    assert f"✓ {STEP_PICTURES}" in output
+    assert "uploaded to HighLevel once and sent as the SMS's attachment (MMS)" in output
+    assert "with on-our-way.png, posted in her thread" in output
     # Two sub-accounts routed to two channels, and a token refreshed (bot/demo/tenancy.py).
     assert f"✓ {STEP_SUB_ACCOUNTS}" in output
     assert "#sales → Sandbox Dental" in output and "#plumbing → Sandbox Plumbing" in output

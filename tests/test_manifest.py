@@ -58,6 +58,9 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     "reactions.add": frozenset({"reactions:write"}),
     "reactions.remove": frozenset({"reactions:write"}),
     "users.info": frozenset({"users:read"}),
+    "files.info": frozenset({"files:read"}),
+    # slack_sdk's files_upload_v2: files.getUploadURLExternal and files.completeUploadExternal.
+    "files.upload.v2": frozenset({"files:write"}),
     "views.open": frozenset(),
     "views.push": frozenset(),
     "views.update": frozenset(),

@@ -60,6 +60,7 @@ def outbox_in_database(database: Path) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+@pytest.mark.slow  # about 8 to 10 s: make test-slow (CI runs it)
 async def test_metrics_count_sends_requests_errors_and_queues_without_customer_data(
     stack: SandboxStack, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -70,6 +70,7 @@ async def test_a_refused_app_token_stops_serve_in_one_line_with_exit_2(
     assert len(slack.calls_to("apps.connections.open")) == 1  # refused: not tried again
 
 
+@pytest.mark.slow  # about 8 to 10 s: make test-slow (CI runs it)
 async def test_an_unreachable_slack_is_tried_a_few_times_then_serve_exits(
     tmp_path: Path, slack: SlackSimulator
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bot.demo.console import Console, use_color
+from bot.demo.pictures import STEP_PICTURES, play_pictures
 from bot.demo.script import STEPS, StepFailed, _Script
 from bot.demo.slack_text import SlackNames
 from bot.demo.tenancy import STEP_SUB_ACCOUNTS, play_sub_accounts
@@ -80,9 +81,11 @@ async def run(args: argparse.Namespace, *, highlevel: HighLevelSimulator | None 
             await stack.stop()
         threads = await _read_threads(path, stack)
         out.thread_map(threads, names, kept_at=keep)
-        # The agency parts, each on a bridge and database of its own, beside this one:
-        # two sub-accounts (bot/demo/tenancy.py), two Slack workspaces (bot/demo/workspaces.py).
+        # The other parts, each on a bridge and database of its own, beside this one: a
+        # picture each way (bot/demo/pictures.py), and the agency's two sub-accounts
+        # (bot/demo/tenancy.py) and two Slack workspaces (bot/demo/workspaces.py).
         for step, play, suffix in (
+            (STEP_PICTURES, play_pictures, "pictures"),
             (STEP_SUB_ACCOUNTS, play_sub_accounts, "subaccounts"),
             (STEP_WORKSPACES, play_workspaces, "workspaces"),
         ):
@@ -101,7 +104,7 @@ async def run(args: argparse.Namespace, *, highlevel: HighLevelSimulator | None 
     if failure is not None:
         out.line(out.red(f"✗ Demo failed: step “{failure.step}” did not happen: {failure.reason}"))
         return EXIT_STEP_FAILED
-    out.line(out.green(f"✓ All {len(STEPS) + 2} steps happened in {elapsed:.1f} s."))
+    out.line(out.green(f"✓ All {len(STEPS) + 3} steps happened in {elapsed:.1f} s."))
     return EXIT_OK
 
 

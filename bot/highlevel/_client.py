@@ -26,13 +26,13 @@ from ._models import (
     MessagePage,
     SendMessageRequest,
     SendMessageResponse,
-    UploadAttachmentsResponse,
     UpsertContactRequest,
     UpsertContactResponse,
 )
 from ._ratelimit import RateLimiter
 from ._seams import RequestObserver, StaticToken, TokenSource
 from ._transport import AiohttpTransport
+from ._uploads import UploadCalls
 from ._wire import (
     _decode_json,
     _error_message,
@@ -79,7 +79,7 @@ _ModelT = TypeVar("_ModelT", bound=pydantic.BaseModel)
 _jitter = random.SystemRandom()
 
 
-class HighLevelClient:
+class HighLevelClient(UploadCalls):
     """Typed client of the HighLevel conversations and contacts API for one location.
 
     Every request first waits on the location's ``RateLimiter``. Reads are retried with jittered
@@ -166,29 +166,6 @@ class HighLevelClient:
             json=req.to_wire(),
         )
         return self._parse(SendMessageResponse, body, kind=_Kind.WRITE)
-
-    async def upload_attachments(
-        self, *, conversation_id: str, contact_id: str, files: Sequence[tuple[str, bytes, str]]
-    ) -> dict[str, str]:
-        """POST /conversations/messages/upload; ``files`` are (filename, content, content type).
-
-        Returns filename → URL; pass the URLs as ``attachments`` of a send.
-        """
-        if not files:
-            raise ValueError("files must not be empty")
-        body = await self._request(
-            "POST",
-            "/conversations/messages/upload",
-            kind=_Kind.WRITE,
-            version=self._conversations_version,
-            data={
-                "conversationId": conversation_id,
-                "contactId": contact_id,
-                "locationId": self._location_id,
-            },
-            files=[("fileAttachment", (name, content, ctype)) for name, content, ctype in files],
-        )
-        return self._parse(UploadAttachmentsResponse, body, kind=_Kind.WRITE).uploaded_files
 
     async def get_message(self, message_id: str) -> Message:
         """GET /conversations/messages/{id}; real answers wrap it as ``{"message": {...}}``."""

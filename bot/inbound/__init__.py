@@ -10,6 +10,10 @@ OutboundMessage only update the status of the post that already shows them.
 - `service`: InboundService stores each event once.
 - `worker`: InboundWorker shows stored events in Slack, in order per conversation.
 - `polling`: InboundPoller finds messages webhooks did not bring.
+
+A customer's attachments are copied into the thread right after the message's post
+(`bot.files.inbound.InboundFiles`, handed to the worker), and WhatsApp media that arrive late
+are looked for in the next minute.
 """
 
 from bot.inbound.messages import IncomingMessage, from_polled, from_webhook

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bot.compose import contact_address, contact_label
+from bot.files.inbound import MEDIA_CHECK_EVENT, FileTarget, InboundFiles
 from bot.highlevel import HighLevelError, MessageChannel
 from bot.inbound.messages import IncomingMessage, channel_type, stored_message
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
@@ -77,11 +78,15 @@ class InboundWorker:
         presenter: SendPresenter,
         accounts: SubAccounts,
         routing: ChannelRouting,
+        files: InboundFiles | None = None,
         concurrency: int = 4,
         idle_poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`files`: copies customers' attachments into their threads (None: they are shown
+        as links only)."""
         self._store = store
+        self._files = files
         self._slack = slack
         self._presenter = presenter
         self._accounts = accounts
@@ -119,14 +124,18 @@ class InboundWorker:
 
     async def _handle(self, event: InboundEvent) -> None:
         try:
-            message = stored_message(event.event_type, event.payload_json)
-            if message is None:
-                # Checked when it was stored; a body that says otherwise now is kept aside.
-                raise ValueError("the stored webhook is not about a message")
-            if not message.location_id:
-                # Stored before events kept their sub-account: the key starts with it.
-                message = replace(message, location_id=event.conversation_key.split(":", 1)[0])
-            done = await self._process(message, event)
+            if event.event_type == MEDIA_CHECK_EVENT:
+                done = await self._check_late_media(event)
+            else:
+                message = stored_message(event.event_type, event.payload_json)
+                if message is None:
+                    # Checked when it was stored; a body that says otherwise now is kept aside.
+                    raise ValueError("the stored webhook is not about a message")
+                if not message.location_id:
+                    # Stored before events kept their sub-account: the key starts with it.
+                    location_id = event.conversation_key.split(":", 1)[0]
+                    message = replace(message, location_id=location_id)
+                done = await self._process(message, event)
         except WorkspaceGone as exc:
             # Its workspace uninstalled the app: nothing of it can be shown any more.
             log.warning(
@@ -171,6 +180,7 @@ class InboundWorker:
             known = await self._store.get_message_by_ghl_id(message.key_id)
             if known is not None and (known.slack_ts is not None or known.outbox_id is not None):
                 await self._update_status(known, message)
+                await self._files_of_shown(known, message)
                 return True
             if (
                 message.direction == "outbound"
@@ -244,6 +254,7 @@ class InboundWorker:
         if record.slack_ts is not None or record.outbox_id is not None:
             # Shown already (or it is one of our sends): this event only updates its status.
             await self._update_status(record, message)
+            await self._files_of_shown(record, message)
             return
         post = InboundPost(
             contact_label=thread.contact_label or message.contact_id,
@@ -297,6 +308,61 @@ class InboundWorker:
             record.id, slack_channel_id=thread.channel_id, slack_ts=ts
         )
         await self._remember(thread, message)
+        # The files after the post, before the event is finished: in order in the thread.
+        await self._take_files(
+            message,
+            FileTarget(
+                location_id=_location(message),
+                key_id=message.key_id,
+                message_id=message.message_id,
+                team_id=thread.team_id,
+                channel_id=thread.channel_id,
+                thread_ts=thread.thread_ts or ts,
+            ),
+        )
+
+    async def _take_files(self, message: IncomingMessage, target: FileTarget) -> None:
+        """A customer's attachments into the thread (each once), or, for WhatsApp media that
+        HighLevel does not list yet, checks for them in the next minute."""
+        if self._files is None or message.direction != "inbound":
+            return
+        if message.attachments:
+            await self._files.copy(target, message.attachments)
+        elif _late_media_expected(message):
+            await self._files.expect_late_media(target)
+
+    async def _files_of_shown(self, known: MessageRecord, message: IncomingMessage) -> None:
+        """Another event of a message shown already (a redelivery, a status, the event again
+        after a stop between its post and its files): the files not copied yet, if any."""
+        if (
+            self._files is None
+            or message.direction != "inbound"
+            or known.outbox_id is not None
+            or known.slack_ts is None
+            or known.slack_channel_id is None
+            or known.thread_id is None
+            or not (message.attachments or _late_media_expected(message))
+        ):
+            return
+        thread = await self._store.get_thread(known.thread_id)
+        if thread is None:
+            return
+        target = FileTarget(
+            location_id=_location(message),
+            key_id=message.key_id,
+            message_id=message.message_id,
+            team_id=thread.team_id,
+            channel_id=known.slack_channel_id,
+            thread_ts=thread.thread_ts or known.slack_ts,
+        )
+        await self._take_files(message, target)
+
+    async def _check_late_media(self, event: InboundEvent) -> bool:
+        if self._files is None:
+            return True  # the bridge no longer copies files: nothing to check for
+        # Not while another event of the same message is at work here (its files too).
+        async with self._showing.hold(str(event.payload.get("key_id") or "")):
+            return await self._files.check_late_media(event)
 
     async def _with_contact(self, post: InboundPost, message: IncomingMessage) -> InboundPost:
         try:
@@ -351,6 +417,17 @@ class InboundWorker:
             channel_type=channel_type(message.channel),
             contact_label=label,
         )
+
+
+def _late_media_expected(message: IncomingMessage) -> bool:
+    """A WhatsApp message from the customer with neither text nor attachments: media whose
+    attachments HighLevel lists only seconds later (HLD#299)."""
+    return (
+        message.direction == "inbound"
+        and channel_type(message.channel) == MessageChannel.WHATSAPP.value
+        and not message.body.strip()
+        and not message.attachments
+    )
 
 
 def _location(message: IncomingMessage) -> str:

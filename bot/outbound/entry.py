@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.compose import CheckedDraft, ReplyContext
+from bot.files import SlackFileRef
 from bot.highlevel import Contact, EmailReplyMode, MessageChannel, SendMessageRequest
 from storage import OutboxEntry
 
@@ -19,8 +21,10 @@ class Display:
     created_contact: bool = False
 
 
-def entry_payload(request: SendMessageRequest, display: Display) -> dict[str, Any]:
-    return {
+def entry_payload(
+    request: SendMessageRequest, display: Display, files: Sequence[SlackFileRef] = ()
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
         "request": request.to_wire(),
         "display": {
             "contact_label": display.contact_label,
@@ -28,6 +32,15 @@ def entry_payload(request: SendMessageRequest, display: Display) -> dict[str, An
             "created_contact": display.created_contact,
         },
     }
+    if files:
+        # The Slack files go with the send: uploaded by the worker, once each (outbox_files).
+        payload["files"] = [file.to_json() for file in files]
+    return payload
+
+
+def files_of(entry: OutboxEntry) -> tuple[SlackFileRef, ...]:
+    """The Slack files the send carries, in the order picked."""
+    return tuple(SlackFileRef.from_json(item) for item in entry.payload.get("files") or ())
 
 
 def unpack_entry(entry: OutboxEntry) -> tuple[SendMessageRequest, Display]:

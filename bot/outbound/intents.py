@@ -25,7 +25,8 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.compose import Draft, FieldErrors, ReplyContext, check_draft, contact_label
-from bot.highlevel import Contact, EmailReplyMode, MessageChannel
+from bot.highlevel import Contact, EmailReplyMode
+from bot.outbound.saved_draft import decode_draft, encode_draft, optional_text, text_field
 from bot.outbound.service import (
     NOT_SAVED,
     ComposeRejected,
@@ -402,7 +403,7 @@ def _duration(seconds: float) -> str:
 
 def encode_intent(intent: Intent) -> tuple[str, dict[str, Any]]:
     """(kind, payload): what is needed to run the compose again."""
-    draft = _encode_draft(intent.draft)
+    draft = encode_draft(intent.draft)
     if isinstance(intent, QuickSendIntent):
         return IntentKind.QUICK_SEND.value, {"draft": draft}
     reply = intent.reply
@@ -430,7 +431,7 @@ def decode_intent(record: ComposeIntent) -> Intent:
     """The intent saved in `record`; KeyError, TypeError or ValueError if it is not one."""
     payload = record.payload
     origin = _origin_of(record)
-    draft = _decode_draft(payload["draft"])
+    draft = decode_draft(payload["draft"])
     kind = IntentKind(record.kind)
     if kind is IntentKind.QUICK_SEND:
         return QuickSendIntent(
@@ -445,56 +446,11 @@ def decode_intent(record: ComposeIntent) -> Intent:
         mode = packed.get("email_reply_mode")
         reply = ReplyContext(
             thread_id=int(packed["thread_id"]),
-            contact_id=_text(packed["contact_id"]),
-            contact_label=_text(packed["contact_label"]),
-            email_thread_id=_optional_text(packed.get("email_thread_id")),
-            reply_message_id=_optional_text(packed.get("reply_message_id")),
+            contact_id=text_field(packed["contact_id"]),
+            contact_label=text_field(packed["contact_label"]),
+            email_thread_id=optional_text(packed.get("email_thread_id")),
+            reply_message_id=optional_text(packed.get("reply_message_id")),
             email_reply_mode=EmailReplyMode(mode) if mode is not None else None,
-            location_id=_text(packed.get("location_id", "")),
+            location_id=text_field(packed.get("location_id", "")),
         )
     return ComposerIntent(key=record.idempotency_key, origin=origin, draft=draft, reply=reply)
-
-
-def _encode_draft(draft: Draft) -> dict[str, Any]:
-    return {
-        "recipient": draft.recipient,
-        "channel": draft.channel.value,
-        "message": draft.message,
-        "subject": draft.subject,
-        "cc": draft.cc,
-        "bcc": draft.bcc,
-        "html": draft.html,
-        "from_number": draft.from_number,
-        "schedule_at": draft.schedule_at,
-        "location_id": draft.location_id,
-    }
-
-
-def _decode_draft(data: Any) -> Draft:
-    if not isinstance(data, dict):
-        raise TypeError("a saved draft is not an object")
-    schedule_at = data.get("schedule_at")
-    if schedule_at is not None and not isinstance(schedule_at, int):
-        raise TypeError("a saved schedule is not a number")
-    return Draft(
-        recipient=_text(data.get("recipient", "")),
-        channel=MessageChannel(data.get("channel", MessageChannel.SMS.value)),
-        message=_text(data.get("message", "")),
-        subject=_text(data.get("subject", "")),
-        cc=_text(data.get("cc", "")),
-        bcc=_text(data.get("bcc", "")),
-        html=_text(data.get("html", "")),
-        from_number=_text(data.get("from_number", "")),
-        schedule_at=schedule_at,
-        location_id=_text(data.get("location_id", "")),
-    )
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)

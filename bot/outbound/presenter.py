@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
 from typing import Protocol
 
-from bot.outbound.entry import Display, unpack_entry
+from bot.outbound.entry import Display, files_of, unpack_entry
 from bot.posting.poster import PostMark, SlackPostError, SlackPosters, cannot_look
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus, SendPost
@@ -308,6 +308,7 @@ class SendPresenter:
             thread_id=thread.id if thread is not None else None,
             created_contact=display.created_contact,
             account=account,
+            files=files_of(entry),
         )
 
     async def show(

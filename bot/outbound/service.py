@@ -27,7 +27,7 @@ from bot.highlevel import (
     MessageChannel,
     NotFoundError,
 )
-from bot.outbound.entry import Display, build_request, entry_payload, unpack_entry
+from bot.outbound.entry import Display, build_request, entry_payload, files_of, unpack_entry
 from bot.outbound.presenter import SendPresenter
 from bot.posting.poster import SlackPosters
 from bot.recipients import Recipient
@@ -298,7 +298,7 @@ class OutboundService:
             location_id=location_id,
             contact_id=contact.id,
             message_type=checked.channel.value,
-            payload=entry_payload(request, display),
+            payload=entry_payload(request, display, checked.files),
             thread_id=thread_id,
             scheduled_at=checked.schedule_at,
             close_intent=idempotency_key,
@@ -405,7 +405,9 @@ class OutboundService:
             location_id=original.location_id,
             contact_id=original.contact_id,
             message_type=original.message_type,
-            payload=entry_payload(request, replace(display, created_contact=False)),
+            payload=entry_payload(
+                request, replace(display, created_contact=False), files_of(original)
+            ),
             thread_id=original.thread_id,
             scheduled_at=request.scheduled_timestamp,
         )

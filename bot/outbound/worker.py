@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from bot.files import SlackFileRef
+from bot.files.outbound import FileSendError, OutboundFiles
 from bot.highlevel import (
     HighLevelClient,
     HighLevelError,
@@ -18,7 +20,7 @@ from bot.highlevel import (
     SendMessageRequest,
     SendMessageResponse,
 )
-from bot.outbound.entry import Display, unpack_entry
+from bot.outbound.entry import Display, files_of, unpack_entry
 from bot.outbound.presenter import SendOutcomeObserver, SendPresenter
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus
@@ -123,8 +125,10 @@ class OutboxWorker:
         reconcile_delays: Sequence[float] = (0.5, 2.0),
         clock: Callable[[], float] = time.time,
         outcomes: SendOutcomeObserver | None = None,
+        files: OutboundFiles | None = None,
     ) -> None:
         self._store = store
+        self._files = files
         self._accounts = accounts
         self._presenter = presenter
         self._outcomes = outcomes
@@ -263,6 +267,15 @@ class OutboxWorker:
     ) -> None:
         thread = await self._thread_for(entry, display)
         thread, entry = await self._presenter.show_sending(entry, thread, display)
+        files = files_of(entry)
+        if files:
+            # Uploaded (or found uploaded) before the send: until every file has its URL the
+            # send is certainly not requested, so a stop here hands it back untouched.
+            try:
+                request = await self._with_files(entry, request, thread, files)
+            except FileSendError as exc:
+                await self._handle_file_error(entry, thread, display, exc)
+                return
         # From here the request may reach HighLevel, even if this task is cut off at once.
         self._requested.add(entry.id)
         try:
@@ -271,6 +284,41 @@ class OutboxWorker:
             await self._handle_error(entry, thread, display, exc)
             return
         await self._record_sent(entry, thread, display, response)
+
+    async def _with_files(
+        self,
+        entry: OutboxEntry,
+        request: SendMessageRequest,
+        thread: ThreadRecord | None,
+        files: Sequence[SlackFileRef],
+    ) -> SendMessageRequest:
+        if self._files is None:
+            raise FileSendError("This bridge cannot send files.", lasting=True)
+        conversation_id = entry.conversation_id or (thread.conversation_id if thread else None)
+        urls = await self._files.attachment_urls(entry, files, conversation_id=conversation_id)
+        return request.model_copy(update={"attachments": urls})
+
+    async def _handle_file_error(
+        self,
+        entry: OutboxEntry,
+        thread: ThreadRecord | None,
+        display: Display,
+        exc: FileSendError,
+    ) -> None:
+        if not exc.lasting and entry.attempts < self._max_attempts:
+            wait = exc.retry_after or min(MAX_RETRY_DELAY, 2.0**entry.attempts)
+            log.info("outbox %d: files not ready; retrying in %.1f s", entry.id, wait)
+            await self._store.retry_later(
+                entry.id, next_attempt_at=self._clock() + wait, error=exc.reason
+            )
+            self._count("retried")
+            return
+        log.info("outbox %d: not sent, a file could not be attached", entry.id)
+        entry = await self._store.mark_failed(entry.id, exc.reason)
+        self._count("failed")
+        await self._presenter.show(
+            entry, PostStatus.FAILED, thread=thread, display=display, error=exc.reason
+        )
 
     async def _record_sent(
         self,
@@ -341,7 +389,19 @@ class OutboxWorker:
         display: Display | None = None,
     ) -> None:
         """Look for the send in the conversation; if found it was sent, else a person decides."""
+        files = files_of(entry)
+        if files and self._files is not None and not await self._files.all_uploaded(entry, files):
+            # Its request goes out only once every file has its URL: it never did. Back in
+            # the queue (the files uploaded so far are kept and not uploaded again).
+            log.info("outbox %d: stopped while uploading its files; queued again", entry.id)
+            await self._store.retry_later(entry.id, next_attempt_at=self._clock(), error=None)
+            self.wake()
+            return
         request, stored_display = unpack_entry(entry)
+        if files:
+            # What it carried: told apart from another send of the same text by its files.
+            uploads = await self._store.outbox_uploads(entry.id)
+            request = request.model_copy(update={"attachments": [uploads[f.id] for f in files]})
         display = display or stored_display
         if thread is None and entry.thread_id is not None:
             thread = await self._store.get_thread(entry.thread_id)
@@ -400,6 +460,8 @@ class OutboxWorker:
         """The id of `message` (for email: of the email in it) if it is this send, else None."""
         if request.type is not MessageChannel.EMAIL:
             same = (message.body or "").strip() == (request.message or "").strip()
+            if same and request.attachments and message.attachments:
+                same = list(message.attachments) == list(request.attachments)
             return message.id if same and await self._unclaimed(message.id) else None
         # List entries omit email bodies (HLD#40): look at each email of the thread, newest first.
         email_ids = (

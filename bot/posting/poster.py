@@ -13,11 +13,16 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.posting._answers import (
+    _NO_ANSWER,
+    _code,
+    _retry_after,
+    _retry_after_or_no_answer,
+)
 from bot.posting.pacing import ChannelPacer, slack_retry_after
 from bot.ui.inbound_builder import InboundPost, inbound_reply, inbound_root, mirrored_outbound
 from bot.ui.thread_builder import SendPost, reply_message, root_message
@@ -25,8 +30,6 @@ from bot.ui.thread_builder import SendPost, reply_message, root_message
 log = logging.getLogger(__name__)
 
 MEMBERSHIP_TTL_SECONDS = 60.0
-# After Slack's own failure (HTTP 5xx) a post or update is tried again, after this pause.
-SERVER_ERROR_PAUSE_SECONDS = 1.0
 POST_EVENT_TYPE = "ghl_bridge_post"
 # A post is looked for from this long before the attempt that may have made it: Slack's clock
 # (message ts) and ours may differ.
@@ -34,8 +37,6 @@ LOOKUP_MARGIN_SECONDS = 300.0
 # conversations.history/replies pages read per look-up (Slack recommends at most 200 a page).
 LOOKUP_PAGE_SIZE = 200
 LOOKUP_MAX_PAGES = 10
-# No answer at all: the request may or may not have reached Slack.
-_NO_ANSWER = (TimeoutError, aiohttp.ClientError)
 READ_ATTEMPTS = 3
 
 _T = TypeVar("_T")
@@ -287,6 +288,52 @@ class SlackPoster:
     def forget_membership(self, channel_id: str) -> None:
         self._members.pop(channel_id, None)
 
+    async def upload_files(
+        self,
+        channel_id: str,
+        thread_ts: str | None,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        comment: str | None = None,
+    ) -> list[str]:
+        """Upload `files` (name, bytes) into the channel, or into the thread `thread_ts`, as
+        one message (files_upload_v2, paced like a post; a rate limit is waited out); returns
+        the Slack file ids. SlackPostError: Slack's code, `upload_failed` when the upload
+        URL refused the bytes (nothing was shared), `no_answer` when it is not known."""
+
+        async def attempt() -> Mapping[str, Any]:
+            response = await self._watched(
+                "files.completeUploadExternal",
+                self._client.files_upload_v2(
+                    file_uploads=[
+                        {"filename": name, "content": data, "title": name} for name, data in files
+                    ],
+                    channel=channel_id,
+                    thread_ts=thread_ts,
+                    initial_comment=comment,
+                ),
+            )
+            return response.data if isinstance(response.data, dict) else {}
+
+        try:
+            response = await self._pacer.paced(
+                channel_id, attempt, is_rate_limited=slack_retry_after
+            )
+        except SlackApiError as exc:
+            if _code(exc) == "not_in_channel":
+                self.forget_membership(channel_id)
+            raise SlackPostError(_code(exc)) from exc
+        except SlackRequestError as exc:
+            raise SlackPostError("upload_failed") from exc
+        except _NO_ANSWER as exc:
+            raise SlackPostError("no_answer") from exc
+        shared = response.get("files")
+        return [
+            str(item["id"])
+            for item in (shared if isinstance(shared, list) else [])
+            if isinstance(item, Mapping) and item.get("id")
+        ]
+
     async def show_send(
         self,
         channel_id: str,
@@ -297,8 +344,28 @@ class SlackPoster:
         as_root: bool,
         mark: PostMark | None = None,
     ) -> str:
-        """Post (or, given `ts`, update) the Slack message that shows one send; returns its ts."""
-        text, blocks = root_message(post) if as_root else reply_message(post)
+        """Post (or, given `ts`, update) the Slack message that shows one send; returns its ts.
+
+        Its pictures are shown from their Slack files, which Slack checks: once one is deleted
+        Slack refuses the blocks, and the post is made (or updated) without the thumbnails.
+        """
+        build = root_message if as_root else reply_message
+        try:
+            return await self._show_send(channel_id, build(post), thread_ts, ts, mark)
+        except SlackPostError as exc:
+            if not post.files or exc.error not in _BLOCKS_REFUSED:
+                raise
+        return await self._show_send(channel_id, build(post, thumbnails=False), thread_ts, ts, mark)
+
+    async def _show_send(
+        self,
+        channel_id: str,
+        message: tuple[str, list[Block]],
+        thread_ts: str | None,
+        ts: str | None,
+        mark: PostMark | None,
+    ) -> str:
+        text, blocks = message
         if ts is not None:
             await self.update(channel_id, ts, text, blocks)
             return ts
@@ -406,6 +473,10 @@ class SlackPoster:
             log.warning("could not show a notice in %s: %s", channel_id, _code(exc))
 
 
+# Slack's answers for blocks it will not show (an image whose Slack file is gone, say).
+_BLOCKS_REFUSED = frozenset({"invalid_blocks", "invalid_blocks_format"})
+
+
 class SlackPosters(Protocol):
     """The poster of each workspace (`SlackWorkspaces`; `OnePoster` for one)."""
 
@@ -431,33 +502,3 @@ def cannot_look(exc: SlackPostError) -> bool:
 _LOOKUP_REFUSED = frozenset(
     {"missing_scope", "not_allowed_token_type", "not_in_channel", "channel_not_found"}
 )
-
-
-def _retry_after_or_no_answer(exc: BaseException) -> float | None:
-    """`_retry_after`, and no answer at all is tried again too (after the same pause)."""
-    if isinstance(exc, _NO_ANSWER):
-        return SERVER_ERROR_PAUSE_SECONDS
-    return _retry_after(exc)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds to wait before trying a post or update again; None: do not try again.
-
-    Rate limits (429) are waited out. Slack's own failures (5xx) are tried again too: a post
-    that never appears would leave a person not knowing how their send went (a marked post is
-    looked for before it is tried again, so it does not show twice).
-    """
-    wait = slack_retry_after(exc)
-    if wait is not None or not isinstance(exc, SlackApiError) or exc.response is None:
-        return wait
-    status = getattr(exc.response, "status_code", None)
-    if isinstance(status, int) and status >= 500:
-        return SERVER_ERROR_PAUSE_SECONDS
-    return None
-
-
-def _code(exc: SlackApiError) -> str:
-    data = exc.response.data if exc.response is not None else None
-    if isinstance(data, dict):
-        return str(data.get("error", "unknown_error"))
-    return "unknown_error"

@@ -172,6 +172,13 @@ class Settings(BaseSettings):
     ghl_poll_seconds: int = Field(
         default=30, ge=0, description="inbound polling interval in seconds; 0 disables"
     )
+    max_inbound_file_mb: float = Field(
+        default=20.0,
+        gt=0,
+        le=1000,
+        description="largest customer attachment copied into Slack, in MB; a bigger one is "
+        "posted as a link with the reason",
+    )
     # How long a HighLevel request may take before the bridge gives up on its answer.
     ghl_timeout_seconds: float = Field(
         default=20.0,

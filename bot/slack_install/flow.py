@@ -49,6 +49,8 @@ BOT_SCOPES: tuple[str, ...] = (
     "im:history",
     "mpim:history",
     "users:read",
+    "files:read",
+    "files:write",
 )
 
 ORG_WIDE_REFUSED = (

@@ -13,6 +13,7 @@ from typing import Final
 
 from slack_sdk.models.blocks import (
     Block,
+    CheckboxesElement,
     ContextBlock,
     DateTimePickerElement,
     InputBlock,
@@ -22,6 +23,7 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 from slack_sdk.models.blocks.basic_components import DispatchActionConfig
+from slack_sdk.models.blocks.block_elements import FileInputElement  # not re-exported
 from slack_sdk.models.views import View
 
 from bot.compose import (
@@ -34,10 +36,19 @@ from bot.compose import (
     Draft,
     FieldErrors,
     ReplyContext,
+    short_file_name,
 )
+from bot.files import (
+    ALLOWED_EXTENSIONS,
+    MAX_FILES_PER_SEND,
+    SlackFileRef,
+    channel_takes_files,
+    upload_limit_bytes,
+)
+from bot.files.rules import extension_of, size_text
 from bot.highlevel import EmailReplyMode, MessageChannel
 from bot.sms import MAX_SMS_CHARACTERS, measure
-from bot.ui.compose_state import encode_context
+from bot.ui.compose_state import encode_context, fit_context
 from bot.ui.thread_builder import clip, escape_clipped
 
 COMPOSE_CALLBACK_ID: Final = "compose"
@@ -51,6 +62,7 @@ HINT_MAX: Final = 2000
 TO_BLOCK: Final = "compose_to"
 CHANNEL_NOTE_BLOCK: Final = "compose_channel_note"
 EMAIL_THREAD_BLOCK: Final = "compose_email_thread"
+MESSAGE_FILES_NOTE_BLOCK: Final = "compose_message_files_note"
 
 RECIPIENT_PLACEHOLDER: Final = "+1 415 555 0100, name@example.com or a contact id"
 RECIPIENT_HINT: Final = (
@@ -80,10 +92,17 @@ _FIELD_NAMES: Final = {
     ComposeField.SCHEDULE: "Send later",
     ComposeField.FROM_NUMBER: "Send from",
     ComposeField.SUB_ACCOUNT: "Sub-account",
+    ComposeField.FILES: "Files",
+    ComposeField.MESSAGE_FILES: "Files from the message",
 }
+# Where an error goes when its own block is not in the view, before the message block.
+_SECOND_HOMES: Final = {ComposeField.FILES: ComposeField.MESSAGE_FILES}
 # A static select offers at most 100 options (docs.slack.dev reference/block-kit/block-elements).
 SELECT_OPTIONS_MAX: Final = 100
 OPTION_TEXT_MAX: Final = 75
+MESSAGE_FILES_LABEL: Final = "Attached from the message"
+FILES_LABEL: Final = "Attach files"
+FILE_TYPES_TEXT: Final = ", ".join(e.upper() for e in ALLOWED_EXTENSIONS)
 SUB_ACCOUNT_HINT: Final = (
     "Several HighLevel sub-accounts are connected and this channel is not linked to one. "
     "An admin can link it with /highlevel link."
@@ -277,6 +296,84 @@ def _email_blocks(draft: Draft, reply: ReplyContext | None) -> list[Block]:
     return blocks
 
 
+def files_hint(channel: MessageChannel) -> str:
+    """The line under the file input: what the chosen channel takes."""
+    label = _label(channel)
+    if not channel_takes_files(channel):
+        return f"⚠ {label} messages can't carry files: remove them, or choose another channel."
+    limit = size_text(upload_limit_bytes(channel))
+    return (
+        f"Up to {MAX_FILES_PER_SEND} files in all, each up to {limit} for {label}: "
+        f"{FILE_TYPES_TEXT}."
+    )
+
+
+def _file_option(file: SlackFileRef) -> Option:
+    kind = extension_of(file.name).upper()
+    about = " · ".join(part for part in (kind, size_text(file.size) if file.size else "") if part)
+    return Option(
+        value=file.id,
+        text=short_file_name(file.name, OPTION_TEXT_MAX),
+        description=clip(about, OPTION_TEXT_MAX) if about else None,
+    )
+
+
+def _file_blocks(draft: Draft, context: ComposeContext, channel: MessageChannel) -> list[Block]:
+    """The message's files (checkboxes; a file_input cannot be prefilled) and the file input.
+
+    The file input is left out for a channel that can't carry files, unless files are
+    already picked in it: the block stays (same ids), so Slack keeps them through the
+    re-render, and its hint and the submit check say what to do.
+    """
+    takes = channel_takes_files(channel)
+    chosen = {f.id for f in draft.files}
+    from_message = {f.id for f in context.message_files}
+    blocks: list[Block] = []
+    if context.message_files:
+        options = [_file_option(f) for f in context.message_files]
+        initial = [o for f, o in zip(context.message_files, options, strict=True) if f.id in chosen]
+        hint = "Checked files go with the message." if takes else files_hint(channel)
+        blocks.append(
+            InputBlock(
+                block_id=ComposeField.MESSAGE_FILES.value,
+                label=MESSAGE_FILES_LABEL,
+                element=CheckboxesElement(
+                    action_id=ComposeField.MESSAGE_FILES.value,
+                    options=options,
+                    initial_options=initial or None,  # Slack refuses an empty list
+                ),
+                hint=hint,
+                optional=True,
+            )
+        )
+    if context.message_files_left_out:
+        count = context.message_files_left_out
+        files = "file" if count == 1 else "files"
+        blocks.append(
+            _context_line(
+                MESSAGE_FILES_NOTE_BLOCK,
+                f"⚠ {count} more {files} on that message can't be carried over here; "
+                "download and attach them below if they should go too.",
+            )
+        )
+    picked = any(f not in from_message for f in chosen)
+    if takes or picked:
+        blocks.append(
+            InputBlock(
+                block_id=ComposeField.FILES.value,
+                label=FILES_LABEL,
+                element=FileInputElement(
+                    action_id=ComposeField.FILES.value,
+                    filetypes=list(ALLOWED_EXTENSIONS),
+                    max_files=MAX_FILES_PER_SEND,
+                ),
+                hint=clip(files_hint(channel), HINT_MAX),
+                optional=True,
+            )
+        )
+    return blocks
+
+
 def _schedule_block(draft: Draft, *, now: float, tz_hint: str | None) -> InputBlock:
     hint = SCHEDULE_HINT
     if draft.schedule_at is not None and draft.schedule_at <= now:
@@ -307,6 +404,7 @@ def compose_view(
     `sub_accounts`: the ones to choose from, when the channel does not decide (several
     connected, channel not linked); a reply never offers them (its thread decides).
     """
+    context = fit_context(context)  # what private_metadata can carry is what is shown
     offered = _offered(context) or (draft.channel,)  # a select needs at least one option
     channel = draft.channel if draft.channel in offered else offered[0]
     is_email = channel is MessageChannel.EMAIL
@@ -320,7 +418,8 @@ def compose_view(
             ComposeField.MESSAGE,
             "Message",
             draft.message,
-            optional=is_email,  # an email may carry its body in HTML alone
+            # An email may carry its body in HTML alone, a send its files alone.
+            optional=is_email or channel_takes_files(channel),
             multiline=True,
             hint=message_hint(channel, draft.message),
             dispatch_on="on_character_entered",  # the app refreshes the length hint
@@ -328,6 +427,7 @@ def compose_view(
     ]
     if is_email:
         blocks += _email_blocks(draft, context.reply)
+    blocks += _file_blocks(draft, context, channel)
     if channel in PHONE_CHANNELS:
         blocks.append(
             _text_input(
@@ -379,8 +479,11 @@ def field_errors(
     own: dict[str, list[str]] = {}
     moved: dict[str, list[str]] = {}
     for field, message in errors.errors.items():
+        second = _SECOND_HOMES.get(field)
         if present is None or field.value in present:
             own.setdefault(field.value, []).append(message)
+        elif second is not None and second.value in present:
+            own.setdefault(second.value, []).append(message)
         else:
             moved.setdefault(home, []).append(f"{_FIELD_NAMES[field]}: {message}")
     return {

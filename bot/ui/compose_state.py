@@ -4,23 +4,94 @@ Pure functions, like the builder (`compose_builder`) whose views they read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from bot.compose import ComposeContext, ComposeField, Draft, ReplyContext
+from bot.compose import (
+    ComposeContext,
+    ComposeField,
+    Draft,
+    ReplyContext,
+    short_file_name,
+)
+from bot.files import MAX_FILES_PER_SEND, SlackFileRef
 from bot.highlevel import EmailReplyMode, MessageChannel
 from bot.ui.thread_builder import clip
 
 PRIVATE_METADATA_MAX: Final = 3000
 CONTACT_LABEL_MAX: Final = 80  # in private_metadata; the rest of a long name is not needed
+# A message file's name in private_metadata: shortened step by step (extension kept) until the
+# context fits; then files are left out from the end, and the composer says how many.
+MESSAGE_FILE_NAME_STEPS: Final = (80, 40, 20)
+MIMETYPE_MAX: Final = 100
+# A message file is offered as a checkbox whose value is its id (Slack: at most 150 characters).
+FILE_ID_MAX: Final = 150
+# File objects Slack shows for what can't be fetched: a deleted file, a link to an external
+# service, a file hidden by a free workspace's limit.
+_UNFETCHABLE_MODES: Final = frozenset({"tombstone", "external", "hidden_by_limit"})
 
 
 # ---------------------------------------------------------------- private_metadata
 
 
+def _packed_files(context: ComposeContext) -> dict[str, Any]:
+    if not context.message_files and not context.message_files_left_out:
+        return {}
+    data: dict[str, Any] = {
+        "f": [[f.id, f.name, f.mimetype, f.size] for f in context.message_files]
+    }
+    if context.message_files_left_out:
+        data["fx"] = context.message_files_left_out
+    return data
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encoded_length(context: ComposeContext) -> int:
+    return len(_json(_context_data(context)))
+
+
+def fit_context(context: ComposeContext) -> ComposeContext:
+    """`context` with its message files made to fit private_metadata: at most ten, ids a
+    checkbox can carry, names shortened (extension kept), and, if still too long, fewer files,
+    counted in `message_files_left_out` so the composer can say so."""
+    if not context.message_files:
+        return context
+    usable = [f for f in context.message_files if f.id and len(f.id) <= FILE_ID_MAX]
+    kept = usable[:MAX_FILES_PER_SEND]
+    left_out = context.message_files_left_out + len(context.message_files) - len(kept)
+    trimmed = [dataclasses.replace(f, mimetype=f.mimetype[:MIMETYPE_MAX]) for f in kept]
+    fitted = context
+    for limit in MESSAGE_FILE_NAME_STEPS:
+        files = tuple(dataclasses.replace(f, name=short_file_name(f.name, limit)) for f in trimmed)
+        fitted = dataclasses.replace(context, message_files=files, message_files_left_out=left_out)
+        if _encoded_length(fitted) <= PRIVATE_METADATA_MAX:
+            return fitted
+    files = fitted.message_files
+    while files and _encoded_length(fitted) > PRIVATE_METADATA_MAX:
+        files = files[:-1]
+        left_out += 1
+        fitted = dataclasses.replace(fitted, message_files=files, message_files_left_out=left_out)
+    return fitted
+
+
 def encode_context(context: ComposeContext) -> str:
-    """`context` as compact JSON for private_metadata (at most 3000 characters)."""
+    """`context` as compact JSON for private_metadata (at most 3000 characters); message
+    files that do not fit are left out (see `fit_context`)."""
+    text = _json(_context_data(fit_context(context)))
+    if len(text) > PRIVATE_METADATA_MAX:
+        # Only absurd ids get here; cutting them would point the send at the wrong thread.
+        raise ValueError(
+            f"compose context is {len(text)} characters; Slack keeps {PRIVATE_METADATA_MAX}"
+        )
+    return text
+
+
+def _context_data(context: ComposeContext) -> dict[str, Any]:
     data: dict[str, Any] = {"c": context.channel_id}
     if context.thread_ts is not None:
         data["t"] = context.thread_ts
@@ -42,13 +113,8 @@ def encode_context(context: ComposeContext) -> str:
             if value is not None:
                 packed[key] = value
         data["r"] = packed
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    if len(text) > PRIVATE_METADATA_MAX:
-        # Only absurd ids get here; cutting them would point the send at the wrong thread.
-        raise ValueError(
-            f"compose context is {len(text)} characters; Slack keeps {PRIVATE_METADATA_MAX}"
-        )
-    return text
+    data.update(_packed_files(context))
+    return data
 
 
 def _take(data: dict[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
@@ -88,6 +154,10 @@ def decode_context(text: str) -> ComposeContext:
             raise ValueError("compose context channels are not strings")
         available = tuple(MessageChannel(ch) for ch in channels)  # ValueError when unknown
     packed = _take(data, "r", dict)
+    files = _unpacked_files(_take(data, "f", list))
+    left_out = _take(data, "fx", int) or 0
+    if left_out < 0:
+        raise ValueError("compose context 'fx' is negative")
     _no_leftovers(data)
     reply: ReplyContext | None = None
     if packed is not None:
@@ -104,8 +174,79 @@ def decode_context(text: str) -> ComposeContext:
         )
         _no_leftovers(packed)
     return ComposeContext(
-        channel_id=channel_id, thread_ts=thread_ts, reply=reply, available=available
+        channel_id=channel_id,
+        thread_ts=thread_ts,
+        reply=reply,
+        available=available,
+        message_files=files,
+        message_files_left_out=left_out,
     )
+
+
+def _unpacked_files(packed: list[Any] | None) -> tuple[SlackFileRef, ...]:
+    if packed is None:
+        return ()
+    files: list[SlackFileRef] = []
+    for item in packed:
+        if not (isinstance(item, list) and len(item) == 4):
+            raise ValueError("compose context file is not [id, name, mimetype, size]")
+        file_id, name, mimetype, size = item
+        if not (
+            isinstance(file_id, str)
+            and file_id
+            and isinstance(name, str)
+            and isinstance(mimetype, str)
+            and isinstance(size, int)
+            and not isinstance(size, bool)
+            and size >= 0
+        ):
+            raise ValueError("compose context file has a bad field")
+        files.append(SlackFileRef(id=file_id, name=name, mimetype=mimetype, size=size))
+    return tuple(files)
+
+
+# ---------------------------------------------------------------- Slack file objects
+
+
+def file_ref(obj: Any) -> SlackFileRef | None:
+    """A Slack file object (a message's `files`, a file_input's state) as a `SlackFileRef`;
+    None for what can't be sent: not a file object, or deleted, external or hidden."""
+    if not isinstance(obj, Mapping):
+        return None
+    file_id = obj.get("id")
+    if not isinstance(file_id, str) or not file_id:
+        return None
+    if obj.get("mode") in _UNFETCHABLE_MODES or obj.get("is_external") is True:
+        return None
+    name = next(
+        (v for v in (obj.get("name"), obj.get("title")) if isinstance(v, str) and v.strip()),
+        file_id,
+    )
+    mimetype = obj.get("mimetype")
+    size = obj.get("size")
+    return SlackFileRef(
+        id=file_id,
+        name=name,
+        mimetype=mimetype if isinstance(mimetype, str) else "",
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0,
+    )
+
+
+def file_refs(objects: Any) -> tuple[SlackFileRef, ...]:
+    """The sendable files among Slack file objects, in order, each once."""
+    if not isinstance(objects, list):
+        return ()
+    return _unique(ref for obj in objects if (ref := file_ref(obj)) is not None)
+
+
+def _unique(files: Iterable[SlackFileRef]) -> tuple[SlackFileRef, ...]:
+    seen: set[str] = set()
+    kept: list[SlackFileRef] = []
+    for file in files:
+        if file.id not in seen:
+            seen.add(file.id)
+            kept.append(file)
+    return tuple(kept)
 
 
 # ---------------------------------------------------------------- reading a submission
@@ -119,13 +260,44 @@ def _entry(
     return entry if isinstance(entry, Mapping) else None
 
 
+def _files(
+    state_values: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    base: Draft,
+    message_files: Sequence[SlackFileRef],
+) -> tuple[SlackFileRef, ...]:
+    """The message files still checked, then the files picked, each once (more than ten are
+    kept: `check_draft` says so)."""
+    from_message = {f.id for f in message_files}
+    kept = list(message_files)
+    entry = _entry(state_values, ComposeField.MESSAGE_FILES)
+    if entry is not None:
+        selected = entry.get("selected_options")
+        ids = {
+            o.get("value")
+            for o in (selected if isinstance(selected, list) else [])
+            if isinstance(o, Mapping)
+        }
+        kept = [f for f in message_files if f.id in ids]
+    entry = _entry(state_values, ComposeField.FILES)
+    if entry is not None:
+        picked = list(file_refs(entry.get("files")))
+    else:
+        picked = [f for f in base.files if f.id not in from_message]
+    return _unique([*kept, *picked])
+
+
 def read_draft(
-    state_values: Mapping[str, Mapping[str, Mapping[str, Any]]], *, fallback: Draft | None = None
+    state_values: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    fallback: Draft | None = None,
+    message_files: Sequence[SlackFileRef] = (),
 ) -> Draft:
     """The `Draft` in a submitted (or re-rendered) composer's `view.state.values`.
 
     A block missing from the view (Email fields for an SMS, the recipient in a reply) keeps
-    `fallback`'s value; a block that is there but empty reads as empty.
+    `fallback`'s value; a block that is there but empty reads as empty. `message_files` are
+    the context's (`ComposeContext.message_files`): those still checked come first in
+    `Draft.files`, then the files picked in the file input.
     """
     base = fallback or Draft()
 
@@ -174,4 +346,5 @@ def read_draft(
         from_number=text(ComposeField.FROM_NUMBER, base.from_number),
         schedule_at=schedule_at,
         location_id=location_id,
+        files=_files(state_values, base, message_files),
     )

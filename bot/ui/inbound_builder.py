@@ -45,7 +45,7 @@ from bot.ui.thread_builder import (
 ATTACHMENTS_SHOWN: Final = 10
 # Longer URLs are shown, not linked: a link must fit one section with its neighbours.
 _LINK_URL_MAX: Final = 2000
-_FILE_LABEL_MAX: Final = 100
+FILE_LABEL_MAX: Final = 100
 # A linkable URL is printable ASCII without the characters that end or split Slack's `<url|label>`.
 _LINKABLE_URL = re.compile(r"[!-~]+")
 _LINK_BREAKERS = re.compile(r"[<>|]")
@@ -305,11 +305,11 @@ def _file_label(parts: SplitResult) -> str:
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf"))
     name = " ".join(name.split()).replace("|", "¦")  # "|" would end Slack's link label
     name = name or parts.hostname or "attachment"
-    return escape_clipped(name, _FILE_LABEL_MAX)
+    return escape_clipped(name, FILE_LABEL_MAX)
 
 
-def _attachment_line(url: str) -> str:
-    """`<url|file name>` for a plain http(s) URL; anything else as text, not linked."""
+def web_link(url: str) -> SplitResult | None:
+    """The parts of `url` when it is a plain http(s) URL that can be linked safely."""
     candidate = url.strip()
     if (
         len(candidate) <= _LINK_URL_MAX
@@ -319,15 +319,28 @@ def _attachment_line(url: str) -> str:
         try:
             parts = urlsplit(candidate)
         except ValueError:  # e.g. a malformed IPv6 host
-            parts = None
-        if parts is not None and parts.scheme.lower() in ("http", "https") and parts.hostname:
-            return f"• <{escape_mrkdwn(candidate)}|{_file_label(parts)}>"
+            return None
+        if parts.scheme.lower() in ("http", "https") and parts.hostname:
+            return parts
+    return None
+
+
+def as_code(url: str) -> str:
+    """A URL shown as typed, in a code span, so Slack turns no part of it into a link. A
+    backtick or line break would end the code span early."""
+    shown = escape_clipped(" ".join(url.strip().replace("`", "'").split()), 300)
+    return f"`{shown}`"
+
+
+def _attachment_line(url: str) -> str:
+    """`<url|file name>` for a plain http(s) URL; anything else as text, not linked."""
+    candidate = url.strip()
+    parts = web_link(candidate)
+    if parts is not None:
+        return f"• <{escape_mrkdwn(candidate)}|{_file_label(parts)}>"
     if not candidate:
         return "• _(an empty link)_"
-    # In a code span, so Slack shows it as typed and does not turn any part of it into a link.
-    # A backtick or line break would end the code span early.
-    shown = escape_clipped(" ".join(candidate.replace("`", "'").split()), 300)
-    return f"• `{shown}` _(not a web link, so not linked)_"
+    return f"• {as_code(candidate)} _(not a web link, so not linked)_"
 
 
 def _attachment_blocks(attachments: tuple[str, ...]) -> list[Block]:

@@ -18,11 +18,13 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ConfirmObject,
     ContextBlock,
+    ImageBlock,
     MarkdownTextObject,
     SectionBlock,
 )
 
 from bot.compose import CHANNEL_LABELS
+from bot.files import SlackFileRef
 from bot.highlevel import MessageChannel
 
 REPLY_ACTION: Final = "reply"  # value: str(thread_id)
@@ -35,6 +37,13 @@ SECTION_TEXT_MAX: Final = 3000
 MESSAGE_TEXT_MAX: Final = 40_000
 # How much of the body a notification (the fallback `text`) may show.
 PREVIEW_CHARACTERS: Final = 150
+# A send's files: the first few images as thumbnails (Slack shows a `slack_file` image only
+# for png, jpg, jpeg and gif: docs.slack.dev slack-file-object), every name on one line.
+MAX_THUMBNAILS: Final = 3
+THUMBNAIL_MIMETYPES: Final = frozenset({"image/png", "image/jpeg", "image/jpg", "image/gif"})
+FILE_NAME_SHOWN: Final = 80
+FILES_LINE_MAX: Final = 2000
+ALT_TEXT_MAX: Final = 2000
 
 _ESCAPES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -71,6 +80,8 @@ class SendPost:
     created_contact: bool = False
     # The HighLevel sub-account's name, shown on a thread root when several are connected.
     account: str | None = None
+    # Slack files sent with the message (their names are shown; images as thumbnails).
+    files: tuple[SlackFileRef, ...] = ()
 
 
 # ---------------------------------------------------------------- text helpers (shared in bot.ui)
@@ -218,6 +229,51 @@ def _body_block(post: SendPost) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text, verbatim=True))
 
 
+def thumbnail_files(files: tuple[SlackFileRef, ...]) -> tuple[SlackFileRef, ...]:
+    """The files a post shows as images: the first few png/jpg/gif ones."""
+    return tuple(f for f in files if f.mimetype.lower() in THUMBNAIL_MIMETYPES)[:MAX_THUMBNAILS]
+
+
+def files_line(files: tuple[SlackFileRef, ...]) -> str:
+    """`📎 invoice.pdf · photo1.jpg`: every file's name, escaped, on one mrkdwn line."""
+    names = [escape_clipped(f.name, FILE_NAME_SHOWN) for f in files]
+    line = "📎 " + " · ".join(names)
+    if len(line) <= FILES_LINE_MAX:
+        return line
+    shown: list[str] = []
+    for index, name in enumerate(names):
+        rest = f" · and {len(names) - index} more"
+        if len("📎 " + " · ".join([*shown, name])) + len(rest) > FILES_LINE_MAX:
+            return "📎 " + " · ".join(shown) + rest
+        shown.append(name)
+    return line
+
+
+def _file_blocks(post: SendPost, *, thumbnails: bool) -> list[Block]:
+    if not post.files:
+        return []
+    blocks: list[Block] = []
+    if thumbnails:
+        blocks += [
+            ImageBlock(slack_file={"id": f.id}, alt_text=clip(f.name, ALT_TEXT_MAX))
+            for f in thumbnail_files(post.files)
+        ]
+    line = MarkdownTextObject(text=files_line(post.files), verbatim=True)
+    blocks.append(ContextBlock(elements=[line]))
+    return blocks
+
+
+def _content_preview(post: SendPost) -> str:
+    """The body's start and, when there are files, `📎 name` or `📎 3 files`."""
+    files = post.files
+    attached = ""
+    if len(files) == 1:
+        attached = f"📎 {escape_clipped(files[0].name, FILE_NAME_SHOWN)}"
+    elif files:
+        attached = f"📎 {len(files)} files"
+    return " ".join(part for part in (_preview(post.text), attached) if part)
+
+
 def _email_lines(post: SendPost) -> list[str]:
     lines: list[str] = []
     if post.subject:
@@ -252,12 +308,14 @@ def _preview(text: str) -> str:
     return escape_mrkdwn(clip(flat, PREVIEW_CHARACTERS))
 
 
-def _blocks(post: SendPost, header: str, *, with_reply: bool) -> list[Block]:
-    blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=header, verbatim=True)),
-        _body_block(post),
-        ContextBlock(elements=[MarkdownTextObject(text=status_line(post), verbatim=True)]),
-    ]
+def _blocks(post: SendPost, header: str, *, with_reply: bool, thumbnails: bool) -> list[Block]:
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=header, verbatim=True))]
+    if post.text.strip() or not post.files:  # files alone need no "(no text)"
+        blocks.append(_body_block(post))
+    blocks += _file_blocks(post, thumbnails=thumbnails)
+    blocks.append(
+        ContextBlock(elements=[MarkdownTextObject(text=status_line(post), verbatim=True)])
+    )
     if post.created_contact:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text="New contact created in HighLevel")])
@@ -273,8 +331,12 @@ def _blocks(post: SendPost, header: str, *, with_reply: bool) -> list[Block]:
     return blocks
 
 
-def root_message(post: SendPost) -> tuple[str, list[Block]]:
-    """The thread root, posted by the first send to a conversation: fallback text and blocks."""
+def root_message(post: SendPost, *, thumbnails: bool = True) -> tuple[str, list[Block]]:
+    """The thread root, posted by the first send to a conversation: fallback text and blocks.
+
+    `thumbnails=False` leaves out the images (their names still show): for a post Slack
+    refuses because an image file is gone or can't be read.
+    """
     label = channel_label(post.channel)
     sender = mention(post.sender_user_id)
     account = account_line(post.account)
@@ -288,15 +350,18 @@ def root_message(post: SendPost) -> tuple[str, list[Block]]:
     contact = escape_clipped(post.contact_label, 150)
     text = (
         f"{account_prefix(post.account)}{label} from {sender} to {contact}: "
-        f"{_preview(post.text)} ({_status_plain(post)})"
+        f"{_content_preview(post)} ({_status_plain(post)})"
     )
-    return clip(text, MESSAGE_TEXT_MAX), _blocks(post, header, with_reply=True)
+    blocks = _blocks(post, header, with_reply=True, thumbnails=thumbnails)
+    return clip(text, MESSAGE_TEXT_MAX), blocks
 
 
-def reply_message(post: SendPost) -> tuple[str, list[Block]]:
-    """A later send inside the thread: fallback text and blocks."""
+def reply_message(post: SendPost, *, thumbnails: bool = True) -> tuple[str, list[Block]]:
+    """A later send inside the thread: fallback text and blocks (`thumbnails`: see
+    `root_message`)."""
     label = channel_label(post.channel)
     sender = mention(post.sender_user_id)
     header = "\n".join([f"*{label}* from {sender}", *_email_lines(post)])
-    text = f"{label} from {sender}: {_preview(post.text)} ({_status_plain(post)})"
-    return clip(text, MESSAGE_TEXT_MAX), _blocks(post, header, with_reply=False)
+    text = f"{label} from {sender}: {_content_preview(post)} ({_status_plain(post)})"
+    blocks = _blocks(post, header, with_reply=False, thumbnails=thumbnails)
+    return clip(text, MESSAGE_TEXT_MAX), blocks

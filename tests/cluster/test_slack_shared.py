@@ -74,6 +74,7 @@ def statuses(sim: SlackSimulator) -> list[int]:
     return [call.http_status for call in sim.calls_to("chat.postMessage")]
 
 
+@pytest.mark.slow  # about 8 to 10 s: make test-slow (CI runs it)
 async def test_three_instances_share_the_channels_rate(
     sim: SlackSimulator, postgres_url: str
 ) -> None:

@@ -142,6 +142,7 @@ async def run_two_bridges(stack: SandboxStack, second: SlackDriver, seconds: flo
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # about 8 to 10 s: make test-slow (CI runs it)
 async def test_two_bridges_share_short_lived_tokens_for_seconds(
     two_bridges: tuple[SandboxStack, SlackDriver],
 ) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -180,6 +181,7 @@ async def _simulators(
         await slack.stop()
 
 
+@pytest.mark.slow  # about 8 to 10 s: make test-slow (CI runs it)
 async def test_kill_9_mid_sends_then_restart_loses_and_doubles_nothing(tmp_path: Path) -> None:
     started = time.monotonic()
     database = tmp_path / "bridge.sqlite3"

@@ -111,7 +111,14 @@ def test_sms_view_has_the_phone_fields_and_no_email_fields() -> None:
     view = _view(SMS_DRAFT)
 
     inputs = _inputs(view)
-    assert list(inputs) == [F.RECIPIENT, F.CHANNEL, F.MESSAGE, F.FROM_NUMBER, F.SCHEDULE]
+    assert list(inputs) == [
+        F.RECIPIENT,
+        F.CHANNEL,
+        F.MESSAGE,
+        F.FILES,
+        F.FROM_NUMBER,
+        F.SCHEDULE,
+    ]
     assert all(block["element"]["action_id"] == block_id for block_id, block in inputs.items())
     assert view["callback_id"] == COMPOSE_CALLBACK_ID == "compose"
     assert view["title"]["text"] == "Send a message"
@@ -122,7 +129,8 @@ def test_sms_view_has_the_phone_fields_and_no_email_fields() -> None:
     assert inputs[F.CHANNEL]["element"]["initial_option"]["value"] == "SMS"
     assert inputs[F.SCHEDULE]["element"]["initial_date_time"] == LATER
     assert inputs[F.FROM_NUMBER]["optional"] is True
-    assert inputs[F.MESSAGE]["optional"] is False
+    # Files alone may make a send (check_draft asks for text or a file).
+    assert inputs[F.MESSAGE]["optional"] is True
     assert inputs[F.RECIPIENT]["optional"] is False
 
 
@@ -138,6 +146,7 @@ def test_email_view_has_subject_cc_bcc_html_and_no_sending_number() -> None:
         F.CC,
         F.BCC,
         F.HTML,
+        F.FILES,
         F.SCHEDULE,
     ]
     assert view["submit"]["text"] == "Send"

@@ -11,6 +11,7 @@ from . import _spec
 from ._api_base import CONV, SEND_PATH, ApiBase, _json
 from ._errors import ApiError
 from ._models import CHANNELS
+from ._oauth_routes import PRINCIPAL_KEY
 
 __all__ = ["ConversationEndpoints"]
 
@@ -23,6 +24,41 @@ class ConversationEndpoints(ApiBase):
         body = await self._body(request, "SendMessageBodyDto", CONV)
         self._check_contact(request, body["contactId"])
         return _json(200, self.sim.send(body))
+
+    async def create_conversation(self, request: web.Request) -> web.Response:
+        """POST /conversations/: 201 with the new conversation; one per contact, and a second
+        create is HighLevel's 400 without the existing id (highlevel-api-docs issue 5)."""
+        self._query(request, CONV, "/conversations/")
+        body = await self._body(request, "CreateConversationDto", CONV)
+        self._check_location(request, body["locationId"])
+        token = request[PRINCIPAL_KEY]
+        if token.kind == "access" and "conversations.write" not in token.scope.split():
+            raise ApiError.unauthorized("The token is not authorized for this scope.")
+        sim = self.sim
+        contact = sim.contacts.get(body["contactId"])
+        if contact is None or contact.location_id != body["locationId"]:
+            raise ApiError.bad_request("Contact not found")
+        if sim.conversation_for(contact.id) is not None:
+            raise ApiError.bad_request(
+                f"HttpException Conversation with the contact id:{contact.id} already exists!"
+            )
+        conversation = sim._conversation(contact)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        return _json(
+            201,
+            {
+                "success": True,
+                "conversation": {
+                    "id": conversation.id,
+                    "dateUpdated": now,
+                    "dateAdded": now,
+                    "deleted": False,
+                    "contactId": contact.id,
+                    "locationId": contact.location_id,
+                    "lastMessageDate": now,
+                },
+            },
+        )
 
     async def search_conversations(self, request: web.Request) -> web.Response:
         query = self._query(request, CONV, "/conversations/search")

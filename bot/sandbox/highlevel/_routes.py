@@ -61,6 +61,7 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router = app.router
     # Fixed paths before parameterised ones: aiohttp matches in registration order.
     router.add_post(SEND_PATH, api.send_message)
+    router.add_post("/conversations/", api.create_conversation)
     router.add_post(UPLOAD_PATH, api.upload)
     router.add_post(INITIATE_PATH, api.upload_initiate)
     router.add_post(COMPLETE_PATH, api.upload_complete)

@@ -117,9 +117,28 @@ def _explicit_block_problems(block: Mapping[str, Any], pointer: str) -> list[str
             problems.append(_error("missing required field: element", pointer))
         elif element.get("type") == "file_input":
             problems += _file_input_problems(element, f"{pointer}/element")
+    elif kind == "image":
+        problems += _image_source_problems(block, pointer)
     if isinstance(block.get("accessory"), Mapping):
         problems += _misplaced_file_inputs([block["accessory"]], f"{pointer}/accessory")
     return problems
+
+
+def _image_source_problems(image: Mapping[str, Any], pointer: str) -> list[str]:
+    """docs.slack.dev, image block and Slack file object: either `image_url` or `slack_file`,
+    and a slack_file gives either its `id` or its `url`, never both."""
+    has_url = image.get("image_url") is not None
+    slack_file = image.get("slack_file")
+    if has_url == (slack_file is not None):
+        return [_error("must provide either image_url or slack_file", pointer)]
+    if slack_file is None:
+        return []
+    if not isinstance(slack_file, Mapping):
+        return [_error("must be an object", f"{pointer}/slack_file")]
+    given = [key for key in ("id", "url") if isinstance(slack_file.get(key), str)]
+    if len(given) != 1 or any(not slack_file[key] for key in given):
+        return [_error("must provide either id or url", f"{pointer}/slack_file")]
+    return []
 
 
 def _file_input_problems(element: Mapping[str, Any], pointer: str) -> list[str]:

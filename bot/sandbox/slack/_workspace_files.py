@@ -97,6 +97,20 @@ class FileMethods(WorkspaceState):
                     for f in message.files
                 ]
 
+    def _unreadable_images(self, blocks: list[JsonDict]) -> list[str]:
+        # docs.slack.dev (image block, slack_file): the file must be one the app can read;
+        # a deleted or unknown one makes Slack refuse the whole message's blocks.
+        problems = []
+        for index, block in enumerate(blocks):
+            slack_file = block.get("slack_file") if block.get("type") == "image" else None
+            file_id = slack_file.get("id") if isinstance(slack_file, dict) else None
+            if file_id is None:
+                continue
+            file = self._files.get(file_id)
+            if file is None or file.deleted or not file.complete:
+                problems.append(f"[ERROR] invalid slack file [json-pointer:/blocks/{index}]")
+        return problems
+
     def file_api(self, file: SlackFile, *, with_shares: bool = True) -> JsonDict:
         """The file object Slack would show for ``file``."""
         return file.to_api(self._files_base(), with_shares=with_shares)

@@ -329,10 +329,15 @@ class WorkspaceState:
             raise ApiFailure("too_many_attachments")
         if blocks is not None:
             problems = block_problems(blocks, pointer="/blocks", max_blocks=MESSAGE_BLOCKS_MAX)
+            problems += self._unreadable_images(blocks)
             if problems:
                 raise ApiFailure("invalid_blocks", messages=problems, extra={"errors": problems})
             blocks = self._with_ids(blocks)
         return text, blocks
+
+    def _unreadable_images(self, blocks: list[JsonDict]) -> list[str]:
+        """Image blocks whose Slack file the app cannot read (files: `FileMethods`)."""
+        return []
 
     def _with_ids(self, blocks: list[JsonDict]) -> list[JsonDict]:
         """Slack fills in a ``block_id`` (and an ``action_id``) the app left out."""
