@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.cluster import SharedBudget
 from bot.cluster.leases import LeaseKeeper
+from bot.compose.assist import ComposeAssist
 from bot.deps import Deps
 from bot.files.fetch import AttachmentFetcher
 from bot.files.inbound import InboundFiles
@@ -28,6 +29,7 @@ from bot.inbound.polling import PollingWorker
 from bot.listener_work import ListenerWork
 from bot.observability import BridgeMetrics, Readiness, new_instance_id, program_version
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
+from bot.outbound.finishing import QuietPolicy, SendFinisher
 from bot.outbound.intents import ComposeIntents, IntentRecovery
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app, build_slack_client, slack_workspaces
@@ -242,6 +244,19 @@ class Bridge:
             if install_url
             else ""
         )
+        assist = ComposeAssist(accounts)
+        finisher = SendFinisher(
+            slack=workspaces,
+            assist=assist,
+            signature=settings.signature,
+            quiet=QuietPolicy(
+                hours=settings.quiet_hours,
+                email_too=settings.quiet_hours_email,
+                default_tz=settings.quiet_hours_tz,
+            )
+            if settings.quiet_hours is not None
+            else None,
+        )
         outbound = OutboundService(
             store=store,
             accounts=accounts,
@@ -249,6 +264,7 @@ class Bridge:
             slack=workspaces,
             presenter=presenter,
             wake_worker=outbox.wake,
+            finisher=finisher,
             connect_hint=connect_hint,
         )
         # Customers' attachments into their threads: at most MAX_INBOUND_FILE_MB each, from
@@ -296,6 +312,8 @@ class Bridge:
                 intents=intents,
                 accounts=accounts,
                 routing=routing,
+                assist=assist,
+                finisher=finisher,
                 workspace_lifecycle=workspace_lifecycle,
             ),
         )

@@ -115,8 +115,16 @@ class ContactDirectory:
         """How many look-up keys the cache holds now."""
         return len(self._cache)
 
-    async def resolve(self, recipient: Recipient, *, create: bool = True) -> ResolvedContact:
-        """The contact for `recipient`; an unknown phone or email is created when `create`."""
+    async def resolve(
+        self,
+        recipient: Recipient,
+        *,
+        create: bool = True,
+        first_name: str = "",
+        last_name: str = "",
+    ) -> ResolvedContact:
+        """The contact for `recipient`; an unknown phone or email is created when `create`
+        (with the name given, if any)."""
         key = (recipient.kind.value, recipient.value)
         cached = self._cache.get(key)
         if cached is not None:
@@ -128,7 +136,9 @@ class ContactDirectory:
         future: asyncio.Future[ResolvedContact] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            resolved = await self._lookup(recipient, create=create)
+            resolved = await self._lookup(
+                recipient, create=create, first_name=first_name, last_name=last_name
+            )
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
@@ -154,7 +164,9 @@ class ContactDirectory:
         """Drop every cached entry of a contact (after HighLevel told us it changed)."""
         self._cache.drop_contact(contact_id)
 
-    async def _lookup(self, recipient: Recipient, *, create: bool) -> ResolvedContact:
+    async def _lookup(
+        self, recipient: Recipient, *, create: bool, first_name: str = "", last_name: str = ""
+    ) -> ResolvedContact:
         if recipient.kind is RecipientKind.CONTACT_ID:
             if not _could_be_an_id(recipient.value):
                 # Webhooks are signed, not sane: an id no HighLevel contact can have is not sent
@@ -176,10 +188,11 @@ class ContactDirectory:
             return ResolvedContact(found, created=False)
         if not create:
             raise ContactNotFoundError(f"No HighLevel contact has {recipient.value}.")
+        names = {"first_name": first_name or None, "last_name": last_name or None}
         request = (
-            UpsertContactRequest(phone=recipient.value, source="Slack (ghl-bridge)")
+            UpsertContactRequest(phone=recipient.value, source="Slack (ghl-bridge)", **names)
             if is_phone
-            else UpsertContactRequest(email=recipient.value, source="Slack (ghl-bridge)")
+            else UpsertContactRequest(email=recipient.value, source="Slack (ghl-bridge)", **names)
         )
         upserted = await self._highlevel.upsert_contact(request)
         return ResolvedContact(upserted.contact, created=upserted.is_new)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.compose.assist import ComposeAssist
 from bot.outbound import OutboundService
+from bot.outbound.finishing import SendFinisher
 from bot.outbound.intents import ComposeIntents
 from bot.settings import Settings
 from bot.slack_install.lifecycle import WorkspaceLifecycle
@@ -21,5 +23,9 @@ class Deps:
     intents: ComposeIntents
     accounts: SubAccounts
     routing: ChannelRouting
+    # The composer's look-ups (contacts, templates, appointments) and a send's last steps
+    # (signature, merge fields, quiet hours).
+    assist: ComposeAssist
+    finisher: SendFinisher
     # Slack's app_uninstalled and tokens_revoked (None: tests that send no such event).
     workspace_lifecycle: WorkspaceLifecycle | None = None

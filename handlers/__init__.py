@@ -9,7 +9,9 @@ from handlers import (
     access,
     commands,
     compose,
+    compose_options,
     highlevel,
+    quick_choices,
     shortcuts,
     slack_lifecycle,
     thread_actions,
@@ -22,6 +24,8 @@ def register_all(app: AsyncApp, deps: Deps) -> None:
     commands.register(app, deps)
     highlevel.register(app, deps)
     compose.register(app, deps)
+    compose_options.register(app, deps)
+    quick_choices.register(app, deps)
     thread_actions.register(app, deps)
     shortcuts.register(app, deps)
     slack_lifecycle.register(app, deps)

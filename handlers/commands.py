@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -13,13 +14,14 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.compose import ComposeContext, Draft, FieldErrors, check_draft
 from bot.deps import Deps
-from bot.highlevel import MessageChannel
+from bot.highlevel import HighLevelError, MessageChannel
 from bot.outbound import NOT_SAVED, SlackOrigin
 from bot.outbound.intents import Notice, QuickSendIntent
 from bot.recipients import RecipientError, RecipientKind, split_recipient
 from bot.ui.help_builder import usage_blocks, usage_text
 from bot.ui.notice_builder import error_notice
-from handlers.compose import narrow_to_contact, open_composer, sub_account_choices
+from bot.ui.quick_send_builder import contact_choices_notice
+from handlers.compose_view import enrich_composer, open_composer, sub_account_choices
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +32,17 @@ HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 INTENT_SAVE_WAIT_SECONDS = 2.0
 # How long the person's notice may take to reach Slack: what Bolt's respond() allows.
 RESPOND_TIMEOUT_SECONDS = 30.0
+# A name in a quick send is looked up before the ack, inside Slack's 3 s.
+NAME_LOOKUP_SECONDS = 2.0
+NAME_LOOKUP_SLOW = (
+    "HighLevel took too long to look that name up, so nothing was sent. Use the customer's "
+    "number or email, or open the composer with `/sendsms` and search there."
+)
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     """Attach the slash-command listeners."""
     region = deps.settings.phone_default_region
-
-    async def compose(client: AsyncWebClient, command: dict[str, Any], draft: Draft) -> None:
-        context = ComposeContext(channel_id=command["channel_id"])
-        origin = SlackOrigin(
-            team_id=command.get("team_id", ""),
-            channel_id=command["channel_id"],
-            user_id=command["user_id"],
-        )
-        # Several sub-accounts and an unlinked channel: the composer asks which one.
-        choices = await sub_account_choices(deps, origin.team_id, origin.channel_id, context)
-        view_id = await open_composer(
-            client, command["trigger_id"], draft, context, sub_accounts=choices
-        )
-        if view_id and draft.recipient and not choices:
-            await narrow_to_contact(deps, client, view_id, draft, context, origin)
 
     @app.command("/sendsms")
     async def sendsms(
@@ -61,12 +54,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         if not text:
             await ack()
-            await compose(client, command, Draft())
+            await compose(deps, client, command, Draft())
             return
         try:
             recipient, message = split_recipient(text, region)
         except RecipientError as exc:
-            await ack(text=f"{exc} Try `/sendsms help`.", response_type="ephemeral")
+            await by_name(deps, ack, command, respond, client, text, exc)
             return
         is_email = recipient.kind is RecipientKind.EMAIL
         if not message or is_email:
@@ -74,7 +67,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
             channel = MessageChannel.EMAIL if is_email else MessageChannel.SMS
             await compose(
-                client, command, Draft(recipient=recipient.value, channel=channel, message=message)
+                deps,
+                client,
+                command,
+                Draft(recipient=recipient.value, channel=channel, message=message),
             )
             return
         await quick_send(
@@ -90,7 +86,26 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             return
         await ack()
-        await compose(client, command, Draft(recipient=text, channel=MessageChannel.EMAIL))
+        await compose(deps, client, command, Draft(recipient=text, channel=MessageChannel.EMAIL))
+
+
+async def compose(
+    deps: Deps, client: AsyncWebClient, command: dict[str, Any], draft: Draft
+) -> None:
+    """Open the composer, then fill in what needs look-ups (the contact, the signature)."""
+    context = ComposeContext(channel_id=command["channel_id"])
+    origin = SlackOrigin(
+        team_id=command.get("team_id", ""),
+        channel_id=command["channel_id"],
+        user_id=command["user_id"],
+    )
+    # Several sub-accounts and an unlinked channel: the composer asks which one.
+    choices = await sub_account_choices(deps, origin.team_id, origin.channel_id, context)
+    opened = await open_composer(
+        client, command["trigger_id"], draft, context, sub_accounts=choices
+    )
+    if opened:
+        await enrich_composer(deps, client, opened, draft, context, origin, sub_accounts=choices)
 
 
 async def quick_send(
@@ -129,6 +144,76 @@ async def quick_send(
     notice = await deps.intents.finish(intent, recording=recording, announce_queued=True)
     if notice is not None:
         await tell(client, respond, notice)
+
+
+async def by_name(
+    deps: Deps,
+    ack: AsyncAck,
+    command: dict[str, Any],
+    respond: AsyncRespond,
+    client: AsyncWebClient,
+    text: str,
+    not_an_address: RecipientError,
+) -> None:
+    """`/sendsms Ada Lovelace Running late`: the contact named at the start of the text.
+
+    One match sends; several are held (saved, nothing sent) for the person to pick from;
+    none, or a HighLevel too slow to say, answers how to name the customer instead.
+    """
+    origin = SlackOrigin(
+        team_id=command.get("team_id", ""),
+        channel_id=command["channel_id"],
+        user_id=command["user_id"],
+    )
+    location_id = await deps.outbound.quick_location(origin)
+    if location_id is None:
+        await ack(text=f"{not_an_address} Try `/sendsms help`.", response_type="ephemeral")
+        return
+    try:
+        match = await asyncio.wait_for(deps.assist.named(location_id, text), NAME_LOOKUP_SECONDS)
+    except (HighLevelError, TimeoutError):
+        await ack(text=NAME_LOOKUP_SLOW, response_type="ephemeral")
+        return
+    if not match.contacts:
+        await ack(
+            text=f"{not_an_address} No contact has that name either. Try `/sendsms help`.",
+            response_type="ephemeral",
+        )
+        return
+    if not match.rest.strip():
+        await ack()
+        contact = match.contacts[0]
+        if len(match.contacts) == 1:
+            await compose(deps, client, command, Draft(recipient=contact.id))
+        else:
+            await compose(deps, client, command, Draft())
+        return
+    draft = Draft(message=match.rest.strip(), location_id=location_id)
+    if len(match.contacts) == 1:
+        await quick_send(
+            deps,
+            ack,
+            command,
+            respond,
+            dataclasses.replace(draft, recipient=match.contacts[0].id),
+            client,
+        )
+        return
+    intent = QuickSendIntent(
+        key=f"command:{command['trigger_id']}",
+        origin=origin,
+        draft=draft,
+        response_url=command.get("response_url") or None,
+    )
+    if not await deps.intents.hold(intent):
+        text, blocks = error_notice("Couldn't send it", NOT_SAVED)
+        await ack(text=text, blocks=blocks, response_type="ephemeral")
+        return
+    name = " ".join(text.split()[: len(text.split()) - len(match.rest.split())])
+    await ack()
+    # Through the response_url, as the send's own notices go: its buttons answer there.
+    notice = Notice(*contact_choices_notice(name, match.contacts, intent.key))
+    await tell(client, respond, notice)
 
 
 async def tell(client: AsyncWebClient, respond: AsyncRespond, notice: Notice) -> None:

@@ -10,11 +10,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.compose import ComposeContext
 from bot.deps import Deps
-from bot.outbound import ComposeRejected
+from bot.outbound import ComposeRejected, SlackOrigin
 from bot.ui.compose_state import file_refs
 from bot.ui.inbound_builder import shortcut_outside_thread_notice
 from bot.ui.notice_builder import error_notice
-from handlers.compose import open_composer
+from handlers.compose_view import enrich_composer, open_composer
 
 REPLY_SHORTCUT = "reply_via_highlevel"
 
@@ -59,4 +59,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
         posted_by_a_bot = bool(message.get("bot_id")) or message.get("subtype") == "bot_message"
         if files and not posted_by_a_bot:
             draft = dataclasses.replace(draft, files=files)
-        await open_composer(client, body["trigger_id"], draft, context)
+        opened = await open_composer(client, body["trigger_id"], draft, context)
+        if opened:
+            origin = SlackOrigin(
+                team_id=team_id,
+                channel_id=channel_id,
+                user_id=(body.get("user") or {}).get("id", ""),
+            )
+            await enrich_composer(deps, client, opened, draft, context, origin)

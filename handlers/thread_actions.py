@@ -13,7 +13,7 @@ from bot.deps import Deps
 from bot.outbound import ComposeRejected, SlackOrigin
 from bot.ui.notice_builder import error_notice
 from bot.ui.thread_builder import CANCEL_ACTION, REPLY_ACTION, RESEND_ACTION, RETRY_ACTION
-from handlers.compose import open_composer
+from handlers.compose_view import enrich_composer, open_composer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             thread_ts=message.get("thread_ts") or message.get("ts"),
             reply=context,
         )
-        await open_composer(client, body["trigger_id"], draft, compose_context)
+        opened = await open_composer(client, body["trigger_id"], draft, compose_context)
+        if opened:
+            await enrich_composer(deps, client, opened, draft, compose_context, origin)
 
     @app.action(CANCEL_ACTION)
     async def cancel(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:

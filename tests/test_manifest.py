@@ -15,9 +15,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.app import Bridge
+from bot.compose.assist import ComposeAssist
 from bot.deps import Deps
 from bot.doctor import read_bot_scopes
 from bot.outbound import OutboundService
+from bot.outbound.finishing import SendFinisher
 from bot.outbound.intents import ComposeIntents
 from bot.server import build_web_app
 from bot.settings import Settings
@@ -157,6 +159,8 @@ def recorder(tmp_path: Path) -> ListenerRecorder:
         intents=cast(ComposeIntents, object()),
         accounts=cast(SubAccounts, object()),
         routing=cast(ChannelRouting, object()),
+        assist=cast(ComposeAssist, object()),
+        finisher=cast(SendFinisher, object()),
     )
     handlers.register_all(cast(AsyncApp, recording), deps)
     return recording

@@ -21,6 +21,17 @@ def test_a_draft_with_files_comes_back_the_same() -> None:
             SlackFileRef("F1", "quote.pdf", "application/pdf", 12_000),
             SlackFileRef("F2", "kitchen.jpg", "image/jpeg", 240_000),
         ),
+        first_name="Ada",
+        last_name="Lovelace",
+        template_id="tpl-1",
+        send_anyway=True,
+        email_from="desk@example.com",
+        email_to="ada@work.example",
+        to_number="+14155550199",
+        appointment_id="apt-1",
+        reply_all=False,
+        finished=True,
+        conversation_provider_id="prov-1",
     )
     assert decode_draft(encode_draft(draft)) == draft
 

@@ -17,17 +17,24 @@ from pydantic import SecretStr
 
 from ._errors import UnavailableError, error_for_status
 from ._models import (
+    Appointment,
     CancelScheduledResponse,
     Contact,
+    ContactSearchResult,
     Conversation,
     ConversationSearchResult,
     EmailMessage,
+    Location,
     Message,
     MessagePage,
+    MessageTemplate,
     SendMessageRequest,
     SendMessageResponse,
     UpsertContactRequest,
     UpsertContactResponse,
+    _AppointmentsAnswer,
+    _TemplatesPage,
+    _WireTemplate,
 )
 from ._ratelimit import RateLimiter
 from ._seams import RequestObserver, StaticToken, TokenSource
@@ -76,6 +83,8 @@ _NEVER_SENT_ERRORS: tuple[type[httpx.RequestError], ...] = (
 )
 
 _ModelT = TypeVar("_ModelT", bound=pydantic.BaseModel)
+TEMPLATES_PAGE_SIZE = 100
+TEMPLATES_MAX_PAGES = 5
 _jitter = random.SystemRandom()
 
 
@@ -312,6 +321,62 @@ class HighLevelClient(UploadCalls):
             json=payload,
         )
         return self._parse(UpsertContactResponse, body, kind=_Kind.WRITE)
+
+    async def search_contacts(self, query: str, *, limit: int = 20) -> ContactSearchResult:
+        """POST /contacts/search: the location's contacts matching ``query`` (name, phone, email,
+        company), first ``limit`` of them. Changes nothing, so it is retried like a read."""
+        body = await self._request(
+            "POST",
+            "/contacts/search",
+            kind=_Kind.READ,
+            version=self._contacts_version,
+            json={"locationId": self._location_id, "pageLimit": limit, "query": query},
+        )
+        return self._parse(ContactSearchResult, body, kind=_Kind.READ)
+
+    async def contact_appointments(self, contact_id: str) -> list[Appointment]:
+        """GET /contacts/{id}/appointments (``{"events": [...]}``)."""
+        body = await self._read(
+            f"/contacts/{_seg(contact_id)}/appointments", version=self._contacts_version
+        )
+        return self._parse(_AppointmentsAnswer, body, kind=_Kind.READ).events
+
+    # -----------------------------------------------------------------------------------------
+    # Location (Version 2021-07-28, as contacts)
+
+    async def get_location(self) -> Location:
+        """GET /locations/{locationId}: this location's name and time zone."""
+        body = await self._read(
+            f"/locations/{_seg(self._location_id)}", version=self._contacts_version
+        )
+        return self._parse(Location, _unwrap(body, "location"), kind=_Kind.READ)
+
+    async def list_templates(self) -> list[MessageTemplate]:
+        """GET /locations/{locationId}/templates: SMS, WhatsApp and email templates.
+
+        Pages of ``TEMPLATES_PAGE_SIZE`` by ``skip`` until a short page, at most
+        ``TEMPLATES_MAX_PAGES``. Templates of other types are left out.
+        """
+        path = f"/locations/{_seg(self._location_id)}/templates"
+        found: dict[str, MessageTemplate] = {}
+        for page in range(TEMPLATES_MAX_PAGES):
+            params: dict[str, str | int] = {
+                "originId": self._location_id,
+                "deleted": "false",
+                "limit": TEMPLATES_PAGE_SIZE,
+                "skip": page * TEMPLATES_PAGE_SIZE,
+            }
+            body = await self._read(path, params=params, version=self._contacts_version)
+            entries = self._parse(_TemplatesPage, body, kind=_Kind.READ).templates
+            for entry in entries:
+                if str(entry.get("type") or "").lower() not in {"sms", "email", "whatsapp"}:
+                    continue  # other kinds (e.g. voicemail) have other shapes: not ours
+                template = self._parse(_WireTemplate, entry, kind=_Kind.READ).to_template()
+                if template is not None:
+                    found.setdefault(template.id, template)
+            if len(entries) < TEMPLATES_PAGE_SIZE:
+                break
+        return list(found.values())
 
     # -----------------------------------------------------------------------------------------
     # Transport

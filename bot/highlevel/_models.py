@@ -14,26 +14,31 @@ from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "Appointment",
     "CancelScheduledResponse",
     "Contact",
+    "ContactSearchResult",
     "Conversation",
     "ConversationSearchResult",
     "DndSetting",
     "EmailMessage",
     "EmailReplyMode",
     "ForwardConfig",
+    "Location",
     "Message",
     "MessageChannel",
     "MessageMeta",
     "MessageMetaEmail",
     "MessagePage",
+    "MessageTemplate",
     "OptimizationPeriod",
     "SendMessageRequest",
     "SendMessageResponse",
+    "TemplateKind",
     "UploadAttachmentsResponse",
     "UpsertContactRequest",
     "UpsertContactResponse",
@@ -268,6 +273,113 @@ class UpsertContactResponse(_ResponseModel):
     is_new: bool = Field(alias="new")
     contact: Contact
     trace_id: str | None = None
+
+
+class ContactSearchResult(_ResponseModel):
+    """200 of POST /contacts/search: one page of contacts and the number that matched."""
+
+    contacts: list[Contact] = Field(default_factory=list)
+    total: int | None = None
+
+    @field_validator("contacts", mode="before")
+    @classmethod
+    def _null_contacts(cls, value: object) -> object:
+        return [] if value is None else value
+
+
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+class Appointment(_ResponseModel):
+    """One event of GET /contacts/{id}/appointments (GetEventSchema), permissive.
+
+    Times carry the offset HighLevel sends; a time sent without one stays naive (its zone is
+    unknown, so it is not guessed).
+    """
+
+    id: str
+    title: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    status: str | None = Field(default=None, validation_alias="appointmentStatus")
+    """``appointmentStatus`` (``confirmed``, ``cancelled``, ``showed``, ...), else ``status``."""
+
+    @field_validator("start_time", "end_time", "title", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        return _blank_is_none(value)
+
+
+class _AppointmentsAnswer(_ResponseModel):
+    events: list[Appointment] = Field(default_factory=list)
+
+
+class Location(_ResponseModel):
+    """A sub-account from GET /locations/{locationId} (GetLocationByIdSchema), permissive."""
+
+    id: str
+    name: str | None = None
+    timezone: str | None = None
+
+
+class TemplateKind(StrEnum):
+    """The template ``type`` values GET /locations/{id}/templates filters by."""
+
+    SMS = "sms"
+    EMAIL = "email"
+    WHATSAPP = "whatsapp"
+
+
+class MessageTemplate(BaseModel):
+    """A location's SMS, WhatsApp or email template, flattened from the wire shape."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    kind: TemplateKind
+    body: str = ""
+    """SMS and WhatsApp text."""
+    subject: str = ""
+    html: str = ""
+    """Email body."""
+
+
+class _WireTemplateContent(_ResponseModel):
+    body: str | None = None
+    subject: str | None = None
+    html: str | None = None
+
+
+class _WireTemplate(_ResponseModel):
+    """GetSmsTemplateResponseSchema / GetEmailTemplateResponseSchema."""
+
+    id: str = Field(validation_alias=AliasChoices("id", "_id"))
+    name: str | None = None
+    type: str | None = None
+    template: _WireTemplateContent | None = None
+
+    def to_template(self) -> MessageTemplate | None:
+        """The flat template, or None for a ``type`` other than sms, email or whatsapp."""
+        try:
+            kind = TemplateKind((self.type or "").lower())
+        except ValueError:
+            return None
+        content = self.template or _WireTemplateContent()
+        return MessageTemplate(
+            id=self.id,
+            name=self.name or "",
+            kind=kind,
+            body=content.body or "",
+            subject=content.subject or "",
+            html=content.html or "",
+        )
+
+
+class _TemplatesPage(_ResponseModel):
+    templates: list[dict[str, Any]] = Field(default_factory=list)
+    total_count: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------

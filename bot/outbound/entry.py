@@ -22,7 +22,11 @@ class Display:
 
 
 def entry_payload(
-    request: SendMessageRequest, display: Display, files: Sequence[SlackFileRef] = ()
+    request: SendMessageRequest,
+    display: Display,
+    files: Sequence[SlackFileRef] = (),
+    *,
+    quiet_hours_override: bool = False,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "request": request.to_wire(),
@@ -35,6 +39,9 @@ def entry_payload(
     if files:
         # The Slack files go with the send: uploaded by the worker, once each (outbox_files).
         payload["files"] = [file.to_json() for file in files]
+    if quiet_hours_override:
+        # The audit trail: someone chose "Send now anyway" inside the contact's quiet hours.
+        payload["quiet_hours_override"] = True
     return payload
 
 
@@ -63,6 +70,9 @@ def build_request(
         "contact_id": contact.id,
         "message": checked.message or None,
         "scheduled_timestamp": checked.schedule_at,
+        "appointment_id": checked.appointment_id,
+        "template_id": checked.template_id or None,
+        "conversation_provider_id": checked.conversation_provider_id,
     }
     if is_email:
         fields |= {
@@ -70,6 +80,8 @@ def build_request(
             "html": checked.html,
             "email_cc": list(checked.cc) or None,
             "email_bcc": list(checked.bcc) or None,
+            "email_from": checked.email_from,
+            "email_to": checked.email_to,
         }
         if reply is not None and reply.email_thread_id:
             # The seed: threadId is "the message ID that contains multiple email messages in
@@ -78,8 +90,15 @@ def build_request(
             fields |= {
                 "thread_id": reply.email_thread_id,
                 "reply_message_id": reply.reply_message_id,
-                "email_reply_mode": reply.email_reply_mode or EmailReplyMode.REPLY,
+                "email_reply_mode": _reply_mode(checked, reply),
             }
-    elif checked.from_number:
-        fields["from_number"] = checked.from_number
+    else:
+        fields |= {"from_number": checked.from_number, "to_number": checked.to_number}
     return SendMessageRequest(**fields)
+
+
+def _reply_mode(checked: CheckedDraft, reply: ReplyContext) -> EmailReplyMode:
+    """The person's choice in the composer, else what the reply was opened as."""
+    if checked.reply_all is not None:
+        return EmailReplyMode.REPLY_ALL if checked.reply_all else EmailReplyMode.REPLY
+    return reply.email_reply_mode or EmailReplyMode.REPLY

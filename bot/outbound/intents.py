@@ -26,6 +26,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.compose import Draft, FieldErrors, ReplyContext, check_draft, contact_label
 from bot.highlevel import Contact, EmailReplyMode
+from bot.outbound.finishing import QuietHoursError
 from bot.outbound.saved_draft import decode_draft, encode_draft, optional_text, text_field
 from bot.outbound.service import (
     NOT_SAVED,
@@ -36,6 +37,7 @@ from bot.outbound.service import (
     SlackOrigin,
 )
 from bot.ui.notice_builder import error_notice, not_in_channel_notice, queued_notice
+from bot.ui.quick_send_builder import quiet_hours_notice
 from storage import ComposeIntent, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ STALE_AFTER_SECONDS = 3600.0
 # Outcomes an intent is closed with (INTENT_QUEUED, when its outbox entry is written, is the
 # store's).
 REFUSED = "refused"
+HELD = "held"  # waiting for the person's choice; a button runs it again under a new key
 STALE = "stale"
 UNREADABLE = "unreadable"
 FAILED = "failed"
@@ -158,6 +161,33 @@ class ComposeIntents:
             log.warning("could not save a send from %s: %s", intent.origin.user_id, exc)
             raise NotSavedError(NOT_SAVED) from None
 
+    async def hold(self, intent: Intent) -> bool:
+        """Save `intent` as held for the person's choice (which contact): nothing is sent
+        until a button answers it (`held`). False when it could not be saved."""
+        try:
+            await self._save(intent)
+            await self._store.close_intent(intent.key, HELD)
+        except (NotSavedError, StoreError):
+            return False
+        return True
+
+    async def held(self, key: str, origin: SlackOrigin) -> Intent | None:
+        """The send saved under `key`, if `origin`'s person made it in that workspace: a send
+        held for a choice (quiet hours, which contact) that a button now answers."""
+        try:
+            record = await self._store.get_intent(key)
+        except StoreError as exc:
+            log.warning("could not read a held send of %s: %s", origin.user_id, exc)
+            return None
+        if record is None or record.outcome != HELD:
+            return None  # only a held send waits for a button
+        if (record.team_id, record.slack_user_id) != (origin.team_id, origin.user_id):
+            return None
+        try:
+            return decode_intent(record)
+        except (KeyError, TypeError, ValueError):
+            return None
+
     async def finish(
         self,
         intent: Intent,
@@ -212,6 +242,10 @@ class ComposeIntents:
             return await self._refuse(intent, notice, kept=KEPT_FOR_RESTART)
         except ComposeRejected as exc:
             return await self._refuse(intent, Notice(*error_notice(_title(intent), exc.message)))
+        except QuietHoursError as exc:
+            # Held, not refused: the person's answer (a button) sends it as a new intent.
+            notice = Notice(*quiet_hours_notice(exc.choice, intent.key))
+            return await self._refuse(intent, notice, outcome=HELD)
         if not submitted.created:
             return None  # a replay of a send already queued (and announced)
         if announce_queued or submitted.contact_created:
@@ -225,7 +259,7 @@ class ComposeIntents:
         return None
 
     async def _refuse(
-        self, intent: Intent, notice: Notice, *, kept: str | None = None
+        self, intent: Intent, notice: Notice, *, kept: str | None = None, outcome: str = REFUSED
     ) -> Notice | None:
         """Close the intent, then say why (told at most once: a restart will not repeat it).
 
@@ -234,7 +268,7 @@ class ComposeIntents:
         be saved is said to be kept (`kept`), so the person does not send it a second time.
         """
         try:
-            await self._store.close_intent(intent.key, REFUSED)
+            await self._store.close_intent(intent.key, outcome)
         except StoreError as exc:
             log.warning("could not close compose intent of %s: %s", intent.origin.user_id, exc)
             if kept is not None:

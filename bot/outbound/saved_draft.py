@@ -22,6 +22,17 @@ def encode_draft(draft: Draft) -> dict[str, Any]:
         "schedule_at": draft.schedule_at,
         "location_id": draft.location_id,
         "files": [file.to_json() for file in draft.files],
+        "first_name": draft.first_name,
+        "last_name": draft.last_name,
+        "template_id": draft.template_id,
+        "send_anyway": draft.send_anyway,
+        "email_from": draft.email_from,
+        "email_to": draft.email_to,
+        "to_number": draft.to_number,
+        "appointment_id": draft.appointment_id,
+        "reply_all": draft.reply_all,
+        "finished": draft.finished,
+        "conversation_provider_id": draft.conversation_provider_id,
     }
 
 
@@ -47,6 +58,17 @@ def decode_draft(data: Any) -> Draft:
         schedule_at=schedule_at,
         location_id=text_field(data.get("location_id", "")),
         files=tuple(SlackFileRef.from_json(item) for item in files),
+        first_name=text_field(data.get("first_name", "")),
+        last_name=text_field(data.get("last_name", "")),
+        template_id=text_field(data.get("template_id", "")),
+        send_anyway=data.get("send_anyway") is True,
+        email_from=text_field(data.get("email_from", "")),
+        email_to=text_field(data.get("email_to", "")),
+        to_number=text_field(data.get("to_number", "")),
+        appointment_id=text_field(data.get("appointment_id", "")),
+        reply_all=_optional_bool(data.get("reply_all")),
+        finished=data.get("finished") is True,
+        conversation_provider_id=text_field(data.get("conversation_provider_id", "")),
     )
 
 
@@ -58,3 +80,9 @@ def text_field(value: Any) -> str:
 
 def optional_text(value: Any) -> str | None:
     return None if value is None else text_field(value)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"expected true, false or null, got {type(value).__name__}")
+    return value

@@ -28,6 +28,11 @@ from bot.highlevel import (
     NotFoundError,
 )
 from bot.outbound.entry import Display, build_request, entry_payload, files_of, unpack_entry
+from bot.outbound.finishing import (
+    ContactNeededError,
+    SendFinisher,
+    UnknownMergeFieldsError,
+)
 from bot.outbound.presenter import SendPresenter
 from bot.posting.poster import SlackPosters
 from bot.recipients import Recipient
@@ -102,6 +107,7 @@ class OutboundService:
         slack: SlackPosters,
         presenter: SendPresenter,
         wake_worker: Callable[[], None],
+        finisher: SendFinisher,
         connect_hint: str = "",
     ) -> None:
         self._store = store
@@ -110,6 +116,7 @@ class OutboundService:
         self._slack = slack
         self._presenter = presenter
         self._wake_worker = wake_worker
+        self._finisher = finisher
         # How to connect a sub-account, for the message of a send that has none to go from.
         self._connect_hint = connect_hint
         # Sends a Cancel click is being carried out for: a second click must not ask again.
@@ -178,6 +185,15 @@ class OutboundService:
             )
         return location_id
 
+    async def quick_location(self, origin: SlackOrigin) -> str | None:
+        """The sub-account a send from `origin`'s channel goes from when nobody picks one:
+        the channel's linked one, or the only one connected; None when it takes a choice."""
+        try:
+            return (await self._routing.route(origin.team_id, origin.channel_id)).location_id
+        except StoreError as exc:
+            log.warning("could not read the routing of %s: %s", origin.channel_id, exc)
+            return None
+
     async def find_contact(
         self, checked: CheckedDraft, origin: SlackOrigin, reply: ReplyContext | None
     ) -> tuple[Contact, bool]:
@@ -212,7 +228,9 @@ class OutboundService:
             if reply is not None:
                 return await contacts.get(reply.contact_id), False
             assert checked.recipient is not None  # noqa: S101 - check_draft guarantees it
-            resolved = await contacts.resolve(checked.recipient)
+            resolved = await contacts.resolve(
+                checked.recipient, first_name=checked.first_name, last_name=checked.last_name
+            )
         except ContactNotFoundError as exc:
             raise ComposeRejected(str(exc), field="recipient") from None
         except AccessLostError:
@@ -278,6 +296,12 @@ class OutboundService:
         reason = unreachable_reason(contact, checked.channel)
         if reason is not None:
             raise ComposeRejected(reason, field="channel")
+        try:
+            checked = await self._finisher.finish(
+                checked, contact, origin.team_id, origin.user_id, location_id
+            )
+        except (UnknownMergeFieldsError, ContactNeededError) as exc:
+            raise ComposeRejected(str(exc), field="message") from None
         thread_id = reply.thread_id if reply is not None else None
         if thread_id is None:
             thread = await self._store.find_thread_for_contact(
@@ -298,13 +322,17 @@ class OutboundService:
             location_id=location_id,
             contact_id=contact.id,
             message_type=checked.channel.value,
-            payload=entry_payload(request, display, checked.files),
+            payload=entry_payload(
+                request, display, checked.files, quiet_hours_override=checked.send_anyway
+            ),
             thread_id=thread_id,
             scheduled_at=checked.schedule_at,
             close_intent=idempotency_key,
         )
         if created:
             log.info("outbox %d: %s queued by %s", entry.id, entry.message_type, origin.user_id)
+            if checked.send_anyway:
+                log.info("outbox %d: sent inside quiet hours by %s", entry.id, origin.user_id)
             self._wake_worker()
         return Submitted(entry, created, contact, contact_created)
 
@@ -377,6 +405,7 @@ class OutboundService:
             reply_message_id=reply_message_id,
             email_reply_mode=EmailReplyMode.REPLY_ALL if cc else EmailReplyMode.REPLY,
             location_id=thread.location_id,
+            reply_all_cc=", ".join(cc),
         )
         return reply, Draft(channel=channel, subject=subject, cc=", ".join(cc))
 

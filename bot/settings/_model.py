@@ -22,6 +22,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.compose.quiet_hours import QuietHours, zone_named
+from bot.compose.signature import Signature
 from bot.settings._problems import access_problems, describe_errors
 from storage import validate_database_url
 
@@ -210,6 +212,28 @@ class Settings(BaseSettings):
         gt=0,
         description="posts per second per channel (Slack allows about 1, with short bursts)",
     )
+    # The composer (bot/compose/): quiet hours and the sender's signature.
+    quiet_hours: Annotated[QuietHours | None, NoDecode] = Field(
+        default=None,
+        description="a daily window such as 21:00-08:00 in the contact's time zone in which texts "
+        "are held: the composer offers to schedule for its end or to send anyway",
+        json_schema_extra={"default_text": "unset (off)"},
+    )
+    quiet_hours_tz: str = Field(
+        default="UTC",
+        description="the time zone for quiet hours when neither the contact nor the sub-account "
+        "has one (an IANA name such as America/New_York)",
+    )
+    quiet_hours_email: bool = Field(
+        default=False, description="whether quiet hours hold emails too"
+    )
+    signature: Annotated[Signature | None, NoDecode] = Field(
+        default=None,
+        description="appended to SMS, WhatsApp and email, filled from the sender's Slack "
+        "profile, e.g. '— {first_name}, {team}' ({first_name} {last_name} {name} {title} "
+        "{team} {email})",
+        json_schema_extra={"default_text": "unset (off)"},
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     # Slow and hostile clients (bot/http_guard.py). Slack wants an answer within 3 s, so a
     # request that takes seconds to arrive is of no use anyway.
@@ -252,6 +276,27 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_ids(value)
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _quiet_hours(cls, value: object) -> object:
+        if isinstance(value, str):
+            return QuietHours.parse(value) if value.strip() else None
+        return value
+
+    @field_validator("quiet_hours_tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if zone_named(value) is None:
+            raise ValueError(f"{value!r} is not a time zone name such as America/New_York")
+        return value.strip()
+
+    @field_validator("signature", mode="before")
+    @classmethod
+    def _signature(cls, value: object) -> object:
+        if isinstance(value, str):
+            return Signature.parse(value) if value.strip() else None
+        return value
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -43,7 +43,9 @@ BRIDGE_SCOPES: tuple[str, ...] = (
     # POST /conversations/messages (sends), POST .../messages/upload (attachments), DELETE
     # .../messages/{id}/schedule (cancel a scheduled send).
     "conversations/message.write",
-    # GET /contacts/search/duplicate and GET /contacts/{id}: recipients by phone or email.
+    # GET /contacts/search/duplicate and GET /contacts/{id}: recipients by phone or email;
+    # POST /contacts/search and GET /contacts/{id}/appointments: the composer's search and
+    # "About appointment".
     "contacts.readonly",
     # POST /contacts/upsert: a recipient who is not a contact yet.
     "contacts.write",
@@ -54,6 +56,8 @@ BRIDGE_SCOPES: tuple[str, ...] = (
     # GET /locations/{id}: the name of a sub-account connected by a Location install (the
     # token response has none; an agency's installedLocations answer names its locations).
     "locations.readonly",
+    # GET /locations/{id}/templates: the composer's templates.
+    "locations/templates.readonly",
 )
 # Not conversations.write: it covers POST/PUT/DELETE /conversations/, which the bridge never
 # calls (a send creates its conversation itself).

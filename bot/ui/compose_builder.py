@@ -13,7 +13,6 @@ from typing import Final
 
 from slack_sdk.models.blocks import (
     Block,
-    CheckboxesElement,
     ContextBlock,
     DateTimePickerElement,
     InputBlock,
@@ -23,7 +22,6 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 from slack_sdk.models.blocks.basic_components import DispatchActionConfig
-from slack_sdk.models.blocks.block_elements import FileInputElement  # not re-exported
 from slack_sdk.models.views import View
 
 from bot.compose import (
@@ -33,22 +31,30 @@ from bot.compose import (
     PHONE_CHANNELS,
     ComposeContext,
     ComposeField,
+    ContactCard,
     Draft,
     FieldErrors,
-    ReplyContext,
-    short_file_name,
 )
+from bot.compose.finish import Preview, QuietChoice
 from bot.files import (
-    ALLOWED_EXTENSIONS,
-    MAX_FILES_PER_SEND,
-    SlackFileRef,
     channel_takes_files,
-    upload_limit_bytes,
 )
-from bot.files.rules import extension_of, size_text
-from bot.highlevel import EmailReplyMode, MessageChannel
+from bot.highlevel import MessageChannel
 from bot.sms import MAX_SMS_CHARACTERS, measure
-from bot.ui.compose_state import encode_context, fit_context
+from bot.ui.compose_files_builder import file_blocks
+from bot.ui.compose_sections import (
+    PREVIEW_NOTE_BLOCK,
+    appointment_block,
+    email_address_blocks,
+    new_contact_blocks,
+    preview_blocks,
+    quiet_hours_block,
+    recipient_block,
+    reply_mode_block,
+    template_block,
+    to_number_block,
+)
+from bot.ui.compose_state import block_id_of, encode_context, field_of_block, fit_context
 from bot.ui.thread_builder import clip, escape_clipped
 
 COMPOSE_CALLBACK_ID: Final = "compose"
@@ -62,13 +68,7 @@ HINT_MAX: Final = 2000
 TO_BLOCK: Final = "compose_to"
 CHANNEL_NOTE_BLOCK: Final = "compose_channel_note"
 EMAIL_THREAD_BLOCK: Final = "compose_email_thread"
-MESSAGE_FILES_NOTE_BLOCK: Final = "compose_message_files_note"
 
-RECIPIENT_PLACEHOLDER: Final = "+1 415 555 0100, name@example.com or a contact id"
-RECIPIENT_HINT: Final = (
-    "A phone number in any common format (+1 415 555 0100, (415) 555-0100), an email "
-    "address, or a HighLevel contact id. Press Enter to look the contact up."
-)
 CHANNEL_NOTE: Final = (
     "Channels this contact can't receive are left out "
     "(no phone number or email address, or Do Not Disturb is on)."
@@ -94,15 +94,21 @@ _FIELD_NAMES: Final = {
     ComposeField.SUB_ACCOUNT: "Sub-account",
     ComposeField.FILES: "Files",
     ComposeField.MESSAGE_FILES: "Files from the message",
+    ComposeField.FIRST_NAME: "First name",
+    ComposeField.LAST_NAME: "Last name",
+    ComposeField.TEMPLATE: "Template",
+    ComposeField.EMAIL_FROM: "From address",
+    ComposeField.EMAIL_TO: "To address",
+    ComposeField.TO_NUMBER: "Send to number",
+    ComposeField.APPOINTMENT: "About appointment",
+    ComposeField.REPLY_MODE: "Answer",
+    ComposeField.QUIET_HOURS: "Quiet hours",
 }
 # Where an error goes when its own block is not in the view, before the message block.
 _SECOND_HOMES: Final = {ComposeField.FILES: ComposeField.MESSAGE_FILES}
 # A static select offers at most 100 options (docs.slack.dev reference/block-kit/block-elements).
 SELECT_OPTIONS_MAX: Final = 100
 OPTION_TEXT_MAX: Final = 75
-MESSAGE_FILES_LABEL: Final = "Attached from the message"
-FILES_LABEL: Final = "Attach files"
-FILE_TYPES_TEXT: Final = ", ".join(e.upper() for e in ALLOWED_EXTENSIONS)
 SUB_ACCOUNT_HINT: Final = (
     "Several HighLevel sub-accounts are connected and this channel is not linked to one. "
     "An admin can link it with /highlevel link."
@@ -139,6 +145,7 @@ def _text_input(
     multiline: bool = False,
     max_length: int | None = None,
     dispatch_on: str | None = None,
+    revision: int = 0,
 ) -> InputBlock:
     element = PlainTextInputElement(
         action_id=field.value,
@@ -151,7 +158,7 @@ def _text_input(
         ),
     )
     return InputBlock(
-        block_id=field.value,
+        block_id=block_id_of(field, revision),
         label=label,
         element=element,
         hint=clip(hint, HINT_MAX) if hint else None,
@@ -197,17 +204,21 @@ def _recipient_blocks(draft: Draft, context: ComposeContext) -> list[Block]:
     if context.reply is not None:
         name = escape_clipped(context.reply.contact_label.strip() or context.reply.contact_id, 200)
         return [_context_line(TO_BLOCK, f"To: *{name}*")]
-    return [
-        _text_input(
-            ComposeField.RECIPIENT,
-            "To",
-            draft.recipient,
-            optional=False,
-            placeholder=RECIPIENT_PLACEHOLDER,
-            hint=RECIPIENT_HINT,
-            dispatch_on="on_enter_pressed",
-        )
-    ]
+    card = context.contact
+    label = None
+    if card is not None and draft.recipient in {card.id, card.phone, card.email}:
+        label = recipient_label(card)
+    blocks: list[Block] = [recipient_block(draft, context, label)]
+    if context.new_contact:
+        blocks += new_contact_blocks(draft)
+    return blocks
+
+
+def recipient_label(card: ContactCard) -> str:
+    """A contact as the recipient search shows it: name · phone or email."""
+    name = card.name or " ".join(p for p in (card.first_name, card.last_name) if p)
+    reach = card.phone or card.email
+    return " · ".join(part for part in (name, reach) if part) or card.id
 
 
 def _channel_blocks(
@@ -259,7 +270,8 @@ def _sub_account_block(draft: Draft, choices: Sequence[SubAccountOption]) -> Inp
     )
 
 
-def _email_blocks(draft: Draft, reply: ReplyContext | None) -> list[Block]:
+def _email_blocks(draft: Draft, context: ComposeContext) -> list[Block]:
+    reply = context.reply
     blocks: list[Block] = [
         _text_input(
             ComposeField.SUBJECT,
@@ -267,9 +279,15 @@ def _email_blocks(draft: Draft, reply: ReplyContext | None) -> list[Block]:
             draft.subject,
             optional=False,
             max_length=MAX_SUBJECT_CHARACTERS,
+            revision=context.revision,
         ),
         _text_input(
-            ComposeField.CC, "CC", draft.cc, optional=True, placeholder="comma-separated addresses"
+            ComposeField.CC,
+            "CC",
+            draft.cc,
+            optional=True,
+            placeholder="comma-separated addresses",
+            revision=context.revision,  # reply or reply all sets it
         ),
         _text_input(
             ComposeField.BCC,
@@ -286,91 +304,13 @@ def _email_blocks(draft: Draft, reply: ReplyContext | None) -> list[Block]:
             placeholder="<p>Hello…</p>",
             hint="Sent as the email's formatted body; the message above is its plain-text version.",
             multiline=True,
+            revision=context.revision,
         ),
+        *email_address_blocks(draft, context),
     ]
     if reply is not None and reply.email_reply_mode is not None:
-        mode = "reply all" if reply.email_reply_mode is EmailReplyMode.REPLY_ALL else "reply"
-        blocks.append(
-            _context_line(EMAIL_THREAD_BLOCK, f"Replies in the customer's email thread ({mode})")
-        )
-    return blocks
-
-
-def files_hint(channel: MessageChannel) -> str:
-    """The line under the file input: what the chosen channel takes."""
-    label = _label(channel)
-    if not channel_takes_files(channel):
-        return f"⚠ {label} messages can't carry files: remove them, or choose another channel."
-    limit = size_text(upload_limit_bytes(channel))
-    return (
-        f"Up to {MAX_FILES_PER_SEND} files in all, each up to {limit} for {label}: "
-        f"{FILE_TYPES_TEXT}."
-    )
-
-
-def _file_option(file: SlackFileRef) -> Option:
-    kind = extension_of(file.name).upper()
-    about = " · ".join(part for part in (kind, size_text(file.size) if file.size else "") if part)
-    return Option(
-        value=file.id,
-        text=short_file_name(file.name, OPTION_TEXT_MAX),
-        description=clip(about, OPTION_TEXT_MAX) if about else None,
-    )
-
-
-def _file_blocks(draft: Draft, context: ComposeContext, channel: MessageChannel) -> list[Block]:
-    """The message's files (checkboxes; a file_input cannot be prefilled) and the file input.
-
-    The file input is left out for a channel that can't carry files, unless files are
-    already picked in it: the block stays (same ids), so Slack keeps them through the
-    re-render, and its hint and the submit check say what to do.
-    """
-    takes = channel_takes_files(channel)
-    chosen = {f.id for f in draft.files}
-    from_message = {f.id for f in context.message_files}
-    blocks: list[Block] = []
-    if context.message_files:
-        options = [_file_option(f) for f in context.message_files]
-        initial = [o for f, o in zip(context.message_files, options, strict=True) if f.id in chosen]
-        hint = "Checked files go with the message." if takes else files_hint(channel)
-        blocks.append(
-            InputBlock(
-                block_id=ComposeField.MESSAGE_FILES.value,
-                label=MESSAGE_FILES_LABEL,
-                element=CheckboxesElement(
-                    action_id=ComposeField.MESSAGE_FILES.value,
-                    options=options,
-                    initial_options=initial or None,  # Slack refuses an empty list
-                ),
-                hint=hint,
-                optional=True,
-            )
-        )
-    if context.message_files_left_out:
-        count = context.message_files_left_out
-        files = "file" if count == 1 else "files"
-        blocks.append(
-            _context_line(
-                MESSAGE_FILES_NOTE_BLOCK,
-                f"⚠ {count} more {files} on that message can't be carried over here; "
-                "download and attach them below if they should go too.",
-            )
-        )
-    picked = any(f not in from_message for f in chosen)
-    if takes or picked:
-        blocks.append(
-            InputBlock(
-                block_id=ComposeField.FILES.value,
-                label=FILES_LABEL,
-                element=FileInputElement(
-                    action_id=ComposeField.FILES.value,
-                    filetypes=list(ALLOWED_EXTENSIONS),
-                    max_files=MAX_FILES_PER_SEND,
-                ),
-                hint=clip(files_hint(channel), HINT_MAX),
-                optional=True,
-            )
-        )
+        blocks.append(reply_mode_block(draft, reply))
+        blocks.append(_context_line(EMAIL_THREAD_BLOCK, "Replies in the customer's email thread."))
     return blocks
 
 
@@ -398,11 +338,17 @@ def compose_view(
     now: float,
     tz_hint: str | None = None,
     sub_accounts: Sequence[SubAccountOption] = (),
+    preview: Preview | None = None,
+    preview_note: str | None = None,
+    quiet: QuietChoice | None = None,
 ) -> View:
     """The composer modal for `draft`, opened (or re-rendered) in `context`.
 
     `sub_accounts`: the ones to choose from, when the channel does not decide (several
     connected, channel not linked); a reply never offers them (its thread decides).
+    `preview`: the message as it will be sent, when merge fields or a signature change it
+    (`preview_note`: why it can't be shown yet, or what to check in it);
+    `quiet`: the send falls in the contact's quiet hours (the person chooses when).
     """
     context = fit_context(context)  # what private_metadata can carry is what is shown
     offered = _offered(context) or (draft.channel,)  # a select needs at least one option
@@ -414,6 +360,7 @@ def compose_view(
         *([_sub_account_block(draft, sub_accounts)] if choose_account else []),
         *_recipient_blocks(draft, context),
         *_channel_blocks(context, offered, channel),
+        template_block(context),
         _text_input(
             ComposeField.MESSAGE,
             "Message",
@@ -421,13 +368,14 @@ def compose_view(
             # An email may carry its body in HTML alone, a send its files alone.
             optional=is_email or channel_takes_files(channel),
             multiline=True,
-            hint=message_hint(channel, draft.message),
+            hint=message_hint(channel, preview.message if preview else draft.message),
             dispatch_on="on_character_entered",  # the app refreshes the length hint
+            revision=context.revision,
         ),
     ]
     if is_email:
-        blocks += _email_blocks(draft, context.reply)
-    blocks += _file_blocks(draft, context, channel)
+        blocks += _email_blocks(draft, context)
+    blocks += file_blocks(draft, context, channel)
     if channel in PHONE_CHANNELS:
         blocks.append(
             _text_input(
@@ -438,7 +386,17 @@ def compose_view(
                 placeholder="+1 …, leave empty for the location's default number",
             )
         )
+        blocks.append(to_number_block(draft, context))
+    appointment = appointment_block(draft, context)
+    if appointment is not None:
+        blocks.append(appointment)
     blocks.append(_schedule_block(draft, now=now, tz_hint=tz_hint))
+    if quiet is not None:
+        blocks.append(quiet_hours_block(quiet, draft))
+    if preview is not None:
+        blocks += preview_blocks(preview, channel)
+    if preview_note:
+        blocks.append(_context_line(PREVIEW_NOTE_BLOCK, escape_clipped(preview_note, 2900)))
 
     return View(
         type="modal",
@@ -472,18 +430,29 @@ def field_errors(
     An error for a block the view does not have (the recipient, in a reply) is shown on the
     message block, prefixed with what it is about, so it is never lost.
     """
-    present = None if view_blocks_present is None else set(view_blocks_present)
+    # A revised input's block_id carries its revision (see `block_id_of`).
+    blocks = (
+        {}
+        if view_blocks_present is None
+        else {field_of_block(b): b for b in view_blocks_present if isinstance(b, str)}
+    )
+    present = None if view_blocks_present is None else set(blocks)
+
+    def block(field: ComposeField) -> str:
+        return blocks.get(field.value, field.value)
+
     home = ComposeField.MESSAGE.value
     if present is not None and home not in present:
         home = next((f.value for f in ComposeField if f.value in present), home)
+    home = blocks.get(home, home)
     own: dict[str, list[str]] = {}
     moved: dict[str, list[str]] = {}
     for field, message in errors.errors.items():
         second = _SECOND_HOMES.get(field)
         if present is None or field.value in present:
-            own.setdefault(field.value, []).append(message)
+            own.setdefault(block(field), []).append(message)
         elif second is not None and second.value in present:
-            own.setdefault(second.value, []).append(message)
+            own.setdefault(block(second), []).append(message)
         else:
             moved.setdefault(home, []).append(f"{_FIELD_NAMES[field]}: {message}")
     return {

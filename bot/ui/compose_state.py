@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from bot.compose import (
+    Choice,
     ComposeContext,
     ComposeField,
+    ContactCard,
     Draft,
     ReplyContext,
     short_file_name,
@@ -21,7 +23,17 @@ from bot.highlevel import EmailReplyMode, MessageChannel
 from bot.ui.thread_builder import clip
 
 PRIVATE_METADATA_MAX: Final = 3000
+# Option values of the reply-mode and quiet-hours radio buttons.
+REPLY_ONLY: Final = "reply"
+REPLY_ALL: Final = "reply_all"
+SEND_ANYWAY: Final = "send_anyway"
+SCHEDULE_PREFIX: Final = "schedule:"
+# The option a search answers with when HighLevel is slow or nothing matches: not a choice.
+KEEP_TYPING: Final = "__keep_typing__"
 CONTACT_LABEL_MAX: Final = 80  # in private_metadata; the rest of a long name is not needed
+CARD_FIELD_MAX: Final = 100  # each of a contact card's fields, in private_metadata
+CHOICE_LABEL_MAX: Final = 75  # Slack's option text limit
+APPOINTMENTS_MAX: Final = 10
 # A message file's name in private_metadata: shortened step by step (extension kept) until the
 # context fits; then files are left out from the end, and the composer says how many.
 MESSAGE_FILE_NAME_STEPS: Final = (80, 40, 20)
@@ -109,12 +121,80 @@ def _context_data(context: ComposeContext) -> dict[str, Any]:
             ("m", reply.reply_message_id),
             ("x", reply.email_reply_mode.value if reply.email_reply_mode else None),
             ("o", reply.location_id or None),
+            ("rc", reply.reply_all_cc or None),
         ):
             if value is not None:
                 packed[key] = value
         data["r"] = packed
     data.update(_packed_files(context))
+    data.update(_packed_extras(context))
     return data
+
+
+def _packed_extras(context: ComposeContext) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    card = context.contact
+    if card is not None:
+        data["ct"] = [
+            card.id,
+            *(
+                clip(value, CARD_FIELD_MAX)
+                for value in (
+                    card.first_name,
+                    card.last_name,
+                    card.name,
+                    card.email,
+                    card.phone,
+                    card.company_name,
+                    card.timezone,
+                )
+            ),
+        ]
+    if context.new_contact:
+        data["n"] = 1
+    if context.appointments:
+        data["ap"] = [
+            [a.id, clip(a.label, CHOICE_LABEL_MAX)] for a in context.appointments[:APPOINTMENTS_MAX]
+        ]
+    if context.template is not None:
+        data["tp"] = [context.template.id, clip(context.template.label, CHOICE_LABEL_MAX)]
+    for key, value in (("v", context.revision or None),):
+        if value is not None:
+            data[key] = value
+    return data
+
+
+def _strings(value: Any, length: int, what: str) -> list[str]:
+    if not (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(item, str) for item in value)
+    ):
+        raise ValueError(f"compose context {what} is not {length} strings")
+    return value
+
+
+def _unpacked_extras(data: dict[str, Any]) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    card = _take(data, "ct", list)
+    if card is not None:
+        fields = _strings(card, 8, "contact")
+        extras["contact"] = ContactCard(*fields)
+    extras["new_contact"] = bool(_take(data, "n", int))
+    appointments = _take(data, "ap", list)
+    if appointments is not None:
+        extras["appointments"] = tuple(
+            Choice(*_strings(item, 2, "appointment")) for item in appointments
+        )
+    template = _take(data, "tp", list)
+    if template is not None:
+        extras["template"] = Choice(*_strings(template, 2, "template"))
+    revision = _take(data, "v", int) or 0
+    if revision < 0:
+        raise ValueError("compose context 'v' is negative")
+    extras["revision"] = revision
+    extras["custom_provider_id"] = _take(data, "cp", str) or ""
+    return extras
 
 
 def _take(data: dict[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
@@ -158,6 +238,7 @@ def decode_context(text: str) -> ComposeContext:
     left_out = _take(data, "fx", int) or 0
     if left_out < 0:
         raise ValueError("compose context 'fx' is negative")
+    extras = _unpacked_extras(data)
     _no_leftovers(data)
     reply: ReplyContext | None = None
     if packed is not None:
@@ -171,6 +252,7 @@ def decode_context(text: str) -> ComposeContext:
             reply_message_id=_take(packed, "m", str),
             email_reply_mode=EmailReplyMode(mode) if mode is not None else None,
             location_id=_take(packed, "o", str) or "",
+            reply_all_cc=_take(packed, "rc", str) or "",
         )
         _no_leftovers(packed)
     return ComposeContext(
@@ -180,6 +262,7 @@ def decode_context(text: str) -> ComposeContext:
         available=available,
         message_files=files,
         message_files_left_out=left_out,
+        **extras,
     )
 
 
@@ -252,12 +335,41 @@ def _unique(files: Iterable[SlackFileRef]) -> tuple[SlackFileRef, ...]:
 # ---------------------------------------------------------------- reading a submission
 
 
+REVISION_MARK: Final = "~"
+
+
+def block_id_of(field: ComposeField, revision: int = 0) -> str:
+    """The block_id of `field`'s input: renamed by a revision so that Slack shows the new
+    initial value (a template's text) instead of keeping what the input held."""
+    return f"{field.value}{REVISION_MARK}{revision}" if revision else field.value
+
+
+def field_of_block(block_id: str) -> str:
+    """The field a block_id belongs to (its revision dropped)."""
+    return block_id.split(REVISION_MARK, 1)[0]
+
+
 def _entry(
     state_values: Mapping[str, Mapping[str, Mapping[str, Any]]], field: ComposeField
 ) -> Mapping[str, Any] | None:
     block = state_values.get(field.value)
+    if block is None:
+        block = next((v for k, v in state_values.items() if field_of_block(k) == field.value), None)
     entry = block.get(field.value) if isinstance(block, Mapping) else None
     return entry if isinstance(entry, Mapping) else None
+
+
+def _selected(
+    state_values: Mapping[str, Mapping[str, Mapping[str, Any]]], field: ComposeField
+) -> str | None:
+    """The value of the option chosen in a select or radio input; None when the block is
+    not in the view, "" when nothing is chosen."""
+    entry = _entry(state_values, field)
+    if entry is None:
+        return None
+    selected = entry.get("selected_option")
+    value = selected.get("value") if isinstance(selected, Mapping) else None
+    return value if isinstance(value, str) else ""
 
 
 def _files(
@@ -328,15 +440,29 @@ def read_draft(
         else:
             schedule_at = None  # cleared: send now
 
-    location_id = base.location_id
-    account_entry = _entry(state_values, ComposeField.SUB_ACCOUNT)
-    if account_entry is not None:
-        selected = account_entry.get("selected_option")
-        value = selected.get("value") if isinstance(selected, Mapping) else None
-        location_id = value if isinstance(value, str) else ""
+    location_id = _selected(state_values, ComposeField.SUB_ACCOUNT)
+    # The recipient is a search (an external_select) whose option values are recipients; a
+    # plain text input (older views) carries the text itself.
+    recipient_entry = _entry(state_values, ComposeField.RECIPIENT)
+    if recipient_entry is not None and "selected_option" in recipient_entry:
+        recipient = _selected(state_values, ComposeField.RECIPIENT) or ""
+        recipient = "" if recipient == KEEP_TYPING else recipient
+    else:
+        recipient = text(ComposeField.RECIPIENT, base.recipient)
+    reply_mode = _selected(state_values, ComposeField.REPLY_MODE)
+    reply_all = (
+        base.reply_all
+        if reply_mode is None
+        else {REPLY_ALL: True, REPLY_ONLY: False}.get(reply_mode)
+    )
+    quiet = _selected(state_values, ComposeField.QUIET_HOURS)
+    send_anyway = base.send_anyway if quiet is None else quiet == SEND_ANYWAY
+    if quiet and quiet.startswith(SCHEDULE_PREFIX) and schedule_at is None:
+        moment = quiet.removeprefix(SCHEDULE_PREFIX)
+        schedule_at = int(moment) if moment.isdigit() else None
 
     return Draft(
-        recipient=text(ComposeField.RECIPIENT, base.recipient),
+        recipient=recipient,
         channel=channel,
         message=text(ComposeField.MESSAGE, base.message),
         subject=text(ComposeField.SUBJECT, base.subject),
@@ -345,6 +471,21 @@ def read_draft(
         html=text(ComposeField.HTML, base.html),
         from_number=text(ComposeField.FROM_NUMBER, base.from_number),
         schedule_at=schedule_at,
-        location_id=location_id,
+        location_id=base.location_id if location_id is None else location_id,
         files=_files(state_values, base, message_files),
+        first_name=text(ComposeField.FIRST_NAME, base.first_name),
+        last_name=text(ComposeField.LAST_NAME, base.last_name),
+        template_id=_or(_selected(state_values, ComposeField.TEMPLATE), base.template_id).replace(
+            KEEP_TYPING, ""
+        ),
+        send_anyway=send_anyway,
+        email_from=text(ComposeField.EMAIL_FROM, base.email_from),
+        email_to=text(ComposeField.EMAIL_TO, base.email_to),
+        to_number=text(ComposeField.TO_NUMBER, base.to_number),
+        appointment_id=_or(_selected(state_values, ComposeField.APPOINTMENT), base.appointment_id),
+        reply_all=reply_all,
     )
+
+
+def _or(value: str | None, default: str) -> str:
+    return default if value is None else value

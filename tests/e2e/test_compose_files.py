@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.sandbox.highlevel import KATHERINE_JOHNSON_ID
 from bot.sandbox.slack import SlackFile
 from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
 from tests.e2e.conftest import eventually, query
@@ -76,6 +77,8 @@ async def test_picked_files_survive_a_channel_change_and_are_checked_for_the_new
     stack: SandboxStack,
 ) -> None:
     brochure = _pdf(stack, "brochure.pdf", 7 * MB)
+    # The sub-account has WhatsApp (a conversation on it), so the composer offers it to Ada.
+    await stack.highlevel.customer_reply(KATHERINE_JOHNSON_ID, "WhatsApp", "Hello")
     view_id = await open_composer(stack)
 
     async def choose(channel: str, **values: Any) -> None:

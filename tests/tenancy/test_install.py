@@ -42,6 +42,7 @@ async def test_install_url_names_the_app_redirect_and_scopes(instances: Instance
         "oauth.readonly",
         "oauth.write",
         "locations.readonly",
+        "locations/templates.readonly",
     }
 
 

@@ -80,7 +80,7 @@ def _untouched_answers(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
         element = block["element"]
         if element["type"] == "plain_text_input":
             answer = element.get("initial_value")
-        elif element["type"] == "static_select":
+        elif element["type"] in {"static_select", "external_select", "radio_buttons"}:
             answer = element.get("initial_option")
         else:
             answer = element.get("initial_date_time")
@@ -114,9 +114,11 @@ def test_sms_view_has_the_phone_fields_and_no_email_fields() -> None:
     assert list(inputs) == [
         F.RECIPIENT,
         F.CHANNEL,
+        F.TEMPLATE,
         F.MESSAGE,
         F.FILES,
         F.FROM_NUMBER,
+        F.TO_NUMBER,
         F.SCHEDULE,
     ]
     assert all(block["element"]["action_id"] == block_id for block_id, block in inputs.items())
@@ -125,10 +127,12 @@ def test_sms_view_has_the_phone_fields_and_no_email_fields() -> None:
     assert view["submit"]["text"] == "Schedule"
     assert view["close"]["text"] == "Cancel"
     assert view["notify_on_close"] is False
-    assert inputs[F.RECIPIENT]["element"]["initial_value"] == "+1 415 555 0100"
+    assert inputs[F.RECIPIENT]["element"]["initial_option"]["value"] == "+1 415 555 0100"
     assert inputs[F.CHANNEL]["element"]["initial_option"]["value"] == "SMS"
     assert inputs[F.SCHEDULE]["element"]["initial_date_time"] == LATER
     assert inputs[F.FROM_NUMBER]["optional"] is True
+    assert inputs[F.TO_NUMBER]["optional"] is True
+    assert inputs[F.TEMPLATE]["optional"] is True
     # Files alone may make a send (check_draft asks for text or a file).
     assert inputs[F.MESSAGE]["optional"] is True
     assert inputs[F.RECIPIENT]["optional"] is False
@@ -141,11 +145,14 @@ def test_email_view_has_subject_cc_bcc_html_and_no_sending_number() -> None:
     assert list(inputs) == [
         F.RECIPIENT,
         F.CHANNEL,
+        F.TEMPLATE,
         F.MESSAGE,
         F.SUBJECT,
         F.CC,
         F.BCC,
         F.HTML,
+        F.EMAIL_FROM,
+        F.EMAIL_TO,
         F.FILES,
         F.SCHEDULE,
     ]
@@ -154,17 +161,21 @@ def test_email_view_has_subject_cc_bcc_html_and_no_sending_number() -> None:
     assert inputs[F.MESSAGE]["hint"]["text"] == "Plain text; add HTML below if you need formatting."
     assert inputs[F.SUBJECT]["optional"] is False
     assert inputs[F.SUBJECT]["element"]["initial_value"] == "Invoice #12"
-    assert {inputs[f]["optional"] for f in (F.CC, F.BCC, F.HTML, F.SCHEDULE)} == {True}
+    assert {
+        inputs[f]["optional"] for f in (F.CC, F.BCC, F.HTML, F.SCHEDULE, F.EMAIL_FROM, F.EMAIL_TO)
+    } == {True}
     assert inputs[F.HTML]["element"]["multiline"] is True
 
 
-def test_the_app_hears_enter_on_the_recipient_channel_changes_and_typing() -> None:
+def test_the_app_hears_the_recipient_template_channel_and_typing() -> None:
     inputs = _inputs(_view(SMS_DRAFT))
 
+    # The recipient is a search: Slack asks the app for options as the person types.
+    assert inputs[F.RECIPIENT]["element"]["type"] == "external_select"
+    assert inputs[F.RECIPIENT]["element"]["min_query_length"] == 1
     assert inputs[F.RECIPIENT]["dispatch_action"] is True
-    assert inputs[F.RECIPIENT]["element"]["dispatch_action_config"] == {
-        "trigger_actions_on": ["on_enter_pressed"]
-    }
+    assert inputs[F.TEMPLATE]["element"]["type"] == "external_select"
+    assert inputs[F.TEMPLATE]["dispatch_action"] is True
     assert inputs[F.CHANNEL]["dispatch_action"] is True
     assert inputs[F.MESSAGE]["dispatch_action"] is True
     assert inputs[F.MESSAGE]["element"]["dispatch_action_config"] == {
@@ -214,21 +225,32 @@ def test_reply_mode_shows_the_contact_instead_of_a_recipient_input() -> None:
     assert F.RECIPIENT not in _inputs(view)
     texts = mrkdwn_texts(view)
     assert "To: *Ada Lovelace*" in texts
-    assert "Replies in the customer's email thread (reply all)" in texts
+    assert "Replies in the customer's email thread." in texts
+    mode = _inputs(view)[F.REPLY_MODE]["element"]
+    assert mode["type"] == "radio_buttons"
+    assert mode["initial_option"]["value"] == "reply_all"  # as the thread was opened
     assert view["title"]["text"] == "Reply to Ada Lovelace"
     assert decode_context(view["private_metadata"]) == REPLYING
 
 
-def test_reply_mode_names_plain_reply_and_shows_it_only_for_email() -> None:
+def test_reply_or_reply_all_is_a_choice_in_email_replies_only() -> None:
     context = dataclasses.replace(
-        REPLYING, reply=dataclasses.replace(REPLY, email_reply_mode=EmailReplyMode.REPLY)
+        REPLYING,
+        reply=dataclasses.replace(
+            REPLY, email_reply_mode=EmailReplyMode.REPLY, reply_all_cc="bob@example.com"
+        ),
     )
 
-    email_texts = mrkdwn_texts(_view(EMAIL_DRAFT, context))
-    sms_texts = mrkdwn_texts(_view(SMS_DRAFT, context))
+    email = _view(EMAIL_DRAFT, context)
+    chosen = _view(dataclasses.replace(EMAIL_DRAFT, reply_all=True), context)
+    sms = _view(SMS_DRAFT, context)
 
-    assert "Replies in the customer's email thread (reply)" in email_texts
-    assert not any("email thread" in t for t in sms_texts)
+    mode = _inputs(email)[F.REPLY_MODE]["element"]
+    assert mode["initial_option"]["value"] == "reply"
+    assert "bob@example.com" in json.dumps(mode["options"])  # who reply all adds
+    assert _inputs(chosen)[F.REPLY_MODE]["element"]["initial_option"]["value"] == "reply_all"
+    assert F.REPLY_MODE not in _inputs(sms)
+    assert not any("email thread" in t for t in mrkdwn_texts(sms))
 
 
 def test_a_200_character_contact_name_fits_the_title_and_is_escaped() -> None:
@@ -313,7 +335,10 @@ def test_an_untouched_composer_reads_back_as_the_same_draft(
 ) -> None:
     view = _view(draft, context)
 
-    assert read_draft(_submitted(view)) == draft
+    # An email reply's reply-mode choice is always read (as the view showed it).
+    shown_mode = context.reply is not None and draft.channel is MessageChannel.EMAIL
+    expected = dataclasses.replace(draft, reply_all=True) if shown_mode else draft
+    assert read_draft(_submitted(view)) == expected
 
 
 def test_hidden_fields_come_from_the_fallback() -> None:

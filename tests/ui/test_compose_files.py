@@ -23,13 +23,8 @@ from bot.files import ALLOWED_EXTENSIONS, MAX_FILES_PER_SEND, SlackFileRef
 from bot.highlevel import MessageChannel
 from bot.sandbox.slack import build_state_values
 from bot.sandbox.slack._validation import MESSAGE_BLOCKS_MAX, block_problems
-from bot.ui.compose_builder import (
-    ERROR_MESSAGE_MAX,
-    MESSAGE_FILES_LABEL,
-    MESSAGE_FILES_NOTE_BLOCK,
-    compose_view,
-    field_errors,
-)
+from bot.ui.compose_builder import ERROR_MESSAGE_MAX, compose_view, field_errors
+from bot.ui.compose_files_builder import MESSAGE_FILES_LABEL, MESSAGE_FILES_NOTE_BLOCK
 from bot.ui.compose_state import (
     PRIVATE_METADATA_MAX,
     decode_context,

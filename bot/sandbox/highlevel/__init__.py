@@ -5,6 +5,7 @@ bridge at ``sim.base_url`` with ``sim.token``, ``sim.location_id`` and ``sim.pub
 README.md beside this file lists its behaviour and the choices made where HighLevel is vague.
 """
 
+from ._compose import SimAppointment, SimTemplate
 from ._faults import Faults
 from ._files import UPLOAD_EXTENSIONS, FileFaults
 from ._locations import COMPANY_ID, SimLocation
@@ -52,11 +53,13 @@ __all__ = [
     "OAuthCounters",
     "RequestRecord",
     "SignedUpload",
+    "SimAppointment",
     "SimContact",
     "SimConversation",
     "SimEmail",
     "SimLocation",
     "SimMessage",
+    "SimTemplate",
     "SimToken",
     "Upload",
     "WebhookDelivery",

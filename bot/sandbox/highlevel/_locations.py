@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._faults import SlidingWindowLimiter
 from ._models import SimContact, seed_contacts
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPANY_ID",
     "COMPANY_NAME",
+    "DEFAULT_TIMEZONE",
     "LocationsMixin",
     "SimLocation",
     "location_id_for",
@@ -27,6 +29,7 @@ __all__ = [
 
 COMPANY_ID = "sbxCompany0000000001"
 COMPANY_NAME = "Sandbox Agency"
+DEFAULT_TIMEZONE = "America/Los_Angeles"
 _NAMES = (
     "Sandbox Dental",
     "Sandbox Plumbing",
@@ -68,6 +71,7 @@ class SimLocation:
     index: int  # 1-based creation order
     address: str
     installed: bool = False  # the Marketplace app is installed here
+    timezone: str = DEFAULT_TIMEZONE  # IANA name (``set_timezone``)
 
     def to_installed_api(self) -> dict[str, Any]:
         """``InstalledLocationSchema`` of oauth.json."""
@@ -88,7 +92,7 @@ class SimLocation:
             "state": state,
             "country": "US" if country == "USA" else country,
             "postalCode": postal_code,
-            "timezone": "America/Los_Angeles",
+            "timezone": self.timezone,
         }
         return {
             "id": self.id,
@@ -201,7 +205,13 @@ class LocationsMixin:
     def contacts_of(self, location_id: str) -> list[SimContact]:
         return [c for c in self.contacts.values() if c.location_id == location_id]
 
-    def add_location(self, name: str | None = None, *, with_seed_contacts: bool = True) -> str:
+    def add_location(
+        self,
+        name: str | None = None,
+        *,
+        with_seed_contacts: bool = True,
+        timezone: str | None = None,
+    ) -> str:
         """A new location of the agency (the app not installed there); returns its id."""
         index = len(self.locations) + 1
         location_id = self.location_id if index == 1 else location_id_for(index)
@@ -213,12 +223,22 @@ class LocationsMixin:
             index=index,
             address=f"{index} Sandbox Street, San Francisco, CA 94105, USA",
         )
+        if timezone is not None:
+            self.set_timezone(location_id, timezone)
         if index > 1:
             self._pits[location_id] = _pit_for_index(index)
         if with_seed_contacts:
             for contact in seed_location_contacts(index, location_id):
                 self.contacts[contact.id] = contact
         return location_id
+
+    def set_timezone(self, location_id: str, timezone: str) -> None:
+        """The location's time zone (an IANA name; ``ValueError`` for an unknown one)."""
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {timezone!r}") from exc
+        self._location(location_id).timezone = timezone
 
     def _location(self, location_id: str) -> SimLocation:
         location = self.locations.get(location_id)

@@ -95,6 +95,10 @@ class SimContact:
     tags: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # other upsert fields, stored verbatim
     location_id: str = ""  # the sub-account it belongs to (set by the simulator)
+    # Other addresses and numbers a send's emailTo / toNumber may name (not in the v2 spec's
+    # contact schema, so only seeded, and answered only when there are some).
+    additional_emails: list[str] = field(default_factory=list)
+    additional_phones: list[str] = field(default_factory=list)
     date_added: datetime = field(default_factory=now)
     date_updated: datetime = field(default_factory=now)
 
@@ -134,6 +138,10 @@ class SimContact:
             body["emailLowerCase"] = self.email.lower()
         if self.phone:
             body["phone"] = self.phone
+        if self.additional_emails:
+            body["additionalEmails"] = list(self.additional_emails)
+        if self.additional_phones:
+            body["additionalPhones"] = list(self.additional_phones)
         for key, value in self.extra.items():
             body.setdefault(key, value)
         return body
@@ -167,6 +175,10 @@ class SimMessage:
     scheduled_at: float | None = None  # epoch seconds, for scheduled sends
     error: str | None = None
     conversation_provider_id: str | None = None
+    # What the send named (POST /conversations/messages), kept for tests to read.
+    to_number: str | None = None
+    appointment_id: str | None = None
+    template_id: str | None = None
     # WhatsApp's late media (HLD#299): body and attachments hidden until the media "arrive".
     media_pending: bool = False
     media_reads_left: int | None = None  # GETs still answered without them; None: until told
@@ -238,6 +250,8 @@ class SimEmail:
     provider: str = "mailgun"
     scheduled_at: float | None = None
     error: str | None = None
+    appointment_id: str | None = None  # as the send named them
+    template_id: str | None = None
     date_added: datetime = field(default_factory=now)
 
     def to_api(self, location_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ._api_base import (
 )
 from ._api_base import CONV as CONV
 from ._api_base import Handler as Handler
-from ._contact_routes import ContactEndpoints
+from ._contact_routes import APPOINTMENTS_PATH, ContactEndpoints
 from ._control_routes import ControlEndpoints
 from ._conversation_routes import ConversationEndpoints
 from ._file_routes import COMPLETE_PATH, INITIATE_PATH, UPLOAD_PATH, FileEndpoints
@@ -75,6 +75,7 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router.add_post("/contacts/search", api.search_contacts)
     router.add_get("/contacts/search/duplicate", api.duplicate_contact)
     router.add_post("/contacts/upsert", api.upsert_contact)
+    router.add_get(APPOINTMENTS_PATH, api.contact_appointments)
     router.add_get("/contacts/{contactId}", api.get_contact)
     router.add_get(FILES_PREFIX + "{fileId}/{filename}", api.download)  # HEAD too
     router.add_put(SIGNED_UPLOAD_PREFIX + "{token}", api.signed_put)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["SEARCH_FIELDS", "filter_errors", "group_holds", "query_matches", "sort_key"]
@@ -88,16 +89,18 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
-def query_matches(entry: dict[str, Any], text: str) -> bool:
-    """HighLevel's free-text query: name, email, phone or company, case-insensitive."""
-    haystack = " ".join(
-        str(entry.get(key) or "") for key in ("name", "email", "phone", "companyName")
-    ).lower()
-    if text in haystack:
+def query_matches(texts: Iterable[str | None], phone: str | None, text: str) -> bool:
+    """HighLevel's free-text query, ``text`` lowercased: a substring of one of ``texts`` (first,
+    last and full name, email, company), any case, or of ``phone``'s digits however formatted."""
+    if any(value and text in value.lower() for value in texts):
+        return True
+    if not phone:
+        return False
+    if text in phone.lower():
         return True
     digits = _digits(text)
     phone_like = len(digits) >= 3 and all(ch.isdigit() or ch in "+ -()." for ch in text)
-    return phone_like and digits in _digits(str(entry.get("phone") or ""))
+    return phone_like and digits in _digits(phone)
 
 
 def sort_key(field: str, entry: dict[str, Any]) -> str:

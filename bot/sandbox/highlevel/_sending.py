@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._compose import ComposeMixin
 from ._errors import ApiError
 from ._media import MediaMixin
 from ._models import CHANNELS, SimContact, SimEmail, SimMessage, now
@@ -40,7 +41,7 @@ class _Timers:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class SendingMixin(MediaMixin):
+class SendingMixin(MediaMixin, ComposeMixin):
     """What a send does, now or when scheduled (part of ``HighLevelSimulator``)."""
 
     cancelled: dict[str, SimMessage | SimEmail]
@@ -61,6 +62,7 @@ class SendingMixin(MediaMixin):
             raise ApiError.unprocessable(["Contact does not have an email address"])
         if contact.dnd_blocks(channel):
             raise ApiError.unprocessable([f"Contact has DND enabled for {channel.name}"])
+        body = self.check_send_references(contact, body)
         text: str = body.get("message") or ""
         html: str = body.get("html") or ""
         attachments: list[str] = list(body.get("attachments") or [])
@@ -108,6 +110,10 @@ class SendingMixin(MediaMixin):
             )
             for piece_text, piece_attachments in pieces
         ]
+        for message in sent:
+            message.to_number = body.get("toNumber")
+            message.appointment_id = body.get("appointmentId")
+            message.template_id = body.get("templateId")
         ids = [m.id for m in sent]
         self._record_attachment_send(
             AttachmentSend(channel.name, contact.id, attachments, ids, None, source)
@@ -142,9 +148,7 @@ class SendingMixin(MediaMixin):
         source: str,
         user_id: str | None,
     ) -> dict[str, Any]:
-        email_to: str | None = body.get("emailTo")
-        if email_to is not None and email_to.lower() != contact_email.lower():
-            raise ApiError.unprocessable(["emailTo must be an email address of the contact"])
+        email_to: str | None = body.get("emailTo")  # checked by check_send_references
         existing = self.conversation_for(contact.id)
         thread: SimMessage | None = None
         if body.get("threadId"):
@@ -176,6 +180,8 @@ class SendingMixin(MediaMixin):
             user_id=user_id,
             scheduled_at=scheduled_at,
         )
+        email.appointment_id = body.get("appointmentId")
+        email.template_id = body.get("templateId")
         if scheduled_at is not None:
             self._timers.later(
                 scheduled_at - time.time(), lambda: self._deliver_scheduled_email(email)

@@ -107,6 +107,7 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin):
         self._init_media(upload_max_bytes, whatsapp_upload_max_bytes)
 
         self.contacts: dict[str, SimContact] = {}
+        self._init_compose()
         self._init_locations(locations, with_seed_contacts)
         self.conversations: dict[str, SimConversation] = {}
         self.messages: dict[str, SimMessage] = {}
@@ -213,8 +214,14 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin):
         tags: list[str] | None = None,
         contact_id: str | None = None,
         location_id: str | None = None,
+        additional_emails: list[str] | None = None,
+        additional_phones: list[str] | None = None,
     ) -> SimContact:
-        """A contact of ``location_id`` (default: the first location)."""
+        """A contact of ``location_id`` (default: the first location).
+
+        ``additional_emails``/``additional_phones``: other addresses and numbers a send's
+        ``emailTo``/``toNumber`` may name. Many at once: ``add_contacts``.
+        """
         contact = SimContact(
             id=contact_id or new_id(),
             first_name=first_name,
@@ -226,6 +233,8 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin):
             dnd_settings=dnd_settings or {},
             tags=tags or [],
             location_id=self._location(location_id or self.location_id).id,
+            additional_emails=list(additional_emails or []),
+            additional_phones=list(additional_phones or []),
         )
         self.contacts[contact.id] = contact
         return contact

@@ -20,7 +20,9 @@ from bot.sandbox.slack._workspace import SlackWorkspace
 from bot.sandbox.slack.driver import (
     ACK_DEADLINE_SECONDS,
     DriverResult,
+    OptionsLoadError,
     SlackDriver,
+    SuggestedOptions,
     build_state_values,
     slack_signature,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "FileShare",
     "MessageEdit",
     "OAuthCounters",
+    "OptionsLoadError",
     "RecordedCall",
     "ResponseUrlPost",
     "SimView",
@@ -50,6 +53,7 @@ __all__ = [
     "SlackSimulator",
     "SlackUser",
     "SlackWorkspace",
+    "SuggestedOptions",
     "build_state_values",
     "slack_signature",
 ]

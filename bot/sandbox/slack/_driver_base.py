@@ -73,8 +73,12 @@ class DriverBase:
         api_app_id: str = "A0SANDBOX",
         verification_token: str = "sandbox-verification-token",  # noqa: S107  (a fake)
         timeout_seconds: float = 10.0,
+        options_url: str | None = None,
     ) -> None:
         self.app_url = app_url
+        # The app's Options Load URL (manifest `interactivity.message_menu_options_url`), where
+        # block_suggestion payloads go; Slack falls back to the Request URL (`app_url`).
+        self.options_url = options_url or app_url
         self.simulator = simulator
         # Whose users, channels and views the payloads are about: `workspace`, else the one
         # named by `team_id` when the simulator has it, else the simulator's own.
@@ -119,8 +123,10 @@ class DriverBase:
         signature: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         sent: JsonDict | None = None,
+        url: str | None = None,
     ) -> DriverResult:
-        """POST ``body`` signed like Slack (or with the given ``timestamp``/``signature``)."""
+        """POST ``body`` to ``url`` (default ``app_url``) signed like Slack (or with the given
+        ``timestamp``/``signature``)."""
         ts = int(time.time()) if timestamp is None else timestamp
         headers = {
             "Content-Type": content_type,
@@ -130,7 +136,9 @@ class DriverBase:
             **(extra_headers or {}),
         }
         started = time.monotonic()
-        response = await self._client.post(self.app_url, content=body.encode(), headers=headers)
+        response = await self._client.post(
+            url or self.app_url, content=body.encode(), headers=headers
+        )
         elapsed = time.monotonic() - started
         try:
             parsed = response.json() if response.content else None
@@ -160,7 +168,12 @@ class DriverBase:
         )
 
     async def _post_payload(
-        self, payload: JsonDict, *, timestamp: int | None, signature: str | None
+        self,
+        payload: JsonDict,
+        *,
+        timestamp: int | None,
+        signature: str | None,
+        url: str | None = None,
     ) -> DriverResult:
         result = await self.post_raw(
             urlencode({"payload": json.dumps(payload)}),
@@ -168,6 +181,7 @@ class DriverBase:
             timestamp=timestamp,
             signature=signature,
             sent=payload,
+            url=url,
         )
         return _with(
             result,

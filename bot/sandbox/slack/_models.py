@@ -41,6 +41,10 @@ class SlackUser:
     is_admin: bool = False
     is_owner: bool = False
     is_primary_owner: bool = False
+    # Profile fields (users.info ``profile``); first/last name default to real_name's words.
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str = ""
 
     def to_api(self, team_id: str) -> JsonDict:
         try:
@@ -48,11 +52,15 @@ class SlackUser:
             tz_offset = int(offset.total_seconds()) if offset is not None else 0
         except (ZoneInfoNotFoundError, ValueError):
             tz_offset = 0
+        first, _, last = self.real_name.partition(" ")
         profile: JsonDict = {
+            "title": self.title,
             "real_name": self.real_name,
             "display_name": self.name,
             "real_name_normalized": self.real_name,
             "display_name_normalized": self.name,
+            "first_name": first if self.first_name is None else self.first_name,
+            "last_name": last if self.last_name is None else self.last_name,
             "team": team_id,
         }
         if self.email is not None:

@@ -21,9 +21,16 @@ _SINGLE_VALUE_KEYS = {
     "timepicker": "selected_time",
     "datetimepicker": "selected_date_time",
 }
-_OPTION_KEYS = {"static_select": "selected_option", "radio_buttons": "selected_option"}
+_OPTION_KEYS = {
+    "static_select": "selected_option",
+    "radio_buttons": "selected_option",
+    # Options loaded from the app (block_suggestion): the one the person chose, as the app
+    # sent it, or null.
+    "external_select": "selected_option",
+}
 _MULTI_OPTION_KEYS = {
     "multi_static_select": "selected_options",
+    "multi_external_select": "selected_options",
     "checkboxes": "selected_options",
 }
 _MULTI_VALUE_KEYS = {
@@ -131,10 +138,13 @@ def _initial_answer(element: JsonDict) -> Any:
     """The value an element shows before anyone touches it (None when it starts empty)."""
     if "initial_value" in element:
         return element["initial_value"]
+    # Slack sends the initial option objects back as the app gave them (text included).
     if isinstance(element.get("initial_option"), Mapping):
-        return element["initial_option"].get("value")
+        return copy.deepcopy(dict(element["initial_option"]))
     if isinstance(element.get("initial_options"), list):
-        return [o.get("value") for o in element["initial_options"] if isinstance(o, Mapping)]
+        return [
+            copy.deepcopy(dict(o)) for o in element["initial_options"] if isinstance(o, Mapping)
+        ]
     for key in (
         "initial_date_time",
         "initial_date",

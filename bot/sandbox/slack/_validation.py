@@ -35,6 +35,14 @@ HEADER_TEXT_MAX: Final = 150
 CONTEXT_ELEMENTS_MAX: Final = 10
 ACTIONS_ELEMENTS_MAX: Final = 25
 INPUT_LABEL_MAX: Final = 2000
+# docs.slack.dev: option object, option group, select menu of external data source,
+# block_suggestion payload.
+OPTION_TEXT_MAX: Final = 75
+OPTION_VALUE_MAX: Final = 150
+OPTION_GROUP_LABEL_MAX: Final = 75
+SUGGESTED_OPTIONS_MAX: Final = 100
+SELECT_PLACEHOLDER_MAX: Final = 150
+EXTERNAL_SELECT_TYPES: Final = frozenset({"external_select", "multi_external_select"})
 
 _TEXT_TYPES: Final = frozenset({"plain_text", "mrkdwn"})
 _MODAL_TYPES: Final = frozenset({"modal"})
@@ -108,6 +116,9 @@ def _explicit_block_problems(block: Mapping[str, Any], pointer: str) -> list[str
         else:
             problems += _duplicate_action_ids(elements, f"{pointer}/elements")
             problems += _misplaced_file_inputs(elements, f"{pointer}/elements")
+            for index, element in enumerate(elements):
+                if isinstance(element, Mapping):
+                    problems += _external_select_problems(element, f"{pointer}/elements/{index}")
     elif kind == "input":
         problems += _text_object_problems(
             block.get("label"), f"{pointer}/label", max_chars=INPUT_LABEL_MAX, plain_only=True
@@ -117,10 +128,127 @@ def _explicit_block_problems(block: Mapping[str, Any], pointer: str) -> list[str
             problems.append(_error("missing required field: element", pointer))
         elif element.get("type") == "file_input":
             problems += _file_input_problems(element, f"{pointer}/element")
+        else:
+            problems += _external_select_problems(element, f"{pointer}/element")
     elif kind == "image":
         problems += _image_source_problems(block, pointer)
     if isinstance(block.get("accessory"), Mapping):
         problems += _misplaced_file_inputs([block["accessory"]], f"{pointer}/accessory")
+        problems += _external_select_problems(block["accessory"], f"{pointer}/accessory")
+    return problems
+
+
+def option_problems(option: Any, pointer: str) -> list[str]:
+    """docs.slack.dev, option object (in a select menu): ``text`` plain_text of at most 75
+    characters, ``value`` a string of at most 150, optional ``description`` like ``text``."""
+    if not isinstance(option, Mapping):
+        return [_error("must be an option object", pointer)]
+    problems = _text_object_problems(
+        option.get("text"), f"{pointer}/text", max_chars=OPTION_TEXT_MAX, plain_only=True
+    )
+    value = option.get("value")
+    if not isinstance(value, str) or not value:
+        problems.append(_error("must provide a string", f"{pointer}/value"))
+    elif len(value) > OPTION_VALUE_MAX:
+        problems.append(
+            _error(f"must be less than {OPTION_VALUE_MAX + 1} characters", f"{pointer}/value")
+        )
+    if option.get("description") is not None:
+        problems += _text_object_problems(
+            option["description"],
+            f"{pointer}/description",
+            max_chars=OPTION_TEXT_MAX,
+            plain_only=True,
+        )
+    return problems
+
+
+def _external_select_problems(element: Mapping[str, Any], pointer: str) -> list[str]:
+    """docs.slack.dev, select menu of external data source: the options come from the app's
+    options load URL, so the element itself carries none; ``min_query_length`` is a count."""
+    kind = element.get("type")
+    if kind not in EXTERNAL_SELECT_TYPES:
+        return []
+    problems: list[str] = []
+    if not isinstance(element.get("action_id"), str) or not element["action_id"]:
+        problems.append(_error("must provide a string", f"{pointer}/action_id"))
+    for key in ("options", "option_groups"):
+        if key in element:
+            problems.append(_error(f"{key} is not allowed for {kind}", f"{pointer}/{key}"))
+    if element.get("placeholder") is not None:
+        problems += _text_object_problems(
+            element["placeholder"],
+            f"{pointer}/placeholder",
+            max_chars=SELECT_PLACEHOLDER_MAX,
+            plain_only=True,
+        )
+    min_query_length = element.get("min_query_length")
+    if min_query_length is not None and (
+        not isinstance(min_query_length, int)
+        or isinstance(min_query_length, bool)
+        or min_query_length < 0
+    ):
+        problems.append(_error("must be a non-negative integer", f"{pointer}/min_query_length"))
+    if kind == "external_select":
+        if "initial_options" in element:
+            problems.append(_error(f"initial_options is not allowed for {kind}", pointer))
+        if element.get("initial_option") is not None:
+            problems += option_problems(element["initial_option"], f"{pointer}/initial_option")
+    else:
+        if "initial_option" in element:
+            problems.append(_error(f"initial_option is not allowed for {kind}", pointer))
+        initial = element.get("initial_options")
+        if initial is not None:
+            if not isinstance(initial, list):
+                problems.append(_error("must be an array", f"{pointer}/initial_options"))
+            else:
+                for index, option in enumerate(initial):
+                    problems += option_problems(option, f"{pointer}/initial_options/{index}")
+        most = element.get("max_selected_items")
+        if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most < 1):
+            problems.append(_error("must be at least 1", f"{pointer}/max_selected_items"))
+    return problems
+
+
+def suggestion_answer_problems(answer: Any) -> list[str]:
+    """Why Slack would show no options for an app's answer to a ``block_suggestion``.
+
+    docs.slack.dev (select menu of external data source, block_suggestion payload): a JSON
+    object with either ``options`` (at most 100 option objects) or ``option_groups`` (at most
+    100 groups, each a plain_text ``label`` of at most 75 characters and 1 to 100 options).
+    Both at once is refused (the stricter reading: the docs say "either").
+    """
+    if not isinstance(answer, Mapping):
+        return [_error("must be a JSON object", "")]
+    has_options, has_groups = "options" in answer, "option_groups" in answer
+    if has_options == has_groups:
+        return [_error("must provide either options or option_groups", "")]
+    key = "options" if has_options else "option_groups"
+    items = answer[key]
+    if not isinstance(items, list):
+        return [_error("must be an array", f"/{key}")]
+    if len(items) > SUGGESTED_OPTIONS_MAX:
+        return [_error(f"no more than {SUGGESTED_OPTIONS_MAX} items allowed", f"/{key}")]
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        pointer = f"/{key}/{index}"
+        if has_options:
+            problems += option_problems(item, pointer)
+            continue
+        if not isinstance(item, Mapping):
+            problems.append(_error("must be an option group", pointer))
+            continue
+        problems += _text_object_problems(
+            item.get("label"), f"{pointer}/label", max_chars=OPTION_GROUP_LABEL_MAX, plain_only=True
+        )
+        options = item.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= SUGGESTED_OPTIONS_MAX:
+            problems.append(
+                _error(f"must have 1 to {SUGGESTED_OPTIONS_MAX} items", f"{pointer}/options")
+            )
+            continue
+        for number, option in enumerate(options):
+            problems += option_problems(option, f"{pointer}/options/{number}")
     return problems
 
 

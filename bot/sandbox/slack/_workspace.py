@@ -37,6 +37,7 @@ class SlackWorkspace(FileMethods, MessageMethods, ViewMethods, ResponseUrls):
         return {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
+            "team.info": self._team_info,
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
             "conversations.history": self._conversations_history,

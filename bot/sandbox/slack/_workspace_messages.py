@@ -14,14 +14,14 @@ from bot.sandbox.slack._workspace_support import (
 
 
 class MessageMethods(WorkspaceState):
-    """auth.test, users.info, conversations.*, chat.* and reactions.*."""
+    """auth.test, users.info, team.info, conversations.*, chat.* and reactions.*."""
 
     # ------------------------------------------------------------------ methods: identity
 
     def _auth_test(self, args: JsonDict) -> JsonDict:
         identity: JsonDict = {
             "url": f"https://{self.team_domain}.slack.com/",
-            "team": self.team_domain,
+            "team": self.team_name,  # the workspace's name, as Slack answers
             "user": self.bot_name,
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
@@ -38,6 +38,25 @@ class MessageMethods(WorkspaceState):
         if user is None:
             raise ApiFailure("user_not_found")
         return {"user": user.to_api(self.team_id)}
+
+    def _team_info(self, args: JsonDict) -> JsonDict:
+        # docs.slack.dev, team.info: `team` defaults to the token's workspace; a bot token
+        # reaches no other workspace here (the stricter reading: team_not_found).
+        wanted = _str_arg(args, "team")
+        if wanted is not None and wanted != self.team_id:
+            raise ApiFailure("team_not_found")
+        team: JsonDict = {
+            "id": self.team_id,
+            "name": self.team_name,
+            "url": f"https://{self.team_domain}.slack.com/",
+            "domain": self.team_domain,
+            "email_domain": "",
+            "icon": {"image_default": True},
+            "is_verified": False,
+        }
+        if self.enterprise is not None:
+            team |= {"enterprise_id": self.enterprise.id, "enterprise_name": self.enterprise.name}
+        return {"team": team}
 
     # ------------------------------------------------------------------ methods: conversations
 

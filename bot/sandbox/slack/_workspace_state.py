@@ -114,8 +114,15 @@ class WorkspaceState:
         is_admin: bool | None = None,
         is_owner: bool = False,
         is_primary_owner: bool = False,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        title: str = "",
     ) -> SlackUser:
-        """Add a person; `is_admin` None: an admin when listed in the simulator's `admins`."""
+        """Add a person; `is_admin` None: an admin when listed in the simulator's `admins`.
+
+        ``first_name``/``last_name`` default to the first word of ``real_name`` and the rest;
+        ``title`` (the profile's job title) to "".
+        """
         user = SlackUser(
             user_id,
             name,
@@ -125,6 +132,9 @@ class WorkspaceState:
             is_admin=user_id in self.admins if is_admin is None else is_admin,
             is_owner=is_owner,
             is_primary_owner=is_primary_owner,
+            first_name=first_name,
+            last_name=last_name,
+            title=title,
         )
         self._users[user_id] = user
         return user

@@ -16,19 +16,25 @@ from bot.sandbox.slack._driver_base import (
     slack_signature,
 )
 from bot.sandbox.slack._driver_events import EventsApi
-from bot.sandbox.slack._driver_interactivity import Interactivity
+from bot.sandbox.slack._driver_external_selects import (
+    ExternalSelects,
+    OptionsLoadError,
+    SuggestedOptions,
+)
 from bot.sandbox.slack._state_values import build_state_values
 
 __all__ = [
     "ACK_DEADLINE_SECONDS",
     "DriverResult",
+    "OptionsLoadError",
     "SlackDriver",
+    "SuggestedOptions",
     "build_state_values",
     "slack_signature",
 ]
 
 
-class SlackDriver(Interactivity, EventsApi):
+class SlackDriver(ExternalSelects, EventsApi):
     """Plays Slack's side of the HTTP conversation with an app at ``app_url``.
 
     Payloads come from a person of ``workspace`` (default: the simulator's own workspace, or
@@ -45,6 +51,7 @@ class SlackDriver(Interactivity, EventsApi):
             api_app_id=self.api_app_id,
             verification_token=self._verification_token,
             timeout_seconds=self._timeout_seconds,
+            options_url=self.options_url,
         )
 
     # ------------------------------------------------------------------ slash commands

@@ -1,4 +1,4 @@
-"""Composing a message: what a person typed (a `Draft`), its checks, who can receive what."""
+"""A draft: what a person typed in the composer, its checks, and who can receive what."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ DND_KEYS: dict[MessageChannel, str] = {
 }
 MAX_MESSAGE_CHARACTERS = 10_000
 MAX_SUBJECT_CHARACTERS = 250
+MAX_NAME_CHARACTERS = 100
 # A send scheduled further ahead than this is a slip (or a date in milliseconds).
 MAX_SCHEDULE_AHEAD_SECONDS = 366 * 86_400
 # A file's name in a field error, shortened (its extension kept) so the limit still shows.
@@ -82,6 +83,20 @@ class ComposeField(enum.StrEnum):
     FILES = "files"
     # Checkboxes: the files of the Slack message "Reply via HighLevel" was used on.
     MESSAGE_FILES = "message_files"
+    # A new contact's name, asked when the recipient is a number or address HighLevel lacks.
+    FIRST_NAME = "first_name"
+    LAST_NAME = "last_name"
+    # A HighLevel template of the sub-account (an external_select).
+    TEMPLATE = "template"
+    # The seed's fields a person may set: From/To address, To number, the appointment.
+    EMAIL_FROM = "email_from"
+    EMAIL_TO = "email_to"
+    TO_NUMBER = "to_number"
+    APPOINTMENT = "appointment"
+    # Reply or reply all, in an email reply.
+    REPLY_MODE = "reply_mode"
+    # Inside the contact's quiet hours: schedule for when they end, or send now anyway.
+    QUIET_HOURS = "quiet_hours"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +116,72 @@ class Draft:
     location_id: str = ""
     # Slack files to send with the message, in the order picked.
     files: tuple[SlackFileRef, ...] = ()
+    # A new contact's name (the recipient is a number or address HighLevel does not know).
+    first_name: str = ""
+    last_name: str = ""
+    # The HighLevel template the message came from ("" none); sent as templateId when unchanged.
+    template_id: str = ""
+    # The person chose to send inside the contact's quiet hours (kept in the audit trail).
+    send_anyway: bool = False
+    # Seed fields a person may set: From/To address (email), To number (SMS, WhatsApp), the
+    # appointment the message is about, and reply or reply all (email replies; None: as opened).
+    email_from: str = ""
+    email_to: str = ""
+    to_number: str = ""
+    appointment_id: str = ""
+    reply_all: bool | None = None
+    # Merge fields are filled and the signature added (what the composer's preview showed).
+    finished: bool = False
+    # The custom provider a Custom send goes through (the contact's conversation's).
+    conversation_provider_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactCard:
+    """What the composer keeps of a known contact: enough to fill merge fields and to place
+    them in a time zone without asking HighLevel again on every keystroke."""
+
+    id: str
+    first_name: str = ""
+    last_name: str = ""
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+    company_name: str = ""
+    timezone: str = ""
+
+    @classmethod
+    def of(cls, contact: Contact) -> ContactCard:
+        return cls(
+            id=contact.id,
+            first_name=contact.first_name or "",
+            last_name=contact.last_name or "",
+            name=contact.name or "",
+            email=contact.email or "",
+            phone=contact.phone or "",
+            company_name=contact.company_name or "",
+            timezone=contact.timezone or "",
+        )
+
+    def as_contact(self) -> Contact:
+        return Contact(
+            id=self.id,
+            first_name=self.first_name or None,
+            last_name=self.last_name or None,
+            name=self.name or None,
+            email=self.email or None,
+            phone=self.phone or None,
+            company_name=self.company_name or None,
+            timezone=self.timezone or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """An option the composer offers that it had to look up (an appointment): id and label."""
+
+    id: str
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +196,8 @@ class ReplyContext:
     email_reply_mode: EmailReplyMode | None = None
     # The thread's sub-account; "" in what was saved before sub-accounts were kept here.
     location_id: str = ""
+    # The CC a reply all implies (the answered email's other recipients), "" when none.
+    reply_all_cc: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +215,18 @@ class ComposeContext:
     message_files: tuple[SlackFileRef, ...] = ()
     # How many more files that message had than private_metadata could carry (shown as a note).
     message_files_left_out: int = 0
+    # The recipient once looked up: a known contact, or a new one (then its name is asked).
+    contact: ContactCard | None = None
+    new_contact: bool = False
+    # The contact's upcoming appointments, for "About appointment".
+    appointments: tuple[Choice, ...] = ()
+    # The custom provider of the contact's conversation (a Custom send needs it).
+    custom_provider_id: str = ""
+    # The template chosen last (shown as the select's choice) and a counter that renames the
+    # message inputs when a template replaces what they hold: Slack keeps what an input
+    # holds across updates unless its block_id changes.
+    template: Choice | None = None
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +244,17 @@ class CheckedDraft:
     schedule_at: int | None
     location_id: str = ""  # "" lets the channel decide (see Draft)
     files: tuple[SlackFileRef, ...] = ()
+    first_name: str = ""
+    last_name: str = ""
+    template_id: str = ""
+    send_anyway: bool = False
+    email_from: str | None = None
+    email_to: str | None = None
+    to_number: str | None = None
+    appointment_id: str | None = None
+    reply_all: bool | None = None
+    finished: bool = False
+    conversation_provider_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +338,37 @@ def check_draft(
     if files_error is not None:
         errors[ComposeField.FILES] = files_error
 
+    for name, value in (
+        (ComposeField.FIRST_NAME, draft.first_name),
+        (ComposeField.LAST_NAME, draft.last_name),
+    ):
+        if len(value.strip()) > MAX_NAME_CHARACTERS:
+            errors[name] = f"Keep the name under {MAX_NAME_CHARACTERS} characters."
+
+    email_from = email_to = to_number = None
+    if is_email:
+        for name, text in (
+            (ComposeField.EMAIL_FROM, draft.email_from),
+            (ComposeField.EMAIL_TO, draft.email_to),
+        ):
+            try:
+                address = _one_address(text)
+            except RecipientError as exc:
+                errors[name] = str(exc)
+                continue
+            if name is ComposeField.EMAIL_FROM:
+                email_from = address
+            else:
+                email_to = address
+    elif draft.to_number.strip() and draft.channel in PHONE_CHANNELS:
+        try:
+            to_number = parse_recipient(draft.to_number, region).value
+        except RecipientError as exc:
+            errors[ComposeField.TO_NUMBER] = str(exc)
+        else:
+            if not to_number.startswith("+"):
+                errors[ComposeField.TO_NUMBER] = "Send to a phone number here."
+
     if errors:
         return FieldErrors(errors)
     return CheckedDraft(
@@ -246,7 +383,30 @@ def check_draft(
         schedule_at=draft.schedule_at,
         location_id=draft.location_id,
         files=draft.files,
+        first_name=draft.first_name.strip(),
+        last_name=draft.last_name.strip(),
+        template_id=draft.template_id,
+        send_anyway=draft.send_anyway,
+        email_from=email_from,
+        email_to=email_to,
+        to_number=to_number,
+        appointment_id=draft.appointment_id or None,
+        reply_all=draft.reply_all if is_email else None,
+        finished=draft.finished,
+        conversation_provider_id=(
+            draft.conversation_provider_id or None
+            if draft.channel is MessageChannel.CUSTOM
+            else None
+        ),
     )
+
+
+def _one_address(text: str) -> str | None:
+    """One email address, normalised; None when empty."""
+    addresses = normalise_email_list(text)
+    if len(addresses) > 1:
+        raise RecipientError("Give one address here.")
+    return addresses[0] if addresses else None
 
 
 def short_file_name(name: str, limit: int) -> str:
