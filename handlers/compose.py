@@ -13,7 +13,8 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -41,6 +42,7 @@ from bot.compose.finish import (
 from bot.deps import Deps
 from bot.highlevel import HighLevelError, MessageChannel, TemplateKind
 from bot.outbound import NOT_SAVED, ComposeRejected, SlackOrigin
+from bot.outbound.finishing import Sender
 from bot.outbound.intents import ComposerIntent
 from bot.ui.compose_builder import COMPOSE_CALLBACK_ID, field_errors
 from bot.ui.compose_sections import PREVIEW_BLOCK, preview_blocks
@@ -57,6 +59,8 @@ from handlers.compose_view import (
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Slack waits 3 s for a view_submission answer; keep the HighLevel lookup well inside it.
 SUBMIT_LOOKUP_SECONDS = 2.0
@@ -149,6 +153,19 @@ async def _template_unchanged(
         draft.message.strip() == (template.body or "").strip()
         and draft.html.strip() == (template.html or "").strip()
     )
+
+
+async def _within(call: Awaitable[_T], default: _T) -> _T:
+    """`call`'s answer within EXTRAS_SECONDS (a submission must be answered in 3 s), else
+    `default`."""
+    try:
+        return await asyncio.wait_for(call, EXTRAS_SECONDS)
+    except (HighLevelError, TimeoutError):
+        return default
+
+
+async def _place_name(deps: Deps, location_id: str) -> str:
+    return (await deps.assist.place(location_id)).name
 
 
 def _shown_preview(view: dict[str, Any]) -> str | None:
@@ -308,7 +325,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             field = ComposeField(exc.field) if exc.field else ComposeField.MESSAGE
             await _errors(ack, {field: exc.message}, present)
             return
-        sender = await deps.finisher.sender(origin.team_id, origin.user_id)
+        # What follows is normally cached from the composer's updates; a slow answer is left
+        # out here and done again when the send is made (quiet hours then hold it).
+        sender = await _within(
+            deps.finisher.sender(origin.team_id, origin.user_id), Sender(signature="", values={})
+        )
         if not lookup.done():
             if uses_merge_fields(draft):
                 lookup.cancel()
@@ -322,7 +343,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 return
             known = dataclasses.replace(context, contact=ContactCard.of(contact))
             location_id = await location_of(deps, draft, context, origin)
-            quiet = await deps.finisher.quiet(draft, known.contact, location_id)
+            quiet = await _within(deps.finisher.quiet(draft, known.contact, location_id), None)
             if quiet is not None and ComposeField.QUIET_HOURS.value not in present:
                 lookup.cancel()
                 await ack(
@@ -335,7 +356,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             place_name = ""
             location_id = await location_of(deps, draft, context, origin)
             if location_id and uses_merge_fields(draft):
-                place_name = (await deps.assist.place(location_id)).name
+                place_name = await _within(_place_name(deps, location_id), "")
             try:
                 fresh = preview(
                     draft,

@@ -26,8 +26,9 @@ from bot.compose.finish import (
     preview,
 )
 from bot.deps import Deps
-from bot.highlevel import Contact, HighLevelError
+from bot.highlevel import Contact, HighLevelError, MessageChannel
 from bot.outbound import SlackOrigin
+from bot.outbound.finishing import Sender
 from bot.recipients import RecipientError, RecipientKind, parse_recipient
 from bot.ui.compose_builder import SubAccountOption, compose_view
 from storage import StoreError
@@ -90,11 +91,18 @@ async def extras(
     origin: SlackOrigin,
     *,
     seconds: float = EXTRAS_SECONDS,
-) -> tuple[Preview | None, str | None, QuietChoice | None]:
-    """The preview (or why there is none) and the quiet-hours choice for `draft` now; what
-    HighLevel does not answer within `seconds` is left out."""
+) -> tuple[Preview | None, str | None, QuietChoice | None, str | None]:
+    """The preview (or why there is none), the quiet-hours choice and the sub-account's
+    default From address for `draft` now; what HighLevel does not answer within `seconds` is
+    left out."""
     location_id = await location_of(deps, draft, context, origin)
-    sender = await deps.finisher.sender(origin.team_id, origin.user_id)
+    default_from = await _default_from(deps, draft, location_id)
+    try:
+        sender = await asyncio.wait_for(
+            deps.finisher.sender(origin.team_id, origin.user_id), seconds
+        )
+    except TimeoutError:
+        sender = Sender(signature="", values={})  # signed when sent, as the preview can't say
     shown: Preview | None = None
     note: str | None = None
     if changes_text(draft, sender.signature):
@@ -124,7 +132,20 @@ async def extras(
             )
         except (HighLevelError, TimeoutError):
             quiet = None
-    return shown, note, quiet
+    return shown, note, quiet, default_from
+
+
+async def _default_from(deps: Deps, draft: Draft, location_id: str) -> str | None:
+    """The sub-account's default From address (`/highlevel from`), for an email's From
+    placeholder: from the cached record, without asking HighLevel."""
+    if draft.channel is not MessageChannel.EMAIL or not location_id:
+        return None
+    try:
+        record = await deps.accounts.get(location_id)
+    except StoreError as exc:
+        log.warning("could not read the sub-account %s: %s", location_id, exc)
+        return None
+    return record.email_from if record is not None else None
 
 
 async def render(
@@ -137,7 +158,7 @@ async def render(
     notice: str | None = None,
     seconds: float = EXTRAS_SECONDS,
 ) -> View:
-    shown, note, quiet = await extras(deps, draft, context, origin, seconds=seconds)
+    shown, note, quiet, default_from = await extras(deps, draft, context, origin, seconds=seconds)
     return compose_view(
         draft,
         context,
@@ -146,6 +167,7 @@ async def render(
         preview=shown,
         preview_note=notice or note,
         quiet=quiet,
+        default_from=default_from,
     )
 
 
@@ -252,8 +274,10 @@ async def enrich_composer(
         last = history.last_inbound if history is not None else None
         if context.reply is not None and last is not None and last in (known.available or ()):
             draft = dataclasses.replace(draft, channel=last)  # answer where they wrote
-    shown, note, quiet = await extras(deps, draft, known, origin, seconds=LOOKUP_SECONDS)
-    if known == context and shown is None and note is None and quiet is None:
+    shown, note, quiet, default_from = await extras(
+        deps, draft, known, origin, seconds=LOOKUP_SECONDS
+    )
+    if known == context and shown is None and note is None and quiet is None and not default_from:
         return  # nothing to add to what is on screen
     view = compose_view(
         draft,
@@ -263,6 +287,7 @@ async def enrich_composer(
         preview=shown,
         preview_note=note,
         quiet=quiet,
+        default_from=default_from,
     )
     try:
         # With the opening hash: if the person changed something meanwhile, their update

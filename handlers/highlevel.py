@@ -1,4 +1,5 @@
-"""`/highlevel`: connect sub-accounts, link channels to them, choose inboxes, see their status."""
+"""`/highlevel`: connect sub-accounts, link channels to them, choose inboxes and default From
+addresses, see their status."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.compose.draft import one_address
 from bot.deps import Deps
+from bot.recipients import RecipientError
 from bot.settings import listed
 from bot.tenancy.admin import SubAccountAdmin
 from bot.ui.highlevel_builder import (
@@ -26,6 +29,8 @@ from bot.ui.highlevel_builder import (
     link_first_message,
     linked_message,
     none_connected_message,
+    sender_invalid_message,
+    sender_message,
     status_message,
     taken_message,
     unknown_account_message,
@@ -37,7 +42,8 @@ from storage import StoreError
 log = logging.getLogger(__name__)
 
 HELP_WORDS = frozenset({"", "help", "-h", "--help", "?"})
-ADMIN_ONLY = frozenset({"link", "inbox"})
+ADMIN_ONLY = frozenset({"link", "inbox", "from"})  # `from` alone only shows: anyone may
+CLEAR_WORD = "clear"
 Message = tuple[str, list[Block]]
 
 
@@ -120,6 +126,37 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         return inbox_message(outcome.record, channel)
 
+    async def sender(command: dict[str, Any], text: str) -> Message:
+        """`/highlevel from`: show (no `text`), set or clear the default From address."""
+        team, channel = command.get("team_id", ""), command["channel_id"]
+        wanted = text.strip()
+        address: str | None = None
+        if wanted and wanted.lower() != CLEAR_WORD:
+            try:
+                address = one_address(wanted)
+            except RecipientError as exc:
+                return sender_invalid_message(str(exc))
+            if address is None:
+                return sender_invalid_message("no address was given.")
+        outcome = await admin.default_sender(team, channel, change=bool(wanted), email_from=address)
+        if outcome.kind == "link_first":
+            return link_first_message(outcome.choices, "from")
+        if outcome.kind == "claim_first":
+            return claim_first_message(outcome.choices, "from")
+        if outcome.kind == "taken":
+            return taken_message()
+        if outcome.kind == "none_connected" or outcome.record is None:
+            return none_connected_message(install_url)
+        if outcome.kind != "shown":
+            # Never the address itself at INFO: it is a person's.
+            log.info(
+                "default From of sub-account %s %s by %s",
+                outcome.record.location_id,
+                outcome.kind,
+                command["user_id"],
+            )
+        return sender_message(outcome.record, changed=outcome.kind != "shown")
+
     async def answer(command: dict[str, Any], client: AsyncWebClient) -> Message:
         word, _, rest = command.get("text", "").strip().partition(" ")
         sub = word.lower()
@@ -130,6 +167,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if sub == "status":
             overview = await admin.overview(command.get("team_id", ""))
             return status_message(overview, now=time.time())
+        if sub == "from" and not rest.strip():
+            return await sender(command, "")
         if sub not in ADMIN_ONLY:
             return unknown_subcommand_message(word)
         try:
@@ -140,6 +179,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return admins_only_message(sub, settings.admin_slack_users)
         if sub == "link":
             return await link(command, rest, client)
+        if sub == "from":
+            return await sender(command, rest)
         return await inbox(command)
 
     @app.command("/highlevel")

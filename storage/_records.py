@@ -240,6 +240,8 @@ class LocationRecord:
     slack_team_id: str | None = None
     """The Slack workspace (team id) the sub-account belongs to; None: none yet (see
     claim_location)."""
+    email_from: str | None = None
+    """The default From address of its emails (`/highlevel from`); None: HighLevel's default."""
 
 
 @dataclass(frozen=True, slots=True)

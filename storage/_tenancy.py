@@ -153,7 +153,21 @@ class TenancyMixin(StoreBase):
             {"team_id": team_id, "channel_id": channel_id},
         )
 
-    async def _update_location(self, location_id: str, sql: str, values: dict[str, str]) -> None:
+    async def set_location_email_from(self, location_id: str, email_from: str | None) -> None:
+        """The default From address of the location's emails; None clears it.
+
+        NotFoundError for a location the store does not know.
+        """
+        await self._update_location(
+            location_id,
+            "UPDATE ghl_locations SET email_from = :email_from, updated_at = :now"
+            " WHERE location_id = :key RETURNING location_id",
+            {"email_from": email_from},
+        )
+
+    async def _update_location(
+        self, location_id: str, sql: str, values: dict[str, str | None]
+    ) -> None:
         params = {**values, "key": location_id, "now": self._clock()}
         row = await self._single_write_op(lambda db: _one(db, sql, params))
         if row is None:

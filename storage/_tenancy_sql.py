@@ -222,6 +222,7 @@ def location_record(row: Row) -> LocationRecord:
         connected_at=float(row["connected_at"]),
         updated_at=float(row["updated_at"]),
         slack_team_id=row["slack_team_id"],
+        email_from=row["email_from"],
     )
 
 

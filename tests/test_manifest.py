@@ -341,7 +341,7 @@ def test_the_highlevel_command_says_what_it_takes() -> None:
     command = next(
         c for c in manifest()["features"]["slash_commands"] if c["command"] == "/highlevel"
     )
-    for word in ("status", "connect", "link", "inbox", "help"):
+    for word in ("status", "connect", "link", "inbox", "from", "help"):
         assert word in command["usage_hint"]
     # users.info tells who may link channels: the scan must see that call.
     assert "users.info" in web_api_methods_called()

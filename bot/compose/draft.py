@@ -352,7 +352,7 @@ def check_draft(
             (ComposeField.EMAIL_TO, draft.email_to),
         ):
             try:
-                address = _one_address(text)
+                address = one_address(text)
             except RecipientError as exc:
                 errors[name] = str(exc)
                 continue
@@ -401,7 +401,7 @@ def check_draft(
     )
 
 
-def _one_address(text: str) -> str | None:
+def one_address(text: str) -> str | None:
     """One email address, normalised; None when empty."""
     addresses = normalise_email_list(text)
     if len(addresses) > 1:

@@ -61,9 +61,14 @@ def unpack_entry(entry: OutboxEntry) -> tuple[SendMessageRequest, Display]:
 
 
 def build_request(
-    checked: CheckedDraft, contact: Contact, reply: ReplyContext | None
+    checked: CheckedDraft,
+    contact: Contact,
+    reply: ReplyContext | None,
+    *,
+    default_from: str | None = None,
 ) -> SendMessageRequest:
-    """The HighLevel send for a checked draft."""
+    """The HighLevel send for a checked draft; an email without a From address of its own
+    goes out from `default_from` (the sub-account's, `/highlevel from`), if any."""
     is_email = checked.channel is MessageChannel.EMAIL
     fields: dict[str, Any] = {
         "type": checked.channel,
@@ -80,7 +85,7 @@ def build_request(
             "html": checked.html,
             "email_cc": list(checked.cc) or None,
             "email_bcc": list(checked.bcc) or None,
-            "email_from": checked.email_from,
+            "email_from": checked.email_from or default_from,
             "email_to": checked.email_to,
         }
         if reply is not None and reply.email_thread_id:

@@ -24,9 +24,9 @@ from bot.compose.finish import (
     preview,
     quiet_choice,
 )
-from bot.compose.quiet_hours import QuietHours
+from bot.compose.quiet_hours import QuietHours, zone_named
 from bot.compose.signature import Signature, SignerProfile
-from bot.highlevel import Contact
+from bot.highlevel import Contact, MessageChannel
 from bot.posting.poster import SlackPostError, SlackPosters
 
 log = logging.getLogger(__name__)
@@ -125,17 +125,23 @@ class SendFinisher:
         self, draft: Draft | CheckedDraft, contact: ContactCard | None, location_id: str
     ) -> QuietChoice | None:
         """The quiet-hours choice to offer for a send now, None when it may go."""
-        if self._quiet is None or draft.send_anyway:
+        if self._quiet is None or draft.send_anyway or draft.schedule_at is not None:
             return None
-        place = await self._assist.place(location_id)
+        if draft.channel is MessageChannel.EMAIL and not self._quiet.email_too:
+            return None
+        contact_tz = contact.timezone if contact is not None else ""
+        # The sub-account's zone only when the contact has none (a HighLevel request saved).
+        location_tz = (
+            "" if zone_named(contact_tz) else (await self._assist.place(location_id)).timezone
+        )
         return quiet_choice(
             draft.channel,
             draft.schedule_at,
             quiet_hours=self._quiet.hours,
             email_too=self._quiet.email_too,
             now=self._clock(),
-            contact_tz=contact.timezone if contact is not None else "",
-            location_tz=place.timezone,
+            contact_tz=contact_tz,
+            location_tz=location_tz,
             default_tz=self._quiet.default_tz,
             who=_who(contact),
         )

@@ -308,7 +308,11 @@ class OutboundService:
                 origin.team_id, origin.channel_id, location_id, contact.id
             )
             thread_id = thread.id if thread is not None else None
-        request = build_request(checked, contact, reply)
+        default_from = None
+        if checked.channel is MessageChannel.EMAIL and not checked.email_from:
+            account = await self._accounts.get(location_id)
+            default_from = account.email_from if account is not None else None
+        request = build_request(checked, contact, reply, default_from=default_from)
         display = Display(
             contact_label=label_of(contact),
             contact_address=contact_address(contact, checked.channel),

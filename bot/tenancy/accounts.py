@@ -107,6 +107,12 @@ class SubAccounts:
         self._webhook_noted[location_id] = now
         await self._store.note_location_seen(location_id, webhook_at=time.time())
 
+    async def set_email_from(self, location_id: str, email_from: str | None) -> None:
+        """The sub-account's default From address (None: HighLevel's own default)."""
+        await self._store.set_location_email_from(location_id, email_from)
+        # This instance sends from it at once; the others within RELOAD_SECONDS.
+        await self.reload()
+
     def label(self, location_id: str) -> str:
         """How people see a sub-account: its name, else its id."""
         record = self._connected.get(location_id)

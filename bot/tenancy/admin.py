@@ -1,4 +1,4 @@
-"""SubAccountAdmin: what `/highlevel link`, `inbox` and `status` do, apart from Slack.
+"""SubAccountAdmin: what `/highlevel link`, `inbox`, `from` and `status` do, apart from Slack.
 
 The handler parses, checks that the person may, and shows the outcome; this finds the
 sub-account a person named, changes the routing and gathers what `status` shows.
@@ -11,6 +11,7 @@ if they did not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -85,6 +86,17 @@ class InboxOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderOutcome:
+    """What `/highlevel from [address|clear]` came to."""
+
+    # "shown": nothing changed; "set" / "cleared": the default From address changed.
+    kind: Literal["shown", "set", "cleared", "link_first", "none_connected", "claim_first", "taken"]
+    record: LocationRecord | None = None  # as it is now
+    # "link_first": the connected sub-accounts; "claim_first": those of no workspace.
+    choices: tuple[LocationRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AccountStatus:
     """One sub-account as `/highlevel status` shows it."""
 
@@ -138,8 +150,9 @@ class SubAccountAdmin:
             already=previous == match.record.location_id,
         )
 
-    async def set_inbox(self, team_id: str, channel_id: str) -> InboxOutcome:
-        """New conversations of the channel's sub-account (linked, or the only one) open here."""
+    async def _channel_account(self, team_id: str, channel_id: str) -> InboxOutcome:
+        """The channel's sub-account (linked, or the only one) as a "set" outcome with its
+        record, not claimed yet; else why there is none."""
         route = await self._routing.route(team_id, channel_id)
         if route.location_id is None:
             if route.choices:
@@ -157,10 +170,38 @@ class SubAccountAdmin:
             record = next((r for r in everything if r.location_id == route.location_id), None)
         if record is None:
             return InboxOutcome("none_connected")
+        return InboxOutcome("set", record=record)
+
+    async def set_inbox(self, team_id: str, channel_id: str) -> InboxOutcome:
+        """New conversations of the channel's sub-account (linked, or the only one) open here."""
+        found = await self._channel_account(team_id, channel_id)
+        record = found.record
+        if record is None:
+            return found
         if not await self._claimed(record.location_id, team_id):
             return InboxOutcome("taken")
         await self._routing.set_inbox(record.location_id, team_id, channel_id)
-        return InboxOutcome("set", record=record)
+        return found
+
+    async def default_sender(
+        self, team_id: str, channel_id: str, *, change: bool = False, email_from: str | None = None
+    ) -> SenderOutcome:
+        """The default From address of the channel's sub-account (linked, or the only one);
+        with `change`, set it to `email_from` first (None clears it)."""
+        found = await self._channel_account(team_id, channel_id)
+        record = found.record
+        if record is None:
+            kind = "none_connected" if found.kind == "set" else found.kind
+            return SenderOutcome(kind, choices=found.choices)
+        if not change:
+            return SenderOutcome("shown", record=record)
+        if not await self._claimed(record.location_id, team_id):
+            return SenderOutcome("taken")
+        await self._accounts.set_email_from(record.location_id, email_from)
+        return SenderOutcome(
+            "set" if email_from is not None else "cleared",
+            record=dataclasses.replace(record, email_from=email_from),
+        )
 
     async def overview(self, team_id: str | None = None) -> list[AccountStatus]:
         """Every sub-account the bridge knows, connected or not, with its channels.

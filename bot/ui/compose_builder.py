@@ -270,7 +270,9 @@ def _sub_account_block(draft: Draft, choices: Sequence[SubAccountOption]) -> Inp
     )
 
 
-def _email_blocks(draft: Draft, context: ComposeContext) -> list[Block]:
+def _email_blocks(
+    draft: Draft, context: ComposeContext, default_from: str | None = None
+) -> list[Block]:
     reply = context.reply
     blocks: list[Block] = [
         _text_input(
@@ -306,7 +308,7 @@ def _email_blocks(draft: Draft, context: ComposeContext) -> list[Block]:
             multiline=True,
             revision=context.revision,
         ),
-        *email_address_blocks(draft, context),
+        *email_address_blocks(draft, context, default_from),
     ]
     if reply is not None and reply.email_reply_mode is not None:
         blocks.append(reply_mode_block(draft, reply))
@@ -341,6 +343,7 @@ def compose_view(
     preview: Preview | None = None,
     preview_note: str | None = None,
     quiet: QuietChoice | None = None,
+    default_from: str | None = None,
 ) -> View:
     """The composer modal for `draft`, opened (or re-rendered) in `context`.
 
@@ -348,7 +351,8 @@ def compose_view(
     connected, channel not linked); a reply never offers them (its thread decides).
     `preview`: the message as it will be sent, when merge fields or a signature change it
     (`preview_note`: why it can't be shown yet, or what to check in it);
-    `quiet`: the send falls in the contact's quiet hours (the person chooses when).
+    `quiet`: the send falls in the contact's quiet hours (the person chooses when);
+    `default_from`: the sub-account's default From address (`/highlevel from`), if it has one.
     """
     context = fit_context(context)  # what private_metadata can carry is what is shown
     offered = _offered(context) or (draft.channel,)  # a select needs at least one option
@@ -374,7 +378,7 @@ def compose_view(
         ),
     ]
     if is_email:
-        blocks += _email_blocks(draft, context)
+        blocks += _email_blocks(draft, context, default_from)
     blocks += file_blocks(draft, context, channel)
     if channel in PHONE_CHANNELS:
         blocks.append(

@@ -125,15 +125,20 @@ def _text(
     )
 
 
-def email_address_blocks(draft: Draft, context: ComposeContext) -> list[Block]:
-    """From and To addresses of an email (the seed's emailFrom and emailTo)."""
+def email_address_blocks(
+    draft: Draft, context: ComposeContext, default_from: str | None = None
+) -> list[Block]:
+    """From and To addresses of an email (the seed's emailFrom and emailTo); `default_from`:
+    the sub-account's default From address (`/highlevel from`), named in the placeholder."""
     primary = context.contact.email if context.contact is not None else ""
     return [
         _text(
             ComposeField.EMAIL_FROM,
             "From address",
             draft.email_from,
-            "the sub-account's default sender",
+            f"{clip(default_from, 100)}, the sub-account's default sender"
+            if default_from
+            else "the sub-account's default sender",
             "HighLevel sends only from a verified sender of the sub-account.",
         ),
         _text(

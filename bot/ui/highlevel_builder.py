@@ -31,6 +31,9 @@ USAGE_LINES: Final = (
     "(`/sendsms` here sends from it).",
     f"*`{COMMAND} inbox`* — new conversations of this channel's sub-account open their "
     "threads here.",
+    f"*`{COMMAND} from &lt;address&gt;`* — emails of this channel's sub-account without a From "
+    f"address go out from that verified sender; `{COMMAND} from clear` removes it, "
+    f"`{COMMAND} from` shows it.",
     f"*`{COMMAND} help`* — this message.",
 )
 
@@ -87,8 +90,8 @@ def _message(text: str, *extra: str) -> tuple[str, list[Block]]:
 def usage_message() -> tuple[str, list[Block]]:
     """`/highlevel` alone, or `/highlevel help`."""
     note = (
-        "`link` and `inbox` are for workspace admins and owners, and the people in "
-        "`ADMIN_SLACK_USERS`. In a channel that is not linked, `/sendsms` uses the only "
+        "`link`, `inbox` and changing `from` are for workspace admins and owners, and the "
+        "people in `ADMIN_SLACK_USERS`. In a channel that is not linked, `/sendsms` uses the only "
         "connected sub-account, or asks which one when there are several."
     )
     text = "How to use /highlevel: " + " ".join(_plain(line) for line in USAGE_LINES)
@@ -126,14 +129,26 @@ def connect_message(install_url: str | None) -> tuple[str, list[Block]]:
 # ---------------------------------------------------------------- refusals
 
 
+_ADMIN_ACTIONS: Final = {
+    "link": "link a channel",
+    "inbox": "choose a sub-account's inbox",
+    "from": "change a sub-account's default From address",
+}
+# What `/highlevel inbox` and `/highlevel from` do to the channel's sub-account.
+_CHANNEL_ACTIONS: Final = {
+    "inbox": ("whose inbox it should be", "be an inbox"),
+    "from": ("whose default From address to change", "have a default From address"),
+}
+
+
 def admins_only_message(subcommand: str, admin_ids: Iterable[str]) -> tuple[str, list[Block]]:
-    """Someone who is not an admin tried `link` or `inbox`."""
+    """Someone who is not an admin tried `link`, `inbox` or to change `from`."""
     named = sorted(admin_ids)
     who = "Slack workspace admins and owners"
     if named:
         people = ", ".join(mention(user) for user in named[:10])
         who += f", and {people} (`ADMIN_SLACK_USERS`)"
-    what = "link a channel" if subcommand == "link" else "choose a sub-account's inbox"
+    what = _ADMIN_ACTIONS.get(subcommand, "choose a sub-account's inbox")
     return _message(
         f"Only {who} can {what}.",
         f"Ask one of them to run `{COMMAND} {escape_mrkdwn(subcommand)}` in this channel.",
@@ -194,22 +209,31 @@ def ambiguous_account_message(
     )
 
 
-def link_first_message(choices: Sequence[LocationRecord]) -> tuple[str, list[Block]]:
-    """`/highlevel inbox` in an unlinked channel with several sub-accounts connected."""
+def link_first_message(
+    choices: Sequence[LocationRecord], subcommand: str = "inbox"
+) -> tuple[str, list[Block]]:
+    """`/highlevel inbox` (or `from`) in an unlinked channel with several connected."""
+    whose = _CHANNEL_ACTIONS.get(subcommand, _CHANNEL_ACTIONS["inbox"])[0]
     return _message(
         "Several HighLevel sub-accounts are connected and this channel is not linked to one, "
-        "so I can't tell whose inbox it should be. Link it first with "
-        f"`{COMMAND} link &lt;sub-account name or id&gt;`, then run `{COMMAND} inbox` again.",
+        f"so I can't tell {whose}. Link it first with "
+        f"`{COMMAND} link &lt;sub-account name or id&gt;`, then run `{COMMAND} "
+        f"{escape_mrkdwn(subcommand)}` again.",
         "The connected ones:\n" + _listing(choices),
     )
 
 
-def claim_first_message(unclaimed: Sequence[LocationRecord]) -> tuple[str, list[Block]]:
-    """`/highlevel inbox` where no sub-account belongs to this workspace yet (per workspace)."""
+def claim_first_message(
+    unclaimed: Sequence[LocationRecord], subcommand: str = "inbox"
+) -> tuple[str, list[Block]]:
+    """`/highlevel inbox` (or `from`) where no sub-account belongs to this workspace yet (per
+    workspace)."""
+    can = _CHANNEL_ACTIONS.get(subcommand, _CHANNEL_ACTIONS["inbox"])[1]
     return _message(
         "No HighLevel sub-account belongs to this Slack workspace yet, so this channel can't "
-        f"be an inbox. Link it to one first with `{COMMAND} link &lt;sub-account name or id&gt;` "
-        f"(that makes the sub-account this workspace's), then run `{COMMAND} inbox` again.",
+        f"{can}. Link it to one first with `{COMMAND} link &lt;sub-account name or id&gt;` "
+        f"(that makes the sub-account this workspace's), then run `{COMMAND} "
+        f"{escape_mrkdwn(subcommand)}` again.",
         "Not in any workspace yet:\n" + _listing(unclaimed),
     )
 
@@ -268,6 +292,49 @@ def inbox_message(record: LocationRecord, channel_id: str) -> tuple[str, list[Bl
         f"New conversations of {_named(record)} now open their threads in "
         f"{channel_ref(channel_id)}.",
         "Conversations that already have a thread keep it.",
+    )
+
+
+VERIFIED_SENDERS_ONLY: Final = (
+    "HighLevel sends only from a verified sender of the sub-account, so make sure this address "
+    "is one of them in HighLevel."
+)
+
+
+def _sender(address: str) -> str:
+    return f"`{escape_clipped(address, 320)}`"
+
+
+def sender_message(record: LocationRecord, *, changed: bool = False) -> tuple[str, list[Block]]:
+    """`/highlevel from`: the channel's sub-account's default From address, or that it has
+    none; `changed`: it was just set (or cleared)."""
+    where = "Emails sent from this channel"
+    if record.email_from is None:
+        now = " now" if changed else ""
+        return _message(
+            f"{_named(record)} has no default From address{now}: {where.lower()} without a "
+            "From address go out from HighLevel's default sender of the sub-account.",
+            f"Set one with `{COMMAND} from &lt;address&gt;`.",
+        )
+    head = (
+        f"{where} without a From address now go out from {_sender(record.email_from)} "
+        f"({_named(record)})."
+        if changed
+        else f"The default From address of {_named(record)} is {_sender(record.email_from)}: "
+        f"{where.lower()} without a From address go out from it."
+    )
+    return _message(
+        head,
+        VERIFIED_SENDERS_ONLY,
+        f"The composer's From address still wins; `{COMMAND} from clear` removes the default.",
+    )
+
+
+def sender_invalid_message(reason: str) -> tuple[str, list[Block]]:
+    """`/highlevel from <something that is not one email address>`: nothing changed."""
+    return _message(
+        f"That is not one email address, so nothing was changed: {escape_clipped(reason, 300)}",
+        f"Use `{COMMAND} from name@example.com`, or `{COMMAND} from clear` to remove the default.",
     )
 
 
@@ -336,6 +403,8 @@ def _status_block(status: AccountStatus, now: float) -> SectionBlock:
         f"Connected by: {_HOW.get(record.auth, escape_mrkdwn(record.auth))}",
         f"Linked channels: {channels or 'none'}",
         f"Inbox: {inbox}",
+        "Default From: "
+        + (_sender(record.email_from) if record.email_from else "HighLevel's default sender"),
         " · ".join(
             (
                 _seen("Last webhook", record.last_webhook_at, now),

@@ -16,7 +16,7 @@ from bot.sandbox.stack import AGENT_USER, SALES_CHANNEL, SandboxStack
 from bot.ui.quick_send_builder import QUIET_SCHEDULE_ACTION, QUIET_SEND_ANYWAY_ACTION
 from tests.e2e.conftest import eventually, query
 from tests.e2e.test_inbound import replies_containing
-from tests.e2e.test_outbound import SEND, open_composer, quick_send, roots, sends, submit
+from tests.e2e.test_outbound import SEND, open_composer, quick_send, roots, sends, submit, text_of
 
 ADA = "+14155550100"
 NIGHT = {"quiet_hours": "21:00-08:00"}
@@ -326,7 +326,7 @@ async def test_email_from_email_to_and_appointment_reach_highlevel_and_are_accep
     assert body["appointmentId"] == appointment
 
 
-async def test_to_number_goes_to_highlevel_and_an_unverified_sender_is_shown_its_answer(
+async def test_to_number_other_than_the_primary_reaches_highlevel(
     stack: SandboxStack,
 ) -> None:
     sim = stack.highlevel
@@ -386,3 +386,44 @@ async def test_reply_only_is_a_choice_in_the_email_reply_and_drops_the_cc(
     body = sends(stack)[1]
     assert body["emailReplyMode"] == "reply"
     assert "emailCc" not in body
+
+
+async def test_highlevels_refusal_of_an_unverified_sender_is_shown_on_the_post(
+    stack: SandboxStack,
+) -> None:
+    stack.highlevel.add_verified_sender(stack.highlevel.location_id, "frontdesk@acme.example")
+    view_id = await open_composer(stack, "ada@example.com", command="/sendemail")
+    answer = await submit(
+        stack,
+        view_id,
+        {"subject": "Hello", "message": "Hi Ada", "email_from": "someone@elsewhere.example"},
+    )
+    assert answer.get("response_action") != "errors", answer
+    # Sent after the modal closed: HighLevel's answer is on the send's post, whole.
+    post = await eventually(
+        lambda: next((m for m in roots(stack) if "not a verified sender" in text_of(m)), None)
+    )
+    assert "someone@elsewhere.example" in text_of(post)
+    assert sends(stack) == []
+
+
+async def test_a_search_highlevel_does_not_answer_in_time_says_keep_typing(
+    stack: SandboxStack,
+) -> None:
+    view_id = await open_composer(stack)
+    # HighLevel holds the next request (the search) past Slack's 3 s for options.
+    stack.highlevel.faults.hang_seconds = 5.0
+    stack.highlevel.faults.hang_next = 1
+
+    options = await stack.driver.block_suggestion(view_id, "recipient", "ada", user_id=AGENT_USER)
+
+    assert [o["text"]["text"] for o in options] == ["Still searching… keep typing"]
+
+    # The search goes on: once HighLevel answers, the same words find Ada.
+    async def ada_found() -> bool:
+        again = await stack.driver.block_suggestion(view_id, "recipient", "ada", user_id=AGENT_USER)
+        return ADA_LOVELACE_ID in [o["value"] for o in again]
+
+    assert await eventually(ada_found, within=15)
+    searches = stack.highlevel.requests_to("POST", "/contacts/search")
+    assert len(searches) == 1  # the held search's answer was kept, not asked again

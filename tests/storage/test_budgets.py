@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from contextlib import AsyncExitStack
+from itertools import pairwise
 
 import pytest
 
@@ -134,10 +135,12 @@ async def test_three_instances_reserving_at_once_keep_every_window_within_the_bu
     starts = sorted(grant.start_at for grant in grants)
     busiest = max(_in_window(starts, first, 10.0) for first in starts)
     assert busiest <= BURST + RATE * 10
-    # Past the burst, consecutive permits are a cost apart (within float rounding).
-    gaps = [
-        later - earlier for earlier, later in zip(starts[BURST:], starts[BURST + 1 :], strict=False)
-    ]
+    # Permits queued for later (past the burst) are a cost apart (within float rounding). One
+    # that went at once starts at its own `now`, which may be up to a take's duration past its
+    # slot, so the queued permit after it can follow it by a little less than a cost.
+    queued = sorted(grant.start_at for grant in grants if grant.wait > 0)
+    assert len(queued) >= len(grants) // 2  # most of the 300 waited: the gaps mean something
+    gaps = [later - earlier for earlier, later in pairwise(queued)]
     assert min(gaps) >= COST - 1e-6
 
 

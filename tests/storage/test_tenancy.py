@@ -174,6 +174,32 @@ async def test_name_and_inbox_are_set_on_known_locations_only(
     assert await store.get_location("loc-x") is None
 
 
+async def test_a_default_sender_is_set_and_cleared_on_its_location_only(
+    store: Store, clock: FakeClock
+) -> None:
+    await oauth_location(store)
+    await oauth_location(store, "loc-2")
+
+    async def senders() -> dict[str, str | None]:
+        return {r.location_id: r.email_from for r in await store.list_locations()}
+
+    assert await senders() == {"loc-1": None, "loc-2": None}
+    clock.advance(5)
+    await store.set_location_email_from("loc-1", "frontdesk@acme.example")
+    record = await store.get_location("loc-1")
+    assert record is not None
+    assert (record.email_from, record.updated_at) == ("frontdesk@acme.example", START + 5)
+    assert await senders() == {"loc-1": "frontdesk@acme.example", "loc-2": None}
+    # A reconnection keeps it.
+    await store.save_location("loc-1", auth="location", access_token="ct-new")
+    assert await senders() == {"loc-1": "frontdesk@acme.example", "loc-2": None}
+    await store.set_location_email_from("loc-1", None)
+    assert await senders() == {"loc-1": None, "loc-2": None}
+    with pytest.raises(NotFoundError):
+        await store.set_location_email_from("loc-x", "frontdesk@acme.example")
+    assert await store.get_location("loc-x") is None
+
+
 async def test_seen_marks_only_move_forward(store: Store) -> None:
     await oauth_location(store)
     await store.note_location_seen("loc-1", webhook_at=START + 20)
