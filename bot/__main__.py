@@ -14,12 +14,15 @@ import sys
 import textwrap
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from storage import AuditRow
 
 EXIT_CONFIG = 2
 PACKAGE = "ghl-bridge"
@@ -192,6 +195,7 @@ def build_parser(options_for: Collection[str] = LAZY_COMMANDS) -> argparse.Argum
         ),
     )
     _add_db_command(commands)
+    _add_audit_command(commands)
     subparsers = {"sandbox": sandbox, "demo": demo_parser, "doctor": doctor_parser}
     for command in options_for:
         LAZY_ARGUMENTS[command](subparsers[command])
@@ -234,6 +238,93 @@ def _add_db_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="URL",
         help="the empty database to copy into; it is given the bridge's tables if need be",
     )
+
+
+def _add_audit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`audit --since DATE ...`: its options need no import, so they are always there."""
+    audit = commands.add_parser(
+        "audit",
+        help="print every send in a time window (CSV or JSON lines), without message bodies",
+        description=textwrap.fill(
+            "Print every send made in the window from DATABASE_URL (the environment or .env; "
+            "nothing else is needed): time, Slack workspace, channel and person, sub-account, "
+            "contact, channel type, HighLevel message ids, outcome and status history, "
+            "quiet-hours overrides and resends. No message body, phone number or email "
+            "address. Times are UTC. The database is migrated to this version first. Exit 2 "
+            "for a bad date or DATABASE_URL, 1 when the database cannot be read.",
+            width=help_width(),
+        ),
+    )
+    audit.add_argument(
+        "--since",
+        required=True,
+        metavar="WHEN",
+        help="sends made at or after: a date (YYYY-MM-DD, from its midnight UTC) or an ISO time",
+    )
+    audit.add_argument(
+        "--until",
+        metavar="WHEN",
+        help="sends made before: an ISO time, or a date (up to its end, included)",
+    )
+    audit.add_argument("--location", metavar="ID", help="one sub-account (location id) only")
+    audit.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("csv", "jsonl"),
+        default="csv",
+        help="csv (with a header line; the default) or jsonl (one JSON object per send)",
+    )
+
+
+def audit_database_url() -> str:
+    """DATABASE_URL as `serve` reads it (environment, else .env, else its default), without
+    the settings `serve` needs besides; ValueError when it names no database."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    from storage import validate_database_url
+
+    class DatabaseSettings(BaseSettings):
+        model_config = SettingsConfigDict(
+            env_file=".env",
+            env_file_encoding="utf-8",
+            extra="ignore",
+            case_sensitive=False,
+            env_prefix=Settings.model_config.get("env_prefix") or "",
+        )
+        database_url: str = str(Settings.model_fields["database_url"].default)
+
+    return validate_database_url(DatabaseSettings().database_url.strip())
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Print the audit rows on stdout; one line on stderr when it cannot."""
+    from bot import audit
+    from storage import StoreError, create_store, is_postgres_url, parse_sqlite_url, redact_url
+
+    configure_logging("WARNING")
+    try:
+        since = audit.parse_when(args.since)
+        until = None if args.until is None else audit.parse_when(args.until, end_of_day=True)
+        url = audit_database_url()
+    except ValueError as exc:
+        print(f"ghl-bridge audit: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not is_postgres_url(url) and not Path(parse_sqlite_url(url)).is_file():
+        # Opening it as the store would create an empty database.
+        print(f"ghl-bridge audit: the database {redact_url(url)} does not exist", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def read() -> list[AuditRow]:
+        async with create_store(url) as store:
+            return await store.audit_rows(since, until, args.location)
+
+    try:
+        rows = asyncio.run(read())
+    except StoreError as exc:
+        print(f"ghl-bridge audit: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    audit.write(rows, sys.stdout, args.output_format)
+    return 0
 
 
 def run_db(args: argparse.Namespace) -> int:
@@ -335,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(doctor.run(args))
     if args.command == "db":
         return run_db(args)
+    if args.command == "audit":
+        return run_audit(args)
     if args.command == "keygen":
         from cryptography.fernet import Fernet
 

@@ -31,6 +31,7 @@ from bot.observability import BridgeMetrics, Readiness, new_instance_id, program
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
 from bot.outbound.finishing import QuietPolicy, SendFinisher
 from bot.outbound.intents import ComposeIntents, IntentRecovery
+from bot.retention import RetentionWorker
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app, build_slack_client, slack_workspaces
 from bot.slack_install.authorize import WorkspaceAuthorize
@@ -351,6 +352,9 @@ class Bridge:
                     interval=ADOPT_INTERVAL_SECONDS,
                 )
             )
+        if settings.message_retention_days is not None:
+            # MESSAGE_RETENTION_DAYS: old message content purged in short batches, hourly.
+            workers.append(RetentionWorker(store, settings.message_retention_days, clock=time.time))
         if settings.ghl_poll_seconds > 0:
             workers.append(
                 PollingWorker(

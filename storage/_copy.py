@@ -16,7 +16,15 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage._copy_ends import COPIED_TABLES, CopyRefusedError, _End, _end, _reason, _SqliteEnd
+from storage._copy_ends import (
+    COPIED_TABLES,
+    TRIGGER_FILLED,
+    CopyRefusedError,
+    _End,
+    _end,
+    _reason,
+    _SqliteEnd,
+)
 from storage._errors import StoreError
 from storage._migrations import LATEST_VERSION
 from storage._open import create_store
@@ -122,6 +130,8 @@ async def _copy_tables(
             raise StoreError(f"table {table} has different columns in the source and the target")
         copied = 0
         try:
+            if table in TRIGGER_FILLED:
+                await target.clear(table)
             # aclosing: a failed write ends the read's statement before the snapshot ends.
             async with aclosing(source.read(table, columns, batch_size)) as batches:
                 async for rows in batches:

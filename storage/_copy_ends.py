@@ -28,6 +28,9 @@ COPIED_TABLES: tuple[str, ...] = (
     "outbox",
     "outbox_files",
     "messages",
+    # After outbox and messages: their inserts fill it on the target (triggers), and those
+    # rows are cleared before the source's are copied (TRIGGER_FILLED).
+    "outbox_status_history",
     "inbound_events",
     "processed_deliveries",
     "kv_store",
@@ -39,6 +42,10 @@ COPIED_TABLES: tuple[str, ...] = (
     "slack_installations",
     "slack_oauth_states",
 )
+
+# Tables the target's triggers write to while the others are copied: emptied before their own
+# rows are copied, so each source row is there once and nothing else is.
+TRIGGER_FILLED: frozenset[str] = frozenset({"outbox_status_history"})
 
 _BUSY_TIMEOUT_MS = 5000
 
@@ -151,6 +158,10 @@ class _End(ABC):
     async def after_writes(self, tables: Sequence[str]) -> None:
         """Make the next insert in each table pick an id past the copied ones."""
 
+    @abstractmethod
+    async def clear(self, table: str) -> None:
+        """Delete every row of `table` (in the write transaction)."""
+
 
 class _SqliteEnd(_End):
     errors = (sqlite3.Error, OSError)
@@ -251,6 +262,9 @@ class _SqliteEnd(_End):
 
     async def after_writes(self, tables: Sequence[str]) -> None:
         """Nothing to do: an INTEGER PRIMARY KEY takes max(id) + 1 on the next insert."""
+
+    async def clear(self, table: str) -> None:
+        await self.db.execute(f"DELETE FROM {_quoted(table)}")  # noqa: S608 - a schema table name
 
 
 class _PostgresEnd(_End):
@@ -415,6 +429,9 @@ class _PostgresEnd(_End):
             raise StoreError(
                 f"{type(exc).__name__}: a value does not fit its column's type"
             ) from exc
+
+    async def clear(self, table: str) -> None:
+        await self._run(f"DELETE FROM {_quoted(table)}")  # noqa: S608 - a schema table name
 
     async def after_writes(self, tables: Sequence[str]) -> None:
         # Ids were copied as they were, which moves no identity sequence: set each one past

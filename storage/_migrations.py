@@ -453,6 +453,155 @@ _DEFAULT_SENDER = Migration(
 )
 
 
+_STATUS_HISTORY = Migration(
+    version=12,
+    description="every send's status history (queued, sent, failed, delivered, read…): the audit",
+    statements=(
+        # Appended by triggers, in the statement that changes a send's state (outbox) or the
+        # status HighLevel reports for one of its messages (messages), so every path that
+        # changes them (the store's transitions, take-overs, hand-overs, recovery) is
+        # recorded, atomically with the change. 'pending' is recorded as 'queued'; a claim
+        # ('sending') is not recorded. `at` is the row's own updated_at (created_at when
+        # queued): the store's clock. `detail` is last_error for 'failed' and 'unknown'.
+        """
+        CREATE TABLE outbox_status_history (
+            id        INTEGER PRIMARY KEY,
+            outbox_id INTEGER REFERENCES outbox (id) ON DELETE CASCADE NOT NULL,
+            status    TEXT NOT NULL,
+            at        REAL NOT NULL,
+            detail    TEXT
+        )
+        """,
+        "CREATE INDEX outbox_status_history_outbox ON outbox_status_history (outbox_id, id)",
+        # The audit reads sends by when they were made.
+        "CREATE INDEX outbox_created ON outbox (created_at)",
+        # The sends made before this version: queued when made, then their state now and the
+        # status last reported for their messages (their earlier steps were not kept).
+        """
+        INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+        SELECT id, 'queued', created_at, NULL FROM outbox ORDER BY id
+        """,
+        """
+        INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+        SELECT id, state, updated_at,
+            CASE WHEN state IN ('failed', 'unknown') THEN last_error END
+        FROM outbox WHERE state NOT IN ('pending', 'sending') ORDER BY id
+        """,
+        """
+        INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+        SELECT outbox_id, status, updated_at, NULL FROM messages
+        WHERE outbox_id IS NOT NULL AND status IS NOT NULL ORDER BY id
+        """,
+        # One statement each (sqlite3 runs a trigger's BEGIN ... END as one statement).
+        """
+        CREATE TRIGGER outbox_history_queued AFTER INSERT ON outbox
+        BEGIN
+            INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+            VALUES (NEW.id, CASE NEW.state WHEN 'pending' THEN 'queued' ELSE NEW.state END,
+                NEW.created_at, NULL);
+        END
+        """,
+        """
+        CREATE TRIGGER outbox_history_state AFTER UPDATE OF state ON outbox
+        WHEN NEW.state IS NOT OLD.state AND NEW.state <> 'sending'
+        BEGIN
+            INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+            VALUES (NEW.id, CASE NEW.state WHEN 'pending' THEN 'queued' ELSE NEW.state END,
+                NEW.updated_at,
+                CASE WHEN NEW.state IN ('failed', 'unknown') THEN NEW.last_error END);
+        END
+        """,
+        # A status of a send's message: reported on a message already linked to the send, or
+        # known before the send's answer linked the message to it (an early echo).
+        """
+        CREATE TRIGGER messages_history_status AFTER UPDATE OF status, outbox_id ON messages
+        WHEN NEW.outbox_id IS NOT NULL AND NEW.status IS NOT NULL
+            AND (NEW.status IS NOT OLD.status OR OLD.outbox_id IS NULL)
+        BEGIN
+            INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+            VALUES (NEW.outbox_id, NEW.status, NEW.updated_at, NULL);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_history_insert AFTER INSERT ON messages
+        WHEN NEW.outbox_id IS NOT NULL AND NEW.status IS NOT NULL
+        BEGIN
+            INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+            VALUES (NEW.outbox_id, NEW.status, NEW.updated_at, NULL);
+        END
+        """,
+    ),
+)
+
+_RETENTION = Migration(
+    version=13,
+    description="message retention: when a finished row's message content was purged",
+    statements=(
+        # MESSAGE_RETENTION_DAYS (storage/_retention.py) blanks the bodies, subjects,
+        # addresses and attachment URLs of finished rows older than the limit and stamps
+        # them here, so a purge run looks only at rows not purged yet (these partial
+        # indexes, in the order it takes them) and never rewrites one twice.
+        "ALTER TABLE outbox ADD COLUMN purged_at DOUBLE PRECISION",
+        "ALTER TABLE inbound_events ADD COLUMN purged_at DOUBLE PRECISION",
+        "ALTER TABLE compose_intents ADD COLUMN purged_at DOUBLE PRECISION",
+        "CREATE INDEX outbox_unpurged ON outbox (updated_at) WHERE purged_at IS NULL",
+        "CREATE INDEX inbound_events_unpurged ON inbound_events (updated_at)"
+        " WHERE purged_at IS NULL",
+        "CREATE INDEX compose_intents_unpurged ON compose_intents (closed_at)"
+        " WHERE purged_at IS NULL AND state = 'done'",
+    ),
+)
+
+
+# PostgreSQL: the same triggers as functions in PL/pgSQL (created in the schema of the
+# search_path, like the tables, and finding the table there when they run).
+_STATUS_HISTORY_PG_TRIGGERS = (
+    """
+    CREATE FUNCTION outbox_status_history_of_outbox() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+        VALUES (NEW.id, CASE NEW.state WHEN 'pending' THEN 'queued' ELSE NEW.state END,
+            CASE WHEN TG_OP = 'INSERT' THEN NEW.created_at ELSE NEW.updated_at END,
+            CASE WHEN TG_OP = 'UPDATE' AND NEW.state IN ('failed', 'unknown')
+                THEN NEW.last_error END);
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER outbox_history_queued AFTER INSERT ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_status_history_of_outbox()
+    """,
+    """
+    CREATE TRIGGER outbox_history_state AFTER UPDATE OF state ON outbox
+    FOR EACH ROW WHEN (NEW.state IS DISTINCT FROM OLD.state AND NEW.state <> 'sending')
+    EXECUTE FUNCTION outbox_status_history_of_outbox()
+    """,
+    """
+    CREATE FUNCTION outbox_status_history_of_message() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO outbox_status_history (outbox_id, status, at, detail)
+        VALUES (NEW.outbox_id, NEW.status, NEW.updated_at, NULL);
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER messages_history_status AFTER UPDATE OF status, outbox_id ON messages
+    FOR EACH ROW WHEN (NEW.outbox_id IS NOT NULL AND NEW.status IS NOT NULL
+        AND (NEW.status IS DISTINCT FROM OLD.status OR OLD.outbox_id IS NULL))
+    EXECUTE FUNCTION outbox_status_history_of_message()
+    """,
+    """
+    CREATE TRIGGER messages_history_insert AFTER INSERT ON messages
+    FOR EACH ROW WHEN (NEW.outbox_id IS NOT NULL AND NEW.status IS NOT NULL)
+    EXECUTE FUNCTION outbox_status_history_of_message()
+    """,
+)
+
+
 _IDENTITY = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
 
 
@@ -497,6 +646,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     _SUB_ACCOUNT_OWNERS,
     _postgresql(_OUTBOX_FILES),
     _DEFAULT_SENDER,
+    # The table, indexes and back-fill translated; the triggers PostgreSQL's own.
+    _postgresql(
+        _STATUS_HISTORY,
+        steps=(
+            *(s for s in _STATUS_HISTORY.statements if "CREATE TRIGGER" not in s),
+            *_STATUS_HISTORY_PG_TRIGGERS,
+        ),
+    ),
+    _RETENTION,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

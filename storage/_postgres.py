@@ -13,6 +13,7 @@ from typing import Any, Self, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from storage._audit import AuditMixin
 from storage._base import (
     DEFAULT_LEASE_SECONDS,
     Conn,
@@ -38,6 +39,7 @@ from storage._migrations import (
 )
 from storage._outbox import OutboxMixin
 from storage._outbox_files import OutboxFilesMixin
+from storage._retention import RetentionMixin
 from storage._slack_installs import SlackInstallsMixin
 from storage._tenancy import TenancyMixin
 from storage._threads import ThreadsMixin
@@ -66,6 +68,8 @@ class PostgresStore(
     MessagesMixin,
     OutboxMixin,
     OutboxFilesMixin,
+    AuditMixin,
+    RetentionMixin,
     InboundMixin,
     IntentsMixin,
     DedupeMixin,

@@ -23,6 +23,11 @@ Unset = _Unset
 """Type of `UNSET`, for annotations such as `str | None | Unset`."""
 
 
+RESEND_KEY_PREFIX: Final = "again:"
+"""The idempotency key of a send a person asked for again (Resend, Retry) is this prefix and
+the original send's outbox id: one resend per original, whatever the clicks."""
+
+
 class OutboxState(enum.StrEnum):
     """Lifecycle of one send.
 
@@ -351,3 +356,39 @@ class SlackInstallationRecord:
     refresh_owner: str | None
     refresh_lease_until: float | None
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One step of a send's history: its state in the outbox ('queued' for pending; a claim
+    is not a step) or a status HighLevel reported for one of its messages."""
+
+    status: str
+    at: float
+    detail: str | None
+    """last_error for 'failed' and 'unknown' (may quote HighLevel's reason), else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One send as the audit shows it: who sent what kind of message to whom, from where,
+    how it went. Holds no message body, subject, phone number or email address."""
+
+    outbox_id: int
+    created_at: float
+    team_id: str
+    channel_id: str
+    slack_user_id: str
+    location_id: str
+    contact_id: str
+    message_type: str
+    state: OutboxState
+    ghl_message_ids: tuple[str, ...]
+    """Every id HighLevel returned for it, each once: the main one, the email's, the others."""
+    scheduled_at: float | None
+    quiet_hours_override: bool
+    """A person chose "Send now anyway" inside the contact's quiet hours."""
+    resend_of: int | None
+    """The outbox id of the send this one sends again (Resend, Retry), else None."""
+    history: tuple[StatusChange, ...]
+    """In the order it happened."""

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar, cast
 
 import aiosqlite
 
+from storage._audit import AuditMixin
 from storage._base import DEFAULT_LEASE_SECONDS, Conn, Params, default_instance_id
 from storage._budgets import BudgetsMixin
 from storage._dedupe import DedupeMixin
@@ -33,6 +34,7 @@ from storage._migrations import (
 )
 from storage._outbox import OutboxMixin
 from storage._outbox_files import OutboxFilesMixin
+from storage._retention import RetentionMixin
 from storage._slack_installs import SlackInstallsMixin
 from storage._sqlite_thread import (
     SqliteConn,
@@ -64,6 +66,8 @@ class SqliteStore(
     MessagesMixin,
     OutboxMixin,
     OutboxFilesMixin,
+    AuditMixin,
+    RetentionMixin,
     InboundMixin,
     IntentsMixin,
     DedupeMixin,

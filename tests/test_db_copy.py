@@ -343,6 +343,9 @@ async def test_sqlite_to_postgresql_keeps_every_row_and_id(
         for message_id in range(1, 7):
             assert await new.get_message(message_id) == await old.get_message(message_id)
         assert await new.list_outbox(limit=100) == await old.list_outbox(limit=100)
+        # Each send's status history once: the target's triggers' rows gave way to the source's.
+        assert await new.audit_rows(0) == await old.audit_rows(0)
+        assert all(row.history for row in await new.audit_rows(0))
         assert await new.count_outbox_by_state() == await old.count_outbox_by_state()
         for state in InboundState:
             assert await new.count_inbound(state) == await old.count_inbound(state) == 1

@@ -37,6 +37,7 @@ ALL_CHECKS = [
     doctor.WEBHOOK_KEY,
     doctor.DATABASE,
     doctor.INBOUND,
+    doctor.RETENTION,
     doctor.RUNNING_BRIDGE,
 ]
 
@@ -110,6 +111,13 @@ async def test_a_good_configuration_passes_every_check(good: dict[str, Any]) -> 
     assert f"#inbox ({INBOX})" in found[doctor.SLACK_INBOX].detail
     assert "no inbound yet" in found[doctor.INBOUND].detail
     assert "polling every 30 s" in found[doctor.INBOUND].detail
+    assert found[doctor.RETENTION].detail == "keep everything (MESSAGE_RETENTION_DAYS unset)"
+
+
+async def test_doctor_prints_the_message_retention(good: dict[str, Any]) -> None:
+    found = by_name(await check_with(good, message_retention_days=90))
+    assert found[doctor.RETENTION].ok
+    assert found[doctor.RETENTION].detail == "90 days (message bodies older are purged hourly)"
 
 
 async def test_the_database_check_writes_and_reads_back(good: dict[str, Any]) -> None:
@@ -445,7 +453,8 @@ async def test_run_prints_each_check(
     failing = lines.index("✗ Slack inbox channel — the bot is not in #no-bot (C0NOBOT)")
     assert lines[failing + 1] == "    invite the bot: /invite @ghl-bridge in that channel"
     marks = [line.split(" ", 1)[0] for line in lines if not line.startswith("    ")]
-    assert marks == ["✓", "✓", "✓", "✗", "✓", "✓", "✓", "✓", "✓"]
+    assert marks == ["✓", "✓", "✓", "✗", "✓", "✓", "✓", "✓", "✓", "✓"]
+    assert "✓ message retention — keep everything (MESSAGE_RETENTION_DAYS unset)" in lines
 
 
 async def test_run_with_broken_settings_exits_2(

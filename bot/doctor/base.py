@@ -12,6 +12,7 @@ HIGHLEVEL_AUTH = "HighLevel token"
 WEBHOOK_KEY = "webhook key"
 DATABASE = "database"
 INBOUND = "inbound"
+RETENTION = "message retention"
 SOCKET_MODE = "Socket Mode"
 RUNNING_BRIDGE = "running bridge"
 

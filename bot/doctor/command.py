@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.doctor.accounts import account_checks
-from bot.doctor.base import SETTINGS, Check
+from bot.doctor.base import RETENTION, SETTINGS, Check
 from bot.doctor.bridge import _running_bridge_check
 from bot.doctor.database import _store_checks
 from bot.doctor.highlevel import _highlevel_check, _webhook_key_check
 from bot.doctor.slack import _app_token_check, _slack_checks
 from bot.doctor.workspaces import workspace_checks
+from bot.retention import describe_retention
 from bot.settings import Settings, SettingsError, load_settings
 
 EXIT_OK = 0
@@ -97,6 +98,7 @@ async def diagnose(
     checks.append(await _highlevel_check(settings))
     checks.append(_webhook_key_check(settings))
     checks += await _store_checks(settings)
+    checks.append(Check(RETENTION, True, describe_retention(settings.message_retention_days)))
     checks += await account_checks(settings)
     bridge = await _running_bridge_check(settings)
     if bridge is not None:

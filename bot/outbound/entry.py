@@ -50,6 +50,11 @@ def files_of(entry: OutboxEntry) -> tuple[SlackFileRef, ...]:
     return tuple(SlackFileRef.from_json(item) for item in entry.payload.get("files") or ())
 
 
+def is_purged(entry: OutboxEntry) -> bool:
+    """Whether MESSAGE_RETENTION_DAYS purged the entry's message (storage/_retention.py)."""
+    return bool(entry.payload.get("purged"))
+
+
 def unpack_entry(entry: OutboxEntry) -> tuple[SendMessageRequest, Display]:
     payload = entry.payload
     display = payload.get("display") or {}

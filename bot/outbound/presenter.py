@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
 from typing import Protocol
 
-from bot.outbound.entry import Display, files_of, unpack_entry
+from bot.outbound.entry import Display, files_of, is_purged, unpack_entry
 from bot.posting.poster import PostMark, SlackPostError, SlackPosters, cannot_look
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus, SendPost
@@ -324,6 +324,10 @@ class SendPresenter:
         if status is PostStatus.CANCELLED and self._outcomes is not None:
             # Only a person's cancel, once the store marked the entry cancelled, shows this.
             self._outcomes.send_outcome("cancelled")
+        if is_purged(entry):
+            # Its text is purged (MESSAGE_RETENTION_DAYS): shown again, the post would lose it.
+            log.debug("outbox %d: purged; its post is left as it is", entry.id)
+            return
         async with self._showing.hold(entry.id):
             thread_id = entry.thread_id or (thread.id if thread is not None else None)
             if thread_id is None:

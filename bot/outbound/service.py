@@ -27,7 +27,14 @@ from bot.highlevel import (
     MessageChannel,
     NotFoundError,
 )
-from bot.outbound.entry import Display, build_request, entry_payload, files_of, unpack_entry
+from bot.outbound.entry import (
+    Display,
+    build_request,
+    entry_payload,
+    files_of,
+    is_purged,
+    unpack_entry,
+)
 from bot.outbound.finishing import (
     ContactNeededError,
     SendFinisher,
@@ -41,6 +48,7 @@ from bot.tenancy.routing import ChannelRouting
 from bot.ui.thread_builder import PostStatus
 from storage import (
     INTENT_QUEUED,
+    RESEND_KEY_PREFIX,
     MessageDirection,
     OutboxEntry,
     OutboxState,
@@ -427,11 +435,16 @@ class OutboundService:
             raise ComposeRejected("That message is no longer in the outbox.")
         if original.state not in (OutboxState.FAILED, OutboxState.UNKNOWN):
             raise ComposeRejected("That message was sent; there is nothing to resend.")
+        if is_purged(original):
+            raise ComposeRejected(
+                "That message is older than the bridge keeps messages "
+                "(MESSAGE_RETENTION_DAYS): its text is gone. Write it again."
+            )
         request, display = unpack_entry(original)
         if request.scheduled_timestamp is not None and request.scheduled_timestamp <= time.time():
             request = request.model_copy(update={"scheduled_timestamp": None})
         entry, created = await self._store.enqueue(
-            idempotency_key=f"again:{original.id}",
+            idempotency_key=f"{RESEND_KEY_PREFIX}{original.id}",
             team_id=original.team_id,
             channel_id=original.channel_id,
             slack_user_id=origin.user_id,

@@ -182,6 +182,14 @@ class Settings(BaseSettings):
         "posted as a link with the reason",
     )
     # How long a HighLevel request may take before the bridge gives up on its answer.
+    # Data retention (bot/retention.py): message bodies older than this are purged.
+    message_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="message bodies, subjects, addresses and attachment URLs older than this "
+        "many days are purged from the database (the thread map and the audit stay)",
+        json_schema_extra={"default_text": "unset (keep everything)"},
+    )
     ghl_timeout_seconds: float = Field(
         default=20.0,
         gt=0,
