@@ -130,7 +130,10 @@ async def test_quick_send_by_a_shared_name_asks_which_and_sends_nothing_yet(
     assert len(buttons) == 2, notice[-1].blocks
     assert stack.highlevel.requests_to(*SEND) == []
 
-    pick = next(b for b in buttons if "0177" in json.dumps(b))
+    # The person tells them apart by what the buttons say (their numbers).
+    labels = [b["text"]["text"] for b in buttons]
+    assert len(set(labels)) == 2, labels
+    pick = next(b for b in buttons if "0177" in b["text"]["text"])
     await stack.driver.block_action(
         pick["action_id"],
         user_id=AGENT_USER,
