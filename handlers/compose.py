@@ -328,7 +328,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # What follows is normally cached from the composer's updates; a slow answer is left
         # out here and done again when the send is made (quiet hours then hold it).
         sender = await _within(
-            deps.finisher.sender(origin.team_id, origin.user_id), Sender(signature="", values={})
+            deps.finisher.sender(origin.team_id, origin.user_id), Sender.unknown()
         )
         if not lookup.done():
             if uses_merge_fields(draft):

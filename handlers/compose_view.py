@@ -102,7 +102,7 @@ async def extras(
             deps.finisher.sender(origin.team_id, origin.user_id), seconds
         )
     except TimeoutError:
-        sender = Sender(signature="", values={})  # signed when sent, as the preview can't say
+        sender = Sender.unknown()
     shown: Preview | None = None
     note: str | None = None
     if changes_text(draft, sender.signature):

@@ -267,6 +267,42 @@ class FieldErrors:
         return bool(self.errors)
 
 
+def _phone_field(
+    draft: Draft,
+    field: ComposeField,
+    text: str,
+    region: str,
+    errors: dict[ComposeField, str],
+    not_a_phone: str,
+) -> str | None:
+    """A From/To number in E.164 on a phone channel (None when empty or not one); a problem
+    goes into `errors`."""
+    if not text.strip() or draft.channel not in PHONE_CHANNELS:
+        return None
+    try:
+        number = parse_recipient(text, region).value
+    except RecipientError as exc:
+        errors[field] = str(exc)
+        return None
+    if not number.startswith("+"):
+        errors[field] = not_a_phone
+        return None
+    return number
+
+
+def _address_field(
+    field: ComposeField, text: str, errors: dict[ComposeField, str], is_email: bool
+) -> str | None:
+    """An email's single From/To address (None when empty or not an email)."""
+    if not is_email:
+        return None
+    try:
+        return one_address(text)
+    except RecipientError as exc:
+        errors[field] = str(exc)
+        return None
+
+
 def check_draft(
     draft: Draft, *, now: float, region: str, replying: bool = False
 ) -> CheckedDraft | FieldErrors:
@@ -319,15 +355,14 @@ def check_draft(
             except RecipientError as exc:
                 errors[name] = str(exc)
 
-    from_number: str | None = None
-    if draft.from_number.strip() and draft.channel in PHONE_CHANNELS:
-        try:
-            from_number = parse_recipient(draft.from_number, region).value
-        except RecipientError as exc:
-            errors[ComposeField.FROM_NUMBER] = str(exc)
-        else:
-            if not from_number.startswith("+"):
-                errors[ComposeField.FROM_NUMBER] = "The sending number must be a phone number."
+    from_number = _phone_field(
+        draft,
+        ComposeField.FROM_NUMBER,
+        draft.from_number,
+        region,
+        errors,
+        "The sending number must be a phone number.",
+    )
 
     if draft.schedule_at is not None and draft.schedule_at <= now + 30:
         errors[ComposeField.SCHEDULE] = "Pick a time in the future (at least a minute from now)."
@@ -345,29 +380,16 @@ def check_draft(
         if len(value.strip()) > MAX_NAME_CHARACTERS:
             errors[name] = f"Keep the name under {MAX_NAME_CHARACTERS} characters."
 
-    email_from = email_to = to_number = None
-    if is_email:
-        for name, text in (
-            (ComposeField.EMAIL_FROM, draft.email_from),
-            (ComposeField.EMAIL_TO, draft.email_to),
-        ):
-            try:
-                address = one_address(text)
-            except RecipientError as exc:
-                errors[name] = str(exc)
-                continue
-            if name is ComposeField.EMAIL_FROM:
-                email_from = address
-            else:
-                email_to = address
-    elif draft.to_number.strip() and draft.channel in PHONE_CHANNELS:
-        try:
-            to_number = parse_recipient(draft.to_number, region).value
-        except RecipientError as exc:
-            errors[ComposeField.TO_NUMBER] = str(exc)
-        else:
-            if not to_number.startswith("+"):
-                errors[ComposeField.TO_NUMBER] = "Send to a phone number here."
+    email_from = _address_field(ComposeField.EMAIL_FROM, draft.email_from, errors, is_email)
+    email_to = _address_field(ComposeField.EMAIL_TO, draft.email_to, errors, is_email)
+    to_number = _phone_field(
+        draft,
+        ComposeField.TO_NUMBER,
+        draft.to_number,
+        region,
+        errors,
+        "Send to a phone number here.",
+    )
 
     if errors:
         return FieldErrors(errors)
