@@ -24,8 +24,12 @@ from bot.files.outbound import OutboundFiles, file_transfer_client
 from bot.files.slack_files import SlackFileReader
 from bot.health import DatabaseProbe, HealthSource, open_writable_store
 from bot.highlevel import HighLevelClient, HighLevelOAuth, RateLimiter
+from bot.home import HomeTab
 from bot.inbound import InboundService, InboundWorker
 from bot.inbound.polling import PollingWorker
+from bot.inbox.actions import ConversationActions
+from bot.inbox.history import ConversationHistory
+from bot.inbox.waiting import ConversationMarks
 from bot.listener_work import ListenerWork
 from bot.observability import BridgeMetrics, Readiness, new_instance_id, program_version
 from bot.outbound import OutboundService, OutboxWorker, SendPresenter
@@ -227,6 +231,8 @@ class Bridge:
 
         oauth_pages = OAuthPages(installer, on_connected=connected)
         file_http = file_transfer_client()
+        # Waiting, unread and star on thread roots (customer messages, answers, webhooks).
+        marks = ConversationMarks(store=store, slack=workspaces, accounts=accounts)
         outbox = OutboxWorker(
             store=store,
             accounts=accounts,
@@ -239,6 +245,7 @@ class Bridge:
                     slack=workspaces, http=file_http, slack_api_url=settings.slack_api_url
                 ),
             ),
+            on_answered=marks.answered,
         )
         connect_hint = (
             f" An admin can connect one at {install_url} (or `/highlevel connect`)."
@@ -286,6 +293,7 @@ class Bridge:
             accounts=accounts,
             routing=routing,
             files=inbound_files,
+            marks=marks,
         )
         inbound = InboundService(store=store, wake_worker=inbound_worker.wake)
         webhooks = WebhookEndpoint(
@@ -316,6 +324,22 @@ class Bridge:
                 assist=assist,
                 finisher=finisher,
                 workspace_lifecycle=workspace_lifecycle,
+                conversation_actions=ConversationActions(
+                    store=store, accounts=accounts, slack=workspaces, marks=marks
+                ),
+                history=ConversationHistory(store=store, accounts=accounts, slack=workspaces),
+                home=HomeTab(
+                    store=store,
+                    accounts=accounts,
+                    routing=routing,
+                    slack=workspaces,
+                    presenter=presenter,
+                    assist=assist,
+                    allowed_users=settings.allowed_slack_users,
+                    # A publish still waiting at a stop is waited for (or cancelled) with
+                    # the listeners.
+                    track=listener_work.track,
+                ),
             ),
         )
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.compose.assist import ComposeAssist
+from bot.home import HomeTab
+from bot.inbox.actions import ConversationActions
+from bot.inbox.history import ConversationHistory
 from bot.outbound import OutboundService
 from bot.outbound.finishing import SendFinisher
 from bot.outbound.intents import ComposeIntents
@@ -29,3 +32,9 @@ class Deps:
     finisher: SendFinisher
     # Slack's app_uninstalled and tokens_revoked (None: tests that send no such event).
     workspace_lifecycle: WorkspaceLifecycle | None = None
+    # The conversation menu on thread roots (None: tests that use no such menu).
+    conversation_actions: ConversationActions | None = None
+    # "Earlier messages" on thread roots (None: tests that use no such button).
+    history: ConversationHistory | None = None
+    # The App Home: waiting conversations and the contact search (None: tests without it).
+    home: HomeTab | None = None

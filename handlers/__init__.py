@@ -10,7 +10,10 @@ from handlers import (
     commands,
     compose,
     compose_options,
+    conversation_actions,
     highlevel,
+    history,
+    home,
     quick_choices,
     shortcuts,
     slack_lifecycle,
@@ -27,5 +30,8 @@ def register_all(app: AsyncApp, deps: Deps) -> None:
     compose_options.register(app, deps)
     quick_choices.register(app, deps)
     thread_actions.register(app, deps)
+    conversation_actions.register(app, deps)
+    history.register(app, deps)
     shortcuts.register(app, deps)
     slack_lifecycle.register(app, deps)
+    home.register(app, deps)

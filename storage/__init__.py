@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from storage._budgets import BudgetGrant
 from storage._copy import copy_database
 from storage._errors import ConflictError, NotFoundError, OutboxStateError, StoreError
+from storage._history import HistoryLease, HistoryState
 from storage._leases import HandOver, Takeover
 from storage._migrations import LATEST_VERSION, MIGRATIONS, Migration
 from storage._open import create_store, open_store
@@ -73,6 +74,8 @@ __all__ = [
     "ConflictError",
     "ConnectionStatus",
     "HandOver",
+    "HistoryLease",
+    "HistoryState",
     "InboundBacklog",
     "InboundEvent",
     "InboundState",

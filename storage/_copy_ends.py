@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # compares this with the tables the migrations create fails until it does.
 COPIED_TABLES: tuple[str, ...] = (
     "slack_threads",
+    "thread_history",
     "outbox",
     "outbox_files",
     "messages",

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage._errors import StoreError
+from storage._schema_inbox import DESCRIPTION as _INBOX_DESCRIPTION
+from storage._schema_inbox import STATEMENTS as _INBOX_STATEMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,6 +657,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     _RETENTION,
+    Migration(14, _INBOX_DESCRIPTION, _INBOX_STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -144,6 +144,7 @@ class OutboxMixin(StoreBase):
         ghl_message_id: str | None,
         ghl_email_message_id: str | None = None,
         ghl_message_ids: Sequence[str] = (),
+        ghl_msg: str | None = None,
     ) -> OutboxEntry:
         """Record HighLevel's answer to the send, in one transaction with its consequences.
 
@@ -162,6 +163,7 @@ class OutboxMixin(StoreBase):
             "ghl_message_id": ghl_message_id,
             "ghl_email_message_id": ghl_email_message_id,
             "ghl_message_ids": json.dumps(list(ghl_message_ids)),
+            "ghl_msg": ghl_msg,
             "now": now,
             "show_until": now + self._lease_seconds,
         }

@@ -53,6 +53,7 @@ _MARK_SENT = f"""
         ghl_message_id = :ghl_message_id,
         ghl_email_message_id = :ghl_email_message_id,
         ghl_message_ids = :ghl_message_ids,
+        ghl_msg = :ghl_msg,
         updated_at = :now
     WHERE id = :id AND state IN ({_from_states_sql("mark_sent")})
     RETURNING *
@@ -237,6 +238,8 @@ def _outbox(row: Row) -> OutboxEntry:
         scheduled_at=row["scheduled_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        # Absent from a row of a store still at an older schema (its tests enqueue there).
+        ghl_msg=row["ghl_msg"] if "ghl_msg" in row.keys() else None,  # noqa: SIM118
     )
 
 

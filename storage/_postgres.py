@@ -26,7 +26,10 @@ from storage._base import (
 from storage._budgets import BudgetsMixin
 from storage._dedupe import DedupeMixin
 from storage._errors import ConflictError, StoreError
+from storage._history import HistoryMixin
+from storage._home import HomeMixin
 from storage._inbound import InboundMixin
+from storage._inbox import InboxMixin
 from storage._intents import IntentsMixin
 from storage._leases import LeasesMixin
 from storage._messages import MessagesMixin
@@ -65,6 +68,9 @@ _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, Time
 
 class PostgresStore(
     ThreadsMixin,
+    HistoryMixin,
+    InboxMixin,
+    HomeMixin,
     MessagesMixin,
     OutboxMixin,
     OutboxFilesMixin,

@@ -7,6 +7,9 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from storage._budgets import BudgetGrant
+from storage._history import HistoryStore
+from storage._home import HomeStore
+from storage._inbox import InboxStore
 from storage._leases import HandOver, Takeover
 from storage._records import (
     UNSET,
@@ -34,7 +37,7 @@ from storage._records import (
 )
 
 
-class Store(Protocol):
+class Store(HistoryStore, InboxStore, HomeStore, Protocol):
     """Persistence of the bridge: thread map, messages, outbox, dedupe marks, key/value.
 
     Errors are StoreError and its subclasses (NotFoundError, ConflictError,
@@ -168,6 +171,7 @@ class Store(Protocol):
         ghl_message_id: str | None,
         ghl_email_message_id: str | None = None,
         ghl_message_ids: Sequence[str] = (),
+        ghl_msg: str | None = None,
     ) -> OutboxEntry: ...
     async def mark_failed(self, outbox_id: int, error: str) -> OutboxEntry: ...
     async def mark_unknown(self, outbox_id: int, error: str) -> OutboxEntry: ...

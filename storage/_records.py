@@ -118,6 +118,8 @@ class OutboxEntry:
     scheduled_at: float | None
     created_at: float
     updated_at: float
+    ghl_msg: str | None = None
+    """HighLevel's `msg` in its answer to the send, when it gave one."""
 
     @property
     def payload(self) -> dict[str, Any]:

@@ -21,7 +21,10 @@ from storage._base import DEFAULT_LEASE_SECONDS, Conn, Params, default_instance_
 from storage._budgets import BudgetsMixin
 from storage._dedupe import DedupeMixin
 from storage._errors import ConflictError, StoreError
+from storage._history import HistoryMixin
+from storage._home import HomeMixin
 from storage._inbound import InboundMixin
+from storage._inbox import InboxMixin
 from storage._intents import IntentsMixin
 from storage._leases import LeasesMixin
 from storage._messages import MessagesMixin
@@ -63,6 +66,9 @@ _GROUP_STOPPED = "the store stopped before the write was known to be committed"
 
 class SqliteStore(
     ThreadsMixin,
+    HistoryMixin,
+    InboxMixin,
+    HomeMixin,
     MessagesMixin,
     OutboxMixin,
     OutboxFilesMixin,

@@ -226,6 +226,12 @@ async def fill(store: SqliteStore, clock: FakeClock) -> None:
 async def filled_sqlite(path: Path, clock: FakeClock) -> str:
     async with SqliteStore(path, clock=clock) as store:
         await fill(store, clock)
+    # An earlier message shown in a thread ("Earlier messages").
+    query(
+        path,
+        "INSERT INTO thread_history (thread_id, ghl_message_id, shown_at)"
+        " SELECT MIN(id), 'm-history-1', 5 FROM slack_threads",
+    )
     return sqlite_url(path)
 
 
@@ -490,8 +496,8 @@ async def test_a_copy_failing_half_way_leaves_the_target_empty(
     path = tmp_path / "bridge.db"
     source = await filled_sqlite(path, clock)
     # A message whose thread is gone, as a file written with foreign keys off could hold:
-    # the target refuses it, after slack_threads, outbox, outbox_files and some messages are
-    # written.
+    # the target refuses it, after slack_threads, thread_history, outbox, outbox_files and
+    # some messages are written.
     query(
         path,
         "INSERT INTO messages (id, thread_id, direction, created_at, updated_at)"
@@ -507,7 +513,7 @@ async def test_a_copy_failing_half_way_leaves_the_target_empty(
         with pytest.raises(StoreError, match="copying messages failed"):
             await copy_database(source, target, batch_size=2, on_table=on_table)
 
-        assert written == ["slack_threads", "outbox", "outbox_files"]
+        assert written == ["slack_threads", "thread_history", "outbox", "outbox_files"]
         assert await dump(target) == empty_dump()
 
 

@@ -66,6 +66,9 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     "views.open": frozenset(),
     "views.push": frozenset(),
     "views.update": frozenset(),
+    # The Home tab, and the links in it to each thread: no scope (docs.slack.dev).
+    "views.publish": frozenset(),
+    "chat.getPermalink": frozenset(),
 }
 # Slash commands and shortcuts need this scope themselves (docs.slack.dev: scopes/commands).
 COMMANDS_SCOPE = "commands"
@@ -74,6 +77,7 @@ COMMANDS_SCOPE = "commands"
 SCOPES_BY_EVENT: dict[str, frozenset[str]] = {
     "app_uninstalled": frozenset(),
     "tokens_revoked": frozenset(),
+    "app_home_opened": frozenset(),
 }
 # The host the manifest's URLs name until someone replaces it.
 PLACEHOLDER_URL = "https://YOUR-HOST"
@@ -85,6 +89,10 @@ _CLIENT_METHODS = frozenset(
     if not name.startswith("_") and callable(getattr(AsyncWebClient, name)) and name != "api_call"
 )
 _CALL = re.compile(r"\.([A-Za-z]\w*)\s*\(")
+# users.info answers a profile's email only with users:read.email too (docs.slack.dev,
+# reference/methods/users.info): a file that calls it and reads `profile.get("email")` needs it.
+_PROFILE_EMAIL = re.compile(r"""profile\.get\(\s*["']email["']""")
+EMAIL_SCOPE = "users:read.email"
 _API_CALL = re.compile(r"\bapi_call\(\s*(?:api_method\s*=\s*)?[\"']([\w.]+)[\"']")
 
 
@@ -288,6 +296,10 @@ def test_bot_scopes_are_exactly_what_the_code_calls_need() -> None:
     unknown = {m: sorted(files) for m, files in called.items() if m not in SCOPES_BY_METHOD}
     assert not unknown, f"add these methods' scopes (docs.slack.dev) to SCOPES_BY_METHOD: {unknown}"
     needed = {scope for method in called for scope in SCOPES_BY_METHOD[method]}
+    if any(
+        _PROFILE_EMAIL.search((REPO / path).read_text()) for path in called.get("users.info", ())
+    ):
+        needed.add(EMAIL_SCOPE)
     data = manifest()
     events = (data["settings"].get("event_subscriptions") or {}).get("bot_events") or []
     unlisted = sorted(set(events) - SCOPES_BY_EVENT.keys())

@@ -20,7 +20,7 @@ from bot.webhook_auth import WebhookVerifier
 
 _HIGHLEVEL_SCOPES = (
     "conversations.readonly, conversations.write, conversations/message.readonly, "
-    "conversations/message.write, contacts.readonly, contacts.write"
+    "conversations/message.write, contacts.readonly, contacts.write, users.readonly"
 )
 
 

@@ -30,6 +30,7 @@ from ._errors import (
     UnavailableError,
     ValidationError,
 )
+from ._inbox_calls import HighLevelUser
 from ._models import (
     Appointment,
     CancelScheduledResponse,
@@ -77,6 +78,7 @@ __all__ = [
     "HighLevelClient",
     "HighLevelError",
     "HighLevelOAuth",
+    "HighLevelUser",
     "InstalledLocation",
     "InvalidGrantError",
     "Location",

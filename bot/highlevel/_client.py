@@ -16,6 +16,7 @@ import pydantic
 from pydantic import SecretStr
 
 from ._errors import UnavailableError, error_for_status
+from ._inbox_calls import InboxCalls
 from ._models import (
     Appointment,
     CancelScheduledResponse,
@@ -88,7 +89,7 @@ TEMPLATES_MAX_PAGES = 5
 _jitter = random.SystemRandom()
 
 
-class HighLevelClient(UploadCalls):
+class HighLevelClient(UploadCalls, InboxCalls):
     """Typed client of the HighLevel conversations and contacts API for one location.
 
     Every request first waits on the location's ``RateLimiter``. Reads are retried with jittered

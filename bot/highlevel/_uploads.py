@@ -7,12 +7,13 @@ call still goes through the client's `_request` (token, rate limit, retries, err
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, Field
 
+from ._calls import ClientCalls
 from ._errors import UnavailableError, error_for_status
 from ._models import MessageChannel, UploadAttachmentsResponse, _ResponseModel
 from ._wire import _error_message, _Kind, _try_json
@@ -41,30 +42,10 @@ class InitiatedUpload(_ResponseModel):
     max_file_size: int | None = Field(default=None)
 
 
-class UploadCalls:
-    """Mixed into HighLevelClient, whose `_request` and `_parse` it uses."""
+class UploadCalls(ClientCalls):
+    """Mixed into HighLevelClient."""
 
-    _location_id: str
-    _conversations_version: str
     _http: httpx.AsyncClient
-
-    if TYPE_CHECKING:
-
-        async def _request(
-            self,
-            method: str,
-            path: str,
-            *,
-            kind: _Kind,
-            version: str,
-            params: Mapping[str, str | int] | None = None,
-            json: Any = None,
-            data: Mapping[str, str] | None = None,
-            files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
-        ) -> Any: ...
-
-        @staticmethod
-        def _parse(model: type[_ModelT], body: Any, *, kind: _Kind) -> _ModelT: ...
 
     async def create_conversation(self, contact_id: str) -> str:
         """POST /conversations/ → the new conversation's id.

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.highlevel import EmailMessage, Message, MessageChannel
+from bot.ui.inbound_builder import InboundPost
 from bot.webhook_auth import _replace_lone_surrogates
 
 # The HighLevel webhooks about a message. An inbound event of one of these types holds the
@@ -205,3 +206,25 @@ def channel_type(channel: str) -> str | None:
         "INSTAGRAM": "IG",
         "LIVE_CHAT": "Live_Chat",
     }.get(name)
+
+
+def inbound_post(
+    message: IncomingMessage, contact_label: str, *, thread_id: int | None = None
+) -> InboundPost:
+    """What the thread shows of `message` (live, or as history when `thread_id` is None)."""
+    return InboundPost(
+        contact_label=contact_label,
+        contact_address=None,
+        channel=message.channel,
+        body=message.body,
+        direction=message.direction,
+        attachments=message.attachments,
+        subject=message.subject,
+        email_from=message.email_from,
+        email_to=message.email_to,
+        cc=message.cc,
+        source=message.source,
+        sent_at=message.date_added,
+        status=message.status,
+        thread_id=thread_id,
+    )

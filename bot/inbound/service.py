@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.inbound.messages import MESSAGE_EVENTS, IncomingMessage, from_webhook
+from bot.inbox.waiting import UNREAD_EVENT, unread_update_from
 from storage import Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class InboundService:
         `raw_body`: the bytes that were verified, of which `payload` is the parsed form. They
         are stored as they arrived (the worker parses them again), never re-encoded.
         """
+        if event_type == UNREAD_EVENT:
+            return await self._accept_unread(webhook_id, payload, raw_body)
         if event_type not in MESSAGE_EVENTS:
             log.debug("ignoring HighLevel event %s", event_type or "(no type)")
             return False
@@ -81,6 +84,32 @@ class InboundService:
             not_before=self._clock() + INBOUND_SETTLE_SECONDS,
             stored=(event_type, body) if body is not None else None,
         )
+
+    async def _accept_unread(
+        self, webhook_id: str, payload: Mapping[str, Any], raw_body: bytes | None
+    ) -> bool:
+        """A ConversationUnreadUpdate: stored like a message's webhook, in its contact's
+        order (`bot.inbox.waiting` carries it out)."""
+        update = unread_update_from(payload)
+        if update is None:
+            log.debug("ignoring %s without id/contactId", UNREAD_EVENT)
+            return False
+        body = _text(raw_body)
+        not_before = self._clock() + INBOUND_SETTLE_SECONDS
+        event = await self._store.enqueue_inbound(
+            source="webhook",
+            event_type=UNREAD_EVENT,
+            conversation_key=conversation_key(update.location_id, update.contact_id),
+            payload=body if body is not None else dict(payload),
+            dedupe_keys=[f"webhook:{webhook_id}"],
+            ttl_seconds=DEDUPE_TTL_SECONDS,
+            sort_at=update.at,
+            not_before=not_before,
+        )
+        if event is None:
+            return False
+        self._wake_when_due(not_before - self._clock())
+        return True
 
     async def accept_polled(self, message: IncomingMessage) -> bool:
         """Store a polled message (the poller hands each conversation's over oldest first)."""

@@ -12,7 +12,8 @@ from dataclasses import replace
 from bot.compose import contact_address, contact_label
 from bot.files.inbound import MEDIA_CHECK_EVENT, FileTarget, InboundFiles
 from bot.highlevel import HighLevelError, MessageChannel
-from bot.inbound.messages import IncomingMessage, channel_type, stored_message
+from bot.inbound.messages import IncomingMessage, channel_type, inbound_post, stored_message
+from bot.inbox.waiting import UNREAD_EVENT, ConversationMarks
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
 from bot.outbound.worker import QueueLooks
 from bot.posting.poster import PostMark, SlackPostError, SlackPosters, WorkspaceGone
@@ -79,6 +80,7 @@ class InboundWorker:
         accounts: SubAccounts,
         routing: ChannelRouting,
         files: InboundFiles | None = None,
+        marks: ConversationMarks | None = None,
         concurrency: int = 4,
         idle_poll_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -87,6 +89,8 @@ class InboundWorker:
         as links only)."""
         self._store = store
         self._files = files
+        # Waiting/unread/star on thread roots (None: not kept).
+        self._marks = marks
         self._slack = slack
         self._presenter = presenter
         self._accounts = accounts
@@ -126,6 +130,8 @@ class InboundWorker:
         try:
             if event.event_type == MEDIA_CHECK_EVENT:
                 done = await self._check_late_media(event)
+            elif event.event_type == UNREAD_EVENT:
+                done = self._marks is None or await self._marks.unread_update(event)
             else:
                 message = stored_message(event.event_type, event.payload_json)
                 if message is None:
@@ -251,26 +257,20 @@ class InboundWorker:
             slack_user_id=None,
             outbox_id=None,
         )
-        if record.slack_ts is not None or record.outbox_id is not None:
-            # Shown already (or it is one of our sends): this event only updates its status.
+        if (
+            record.slack_ts is not None
+            or record.outbox_id is not None
+            or await self._store.shown_as_history(
+                thread.id, (message.key_id, message.email_message_id or "")
+            )
+        ):
+            # Shown already (or it is one of our sends, or "Earlier messages" showed it): this
+            # event only updates its status.
             await self._update_status(record, message)
             await self._files_of_shown(record, message)
             return
-        post = InboundPost(
-            contact_label=thread.contact_label or message.contact_id,
-            contact_address=None,
-            channel=message.channel,
-            body=message.body,
-            direction=message.direction,
-            attachments=message.attachments,
-            subject=message.subject,
-            email_from=message.email_from,
-            email_to=message.email_to,
-            cc=message.cc,
-            source=message.source,
-            sent_at=message.date_added,
-            status=message.status,
-            thread_id=thread.id,
+        post = inbound_post(
+            message, thread.contact_label or message.contact_id, thread_id=thread.id
         )
         key = message_mark(_location(message), message.key_id)
         async with self._presenter.thread_root(thread.id):
@@ -308,6 +308,11 @@ class InboundWorker:
             record.id, slack_channel_id=thread.channel_id, slack_ts=ts
         )
         await self._remember(thread, message)
+        if self._marks is not None:  # a customer waits, or someone in HighLevel answered
+            if message.direction == "inbound":
+                await self._marks.customer_wrote(thread.id, message.date_added)
+            else:
+                await self._marks.answered(thread.id)
         # The files after the post, before the event is finished: in order in the thread.
         await self._take_files(
             message,

@@ -309,6 +309,7 @@ class SendPresenter:
             created_contact=display.created_contact,
             account=account,
             files=files_of(entry),
+            note=entry.ghl_msg,
         )
 
     async def show(

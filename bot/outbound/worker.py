@@ -126,9 +126,13 @@ class OutboxWorker:
         clock: Callable[[], float] = time.time,
         outcomes: SendOutcomeObserver | None = None,
         files: OutboundFiles | None = None,
+        on_answered: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_answered`: told the thread of each send confirmed sent now (it answers the
+        customer: `ConversationMarks.answered`)."""
         self._store = store
         self._files = files
+        self._on_answered = on_answered
         self._accounts = accounts
         self._presenter = presenter
         self._outcomes = outcomes
@@ -338,6 +342,7 @@ class OutboxWorker:
             ghl_message_id=(response.email_message_id if is_email else None) or response.message_id,
             ghl_email_message_id=response.email_message_id,
             ghl_message_ids=response.message_ids or (),
+            ghl_msg=(response.msg or "").strip() or None,
         )
         if thread is not None and is_email:
             request, _ = unpack_entry(entry)
@@ -351,6 +356,9 @@ class OutboxWorker:
         self._count(outcome)
         status = PostStatus.SCHEDULED if entry.scheduled_at else PostStatus.SENT
         await self._presenter.show(entry, status, thread=thread, display=display)
+        answered = thread.id if thread is not None else entry.thread_id
+        if self._on_answered is not None and answered is not None and not entry.scheduled_at:
+            await self._on_answered(answered)
 
     async def _handle_error(
         self, entry: OutboxEntry, thread: ThreadRecord | None, display: Display, exc: HighLevelError

@@ -49,6 +49,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "im:history",
     "mpim:history",
     "users:read",
+    "users:read.email",
     "files:read",
     "files:write",
 )

@@ -58,9 +58,12 @@ BRIDGE_SCOPES: tuple[str, ...] = (
     "locations.readonly",
     # GET /locations/{id}/templates: the composer's templates.
     "locations/templates.readonly",
+    # PUT /conversations/{id}: the conversation menu's read / unread and star.
+    "conversations.write",
+    # GET /users/: the sub-account's users, whom the conversation menu assigns a contact to
+    # (PUT /contacts/{id} is contacts.write).
+    "users.readonly",
 )
-# Not conversations.write: it covers POST/PUT/DELETE /conversations/, which the bridge never
-# calls (a send creates its conversation itself).
 
 
 NAME_LOOKUP_SECONDS = 2.0

@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.compose import CHANNEL_LABELS
+from bot.ui.conversation_builder import conversation_controls
 from bot.ui.thread_builder import (
     MESSAGE_TEXT_MAX,
     PREVIEW_CHARACTERS,
@@ -413,7 +414,7 @@ def _blocks(post: InboundPost, header: str, *, outbound: bool, with_reply: bool)
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=context, verbatim=True)]))
     if with_reply and post.thread_id is not None:
         button = ButtonElement(text="Reply", action_id=REPLY_ACTION, value=str(post.thread_id))
-        blocks.append(ActionsBlock(elements=[button]))
+        blocks.append(ActionsBlock(elements=[button, *conversation_controls(post.thread_id)]))
     return blocks
 
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 
-from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
 
 from bot.highlevel import MessageChannel
-from bot.ui.thread_builder import channel_label, escape_clipped, mention
+from bot.ui.thread_builder import channel_label, clip, escape_clipped, mention
 
 _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
 
@@ -84,3 +91,13 @@ def queued_notice(
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=created, verbatim=True)]))
         text = f"{created} {sending}"
     return text, blocks
+
+
+def notice_view(title: str, text: str) -> View:
+    """A modal that only says `text` (in place of a form the person may not use)."""
+    return View(
+        type="modal",
+        title=PlainTextObject(text=clip(title, 24)),
+        close=PlainTextObject(text="Close"),
+        blocks=[_section(escape_clipped(text, 2900))],
+    )

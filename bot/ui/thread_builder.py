@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
     ConfirmObject,
     ContextBlock,
     ImageBlock,
+    InteractiveElement,
     MarkdownTextObject,
     SectionBlock,
 )
@@ -26,6 +27,7 @@ from slack_sdk.models.blocks import (
 from bot.compose import CHANNEL_LABELS
 from bot.files import SlackFileRef
 from bot.highlevel import MessageChannel
+from bot.ui.conversation_builder import conversation_controls
 
 REPLY_ACTION: Final = "reply"  # value: str(thread_id)
 CANCEL_ACTION: Final = "cancel_scheduled"  # value: str(outbox_id)
@@ -82,6 +84,8 @@ class SendPost:
     account: str | None = None
     # Slack files sent with the message (their names are shown; images as thumbnails).
     files: tuple[SlackFileRef, ...] = ()
+    # HighLevel's own words on the send (its answer's `msg`), shown after the status.
+    note: str | None = None
 
 
 # ---------------------------------------------------------------- text helpers (shared in bot.ui)
@@ -214,6 +218,11 @@ def _status_buttons(post: SendPost) -> list[ButtonElement]:
 
 # ---------------------------------------------------------------- posts
 
+# The states in which HighLevel has answered the send (its `msg` is worth showing).
+_ANSWERED: Final = frozenset(
+    {PostStatus.SENT, PostStatus.DELIVERED, PostStatus.READ, PostStatus.SCHEDULED}
+)
+
 
 def _body_block(post: SendPost) -> SectionBlock:
     body = post.text.strip()
@@ -313,19 +322,23 @@ def _blocks(post: SendPost, header: str, *, with_reply: bool, thumbnails: bool) 
     if post.text.strip() or not post.files:  # files alone need no "(no text)"
         blocks.append(_body_block(post))
     blocks += _file_blocks(post, thumbnails=thumbnails)
-    blocks.append(
-        ContextBlock(elements=[MarkdownTextObject(text=status_line(post), verbatim=True)])
-    )
+    status = status_line(post)
+    note = (post.note or "").strip()
+    if note and post.status in _ANSWERED:
+        status += f" · HighLevel: {escape_clipped(note, 300)}"
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=status, verbatim=True)]))
     if post.created_contact:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text="New contact created in HighLevel")])
         )
-    buttons: list[ButtonElement] = []
+    buttons: list[InteractiveElement] = []
     if with_reply and post.thread_id is not None:
         buttons.append(
             ButtonElement(text="Reply", action_id=REPLY_ACTION, value=str(post.thread_id))
         )
     buttons += _status_buttons(post)
+    if with_reply and post.thread_id is not None:  # the root: the conversation's controls
+        buttons += conversation_controls(post.thread_id, earlier=not post.created_contact)
     if buttons:
         blocks.append(ActionsBlock(elements=buttons))
     return blocks

@@ -5,6 +5,7 @@ and the seed's other fields (emailFrom, emailTo, toNumber, appointmentId)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -292,6 +293,32 @@ async def test_a_contact_who_wrote_on_instagram_is_offered_it(stack: SandboxStac
     assert "IG" in offered
 
 
+async def test_rcs_is_not_offered_where_the_sub_account_has_no_rcs(stack: SandboxStack) -> None:
+    view_id = await open_composer(stack, ADA)
+    offered = await eventually(
+        lambda: "FB" not in _channels(stack, view_id) and _channels(stack, view_id)
+    )
+    assert "SMS" in offered and "RCS" not in offered
+
+
+async def test_rcs_is_offered_where_the_sub_account_has_it_and_sends(stack: SandboxStack) -> None:
+    # Another customer's RCS conversation: the sub-account has RCS.
+    await stack.highlevel.customer_reply(KATHERINE_JOHNSON_ID, "RCS", "Got it, thanks")
+    await eventually(lambda: stack.slack.channel_messages("C0INBOX"))
+    view_id = await open_composer(stack, ADA)
+    offered = await eventually(
+        lambda: "RCS" in _channels(stack, view_id) and _channels(stack, view_id)
+    )
+    assert "SMS" in offered
+
+    answer = await submit(stack, view_id, {"channel": "RCS", "message": "By RCS"})
+
+    assert answer.get("response_action") != "errors", answer
+    await eventually(lambda: len(sends(stack)) == 1)
+    assert sends(stack)[0]["type"] == "RCS"
+    assert sends(stack)[0]["contactId"] == ADA_LOVELACE_ID
+
+
 # ------------------------------------------------------------------ 7. the seed's fields
 
 
@@ -363,7 +390,13 @@ async def test_reply_only_is_a_choice_in_the_email_reply_and_drops_the_cc(
         "reply", user_id=AGENT_USER, channel_id=SALES_CHANNEL, message_ts=root.ts
     )
     reply_view = (await eventually(lambda: stack.slack.open_views(AGENT_USER)))[-1].id
-    blocks = _blocks(stack, reply_view)
+    # The reply's CC is filled in once the email it answers is looked up (an update).
+    blocks = await eventually(
+        lambda: (
+            (b := _blocks(stack, reply_view)).get("cc", {}).get("element", {}).get("initial_value")
+            and b
+        )
+    )
     assert blocks["reply_mode"]["element"]["initial_option"]["value"] == "reply_all"
     assert blocks["cc"]["element"]["initial_value"] == "partner@example.com"
 
@@ -432,3 +465,16 @@ async def test_a_search_highlevel_does_not_answer_in_time_says_keep_typing(
     assert await eventually(ada_found, within=15)
     searches = stack.highlevel.requests_to("POST", "/contacts/search")
     assert len(searches) == 1  # the held search's answer was kept, not asked again
+
+
+async def test_highlevels_msg_is_shown_on_the_post(stack: SandboxStack) -> None:
+    await quick_send(stack, f"{ADA} Your table is ready")
+    root = await eventually(lambda: (r := roots(stack)) and "HighLevel:" in text_of(r[0]) and r[0])
+    # The simulator's answer word for word: "queued" for a send now, "scheduled" for later.
+    assert "✓ Sent · HighLevel: Message queued successfully." in text_of(root)
+
+    view_id = await open_composer(stack, "grace@example.com", command="/sendemail")
+    when = int(time.time()) + 3600
+    await submit(stack, view_id, {"subject": "Tomorrow", "message": "See you", "schedule": when})
+    scheduled = await eventually(lambda: [m for m in roots(stack) if "Scheduled for" in text_of(m)])
+    assert "HighLevel: Message scheduled successfully." in text_of(scheduled[0])

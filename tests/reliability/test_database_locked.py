@@ -51,9 +51,12 @@ async def locked(database: Path) -> AsyncIterator[None]:
     [
         # Shorter than the store's busy timeout (5 s): everyone waits, then goes on.
         (2.0, "command"),
-        # Longer: the first write in line gives up, and says so; the rest then go on.
-        (5.5, "command"),  # a send cannot be queued: the person is told nothing was sent
-        (5.5, "webhook"),  # a webhook cannot be stored: 429, and HighLevel delivers it again
+        # Longer: the first write in line gives up, and says so; the rest then go on. (Each
+        # holds the lock past the 5 s timeout: in `make test-slow`.)
+        # A send cannot be queued: the person is told nothing was sent.
+        pytest.param(5.5, "command", marks=pytest.mark.slow),
+        # A webhook cannot be stored: 429, and HighLevel delivers it again.
+        pytest.param(5.5, "webhook", marks=pytest.mark.slow),
     ],
 )
 async def test_locked_database_answers_every_request_and_loses_nothing(

@@ -43,6 +43,8 @@ async def test_install_url_names_the_app_redirect_and_scopes(instances: Instance
         "oauth.write",
         "locations.readonly",
         "locations/templates.readonly",
+        "conversations.write",
+        "users.readonly",
     }
 
 

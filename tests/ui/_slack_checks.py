@@ -16,6 +16,7 @@ from bot.sandbox.slack._validation import (
     message_text_problems,
     view_problems,
 )
+from bot.ui.conversation_builder import CONVERSATION_MENU_ACTION, EARLIER_ACTION
 
 # Slack refuses a plain_text_input whose max_length is above 3000 (docs.slack.dev, plain-text
 # input element: "between 1 and 3000"); the simulator does not check it, so it is checked here.
@@ -84,3 +85,32 @@ def foreign_markup(text: str) -> list[str]:
 def broken_entities(text: str) -> list[str]:
     """Ampersands that do not start an entity the escaping wrote (a clipped `&amp;`)."""
     return re.findall(r"&(?!amp;|lt;|gt;)", text)
+
+
+def root_controls(thread_id: int) -> dict[str, dict[str, Any]]:
+    """A thread root's conversation controls as Slack receives them, by action id."""
+    return {
+        EARLIER_ACTION: {
+            "type": "button",
+            "action_id": EARLIER_ACTION,
+            "value": str(thread_id),
+            "text": {"type": "plain_text", "text": "Earlier messages", "emoji": True},
+        },
+        CONVERSATION_MENU_ACTION: {
+            "type": "overflow",
+            "action_id": CONVERSATION_MENU_ACTION,
+            "options": [
+                {
+                    "text": {"type": "plain_text", "text": label, "emoji": True},
+                    "value": f"{verb}:{thread_id}",
+                }
+                for verb, label in [
+                    ("read", "Mark read"),
+                    ("unread", "Mark unread"),
+                    ("star", "Star"),
+                    ("unstar", "Unstar"),
+                    ("assign", "Assign…"),
+                ]
+            ],
+        },
+    }

@@ -27,6 +27,7 @@ from tests.ui._slack_checks import (
     broken_entities,
     foreign_markup,
     mrkdwn_texts,
+    root_controls,
 )
 
 Builder = Callable[[InboundPost], tuple[str, list[Block]]]
@@ -454,7 +455,9 @@ def test_root_introduces_the_conversation_and_has_a_reply_button() -> None:
             "action_id": REPLY_ACTION,
             "value": "7",
             "text": {"type": "plain_text", "text": "Reply", "emoji": True},
-        }
+        },
+        # The conversation's controls: only on the root (replies have none).
+        **root_controls(7),
     }
     assert text == "New conversation from Ada Lovelace via SMS: Running 10 min late"
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.highlevel import MessageChannel
+from bot.ui.conversation_builder import CONVERSATION_MENU_ACTION, EARLIER_ACTION
 from bot.ui.thread_builder import (
     CANCEL_ACTION,
     REPLY_ACTION,
@@ -25,6 +26,7 @@ from tests.ui._slack_checks import (
     broken_entities,
     foreign_markup,
     mrkdwn_texts,
+    root_controls,
 )
 
 INJECTIONS = "<!channel> <@U0EVE> <https://evil.example|click> & <!here>"
@@ -80,7 +82,9 @@ def test_root_message_shows_sender_channel_contact_text_status_and_reply() -> No
             "action_id": REPLY_ACTION,
             "value": "7",
             "text": {"type": "plain_text", "text": "Reply", "emoji": True},
-        }
+        },
+        # The conversation's controls: only on the root (replies have none).
+        **root_controls(7),
     }
     assert "Running 10 min late" in text and "Ada Lovelace" in text
 
@@ -190,6 +194,15 @@ def test_created_contact_adds_a_note() -> None:
 
     assert "New contact created in HighLevel" in notes(created)
     assert "New contact created in HighLevel" not in notes(plain)
+
+
+def test_a_contact_created_by_the_send_has_no_earlier_messages_to_offer() -> None:
+    _, plain = root_message(SMS)
+    _, created = root_message(dataclasses.replace(SMS, created_contact=True))
+
+    assert EARLIER_ACTION in _buttons([b.to_dict() for b in plain])
+    assert EARLIER_ACTION not in _buttons([b.to_dict() for b in created])
+    assert CONVERSATION_MENU_ACTION in _buttons([b.to_dict() for b in created])
 
 
 def test_everything_anyone_typed_is_escaped() -> None:

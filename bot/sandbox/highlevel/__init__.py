@@ -8,6 +8,7 @@ README.md beside this file lists its behaviour and the choices made where HighLe
 from ._compose import SimAppointment, SimTemplate
 from ._faults import Faults
 from ._files import UPLOAD_EXTENSIONS, FileFaults
+from ._inbox_state import UNREAD_EVENT, SimUser
 from ._locations import COMPANY_ID, SimLocation
 from ._models import (
     ADA_LOVELACE_ID,
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_TOKEN",
     "GRACE_HOPPER_ID",
     "KATHERINE_JOHNSON_ID",
+    "UNREAD_EVENT",
     "UPLOAD_EXTENSIONS",
     "AmbiguousCustomer",
     "AttachmentSend",
@@ -61,6 +63,7 @@ __all__ = [
     "SimMessage",
     "SimTemplate",
     "SimToken",
+    "SimUser",
     "Upload",
     "WebhookDelivery",
 ]

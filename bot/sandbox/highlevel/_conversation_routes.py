@@ -137,7 +137,7 @@ class ConversationEndpoints(ApiBase):
                 "inbox": True,
                 "type": 1 if contact.phone else 2,
                 "unreadCount": conversation.unread_count,
-                "starred": False,
+                "starred": conversation.starred,
             },
         )
 

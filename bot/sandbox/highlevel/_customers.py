@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, Literal, cast, overload
 
 from . import _spec
@@ -16,7 +17,7 @@ __all__ = ["MESSAGE_STATUSES", "SANDBOX_USER_ID", "CustomersMixin", "MessageChan
 
 SANDBOX_USER_ID = "sbxUser0000000000001"
 
-MessageChannel = Literal["SMS", "WhatsApp", "GMB", "FB", "IG", "Live_Chat", "Custom"]
+MessageChannel = Literal["SMS", "WhatsApp", "RCS", "GMB", "FB", "IG", "Live_Chat", "Custom"]
 MESSAGE_STATUSES = frozenset(_spec.enum_of(_spec.CONVERSATIONS, "GetMessageResponseDto", "status"))
 
 
@@ -136,6 +137,46 @@ class CustomersMixin(SendingMixin):
         message.media_reads_left = media_after_reads
         self._emit_message(message)
         return message
+
+    def add_history(
+        self,
+        contact_id: str,
+        count: int,
+        *,
+        channel: MessageChannel = "SMS",
+        text: str = "Earlier message {n}",
+        days_ago: float = 30.0,
+    ) -> list[SimMessage]:
+        """``count`` messages the conversation had before now, oldest first, with no webhooks:
+        a customer's history from before the bridge (or from before a thread was opened).
+
+        They alternate, customer first (inbound, then a HighLevel user's reply, outbound), one
+        minute apart from ``days_ago`` days back; ``text`` is formatted with ``n`` (1 = the
+        oldest). The conversation lists them before anything that happens after this call.
+        """
+        if count < 0:
+            raise ValueError("count must be 0 or more")
+        contact = self._contact(contact_id)
+        if CHANNELS[channel].needs == "phone" and not contact.phone:
+            raise ValueError(f"{contact.name} has no phone number for {channel} history")
+        conversation = self._conversation(contact)
+        start = now() - timedelta(days=days_ago)
+        added: list[SimMessage] = []
+        for index in range(count):
+            inbound = index % 2 == 0
+            message = self._store_message(
+                conversation,
+                channel,
+                direction="inbound" if inbound else "outbound",
+                body=text.format(n=index + 1),
+                status="delivered",
+                attachments=[],
+                source=None if inbound else "app",
+                user_id=None if inbound else SANDBOX_USER_ID,
+            )
+            message.date_added = message.date_updated = start + timedelta(minutes=index)
+            added.append(message)
+        return added
 
     def find_customer(self, ref: str) -> SimContact:
         """The contact that ``ref`` names: its id, phone (any formatting), email, or name.

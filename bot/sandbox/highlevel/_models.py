@@ -153,6 +153,7 @@ class SimConversation:
     contact_id: str
     date_added: datetime = field(default_factory=now)
     unread_count: int = 0
+    starred: bool = False
     created_monotonic: float = 0.0  # for the simulated search-index lag
 
 

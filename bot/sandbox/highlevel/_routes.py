@@ -22,6 +22,7 @@ from ._conversation_routes import ConversationEndpoints
 from ._file_routes import COMPLETE_PATH, INITIATE_PATH, UPLOAD_PATH, FileEndpoints
 from ._files import UPLOAD_EXTENSIONS as UPLOAD_EXTENSIONS
 from ._gateway import ACCEPTED_VERSIONS, GatewayMixin
+from ._inbox_routes import InboxRoutes
 from ._location_routes import LocationRoutes
 from ._oauth_routes import OAuthRoutes
 
@@ -83,4 +84,5 @@ def build_app(sim: HighLevelSimulator) -> web.Application:
     router.add_post(CUSTOMER_REPLY_PATH, api.make_customer_reply)
     oauth.register(router)
     LocationRoutes(sim).register(router)
+    InboxRoutes(sim, oauth).register(router)
     return app

@@ -15,6 +15,7 @@ from ._customers import SANDBOX_USER_ID as SANDBOX_USER_ID
 from ._customers import CustomersMixin
 from ._customers import MessageChannel as MessageChannel
 from ._faults import Faults, SlidingWindowLimiter
+from ._inbox_state import InboxStateMixin
 from ._locations import COMPANY_ID, LocationsMixin
 from ._models import SimContact, SimConversation, SimEmail, SimMessage, new_id, now
 from ._oauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, OAuthServer
@@ -44,7 +45,7 @@ def phone_key(raw: str) -> str:
     return re.sub(r"[\s\-().]", "", raw)
 
 
-class HighLevelSimulator(CustomersMixin, LocationsMixin):
+class HighLevelSimulator(CustomersMixin, LocationsMixin, InboxStateMixin):
     """A HighLevel (LeadConnector) agency and its sub-accounts on 127.0.0.1, spec-faithful.
 
     See ``README.md`` beside this file for its behaviour and the choices made where

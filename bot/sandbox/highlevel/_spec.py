@@ -20,6 +20,7 @@ __all__ = [
     "LOCATIONS",
     "SEARCH_OPERATORS",
     "SPEC_FILES",
+    "USERS",
     "coerce_query",
     "enum_of",
     "query_enum",
@@ -30,8 +31,9 @@ __all__ = [
 CONVERSATIONS = "apps/conversations.json"
 CONTACTS = "apps/contacts.json"
 LOCATIONS = "apps/locations.json"
+USERS = "apps/users.json"
 COMMON = "common/common-schemas.json"
-SPEC_FILES = (CONVERSATIONS, CONTACTS, LOCATIONS, COMMON)
+SPEC_FILES = (CONVERSATIONS, CONTACTS, LOCATIONS, USERS, COMMON)
 
 # Any absolute base works; it only has to make "../common/common-schemas.json#..." resolvable.
 _BASE_URI = "https://spec.sandbox.invalid/"

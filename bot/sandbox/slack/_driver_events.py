@@ -159,6 +159,29 @@ class EventsApi(DriverBase):
             message=message,
         )
 
+    async def app_home_opened(
+        self, user_id: str, *, tab: str = "home", event_id: str | None = None
+    ) -> DriverResult:
+        """A person opens the app's Home tab (or Messages tab: ``tab="messages"``); the event
+        carries the Home tab they see now, if the app published one for them."""
+        home = self.workspace.home_view(user_id)
+        event: JsonDict = {
+            "type": "app_home_opened",
+            "user": user_id,
+            "channel": f"D{user_id.lstrip('UW')}",
+            "tab": tab,
+            "event_ts": f"{time.time():.6f}",
+        }
+        if home is not None and tab == "home":
+            event["view"] = copy.deepcopy(home.view)
+        return await self._send_envelope(
+            self.event_envelope(event, event_id=event_id),
+            retry_num=None,
+            retry_reason=None,
+            timestamp=None,
+            signature=None,
+        )
+
     async def url_verification(
         self,
         challenge: str | None = None,

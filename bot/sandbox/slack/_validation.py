@@ -353,6 +353,22 @@ def message_text_problems(text: Any) -> list[str]:
     return []
 
 
+def view_id_field_problems(view: Mapping[str, Any], pointer: str) -> list[str]:
+    """private_metadata, callback_id and external_id past their limits (any view's)."""
+    problems: list[str] = []
+    for field, limit in (
+        ("private_metadata", PRIVATE_METADATA_MAX),
+        ("callback_id", CALLBACK_ID_MAX),
+        ("external_id", EXTERNAL_ID_MAX),
+    ):
+        value = view.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            problems.append(
+                _error(f"must be less than {limit + 1} characters", f"{pointer}/{field}")
+            )
+    return problems
+
+
 def view_problems(view: Any) -> list[str]:
     """Every reason Slack would refuse this modal ``view`` (empty when it is fine)."""
     pointer = "/view"
@@ -372,16 +388,7 @@ def view_problems(view: Any) -> list[str]:
                 max_chars=MODAL_BUTTON_TEXT_MAX,
                 plain_only=True,
             )
-    for field, limit in (
-        ("private_metadata", PRIVATE_METADATA_MAX),
-        ("callback_id", CALLBACK_ID_MAX),
-        ("external_id", EXTERNAL_ID_MAX),
-    ):
-        value = view.get(field)
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
-            problems.append(
-                _error(f"must be less than {limit + 1} characters", f"{pointer}/{field}")
-            )
+    problems += view_id_field_problems(view, pointer)
     blocks = view.get("blocks")
     problems += block_problems(blocks, pointer=f"{pointer}/blocks", max_blocks=MODAL_BLOCKS_MAX)
     has_inputs = isinstance(blocks, list) and any(

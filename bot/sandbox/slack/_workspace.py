@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from bot.sandbox.slack._models import JsonDict
 from bot.sandbox.slack._workspace_files import FileMethods
+from bot.sandbox.slack._workspace_home import HomeMethods
 from bot.sandbox.slack._workspace_messages import MessageMethods
 from bot.sandbox.slack._workspace_response_urls import ResponseUrls
 from bot.sandbox.slack._workspace_support import (
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class SlackWorkspace(FileMethods, MessageMethods, ViewMethods, ResponseUrls):
+class SlackWorkspace(FileMethods, MessageMethods, ViewMethods, ResponseUrls, HomeMethods):
     """State of the sandbox workspace plus the Web API methods; see ``SlackSimulator``."""
 
     # ------------------------------------------------------------------ dispatch
@@ -51,6 +52,8 @@ class SlackWorkspace(FileMethods, MessageMethods, ViewMethods, ResponseUrls):
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "chat.getPermalink": self._chat_get_permalink,
             "files.info": self._files_info,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,

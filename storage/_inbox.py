@@ -1,0 +1,200 @@
+"""A conversation's state on its thread root: waiting, unread, starred, assignee (migration 14).
+
+Each write is one conditional UPDATE ... RETURNING (race-free on PostgreSQL, one round trip;
+SQLite serialises it like any write), and each says whether it changed what the root shows,
+so only the instance whose write changed it adds or removes a reaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from storage._base import Conn, Params, Row, StoreBase, _one
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """What a thread root shows of its conversation, and where the root is."""
+
+    thread_id: int
+    team_id: str
+    channel_id: str
+    thread_ts: str | None
+    location_id: str
+    contact_id: str
+    conversation_id: str | None
+    waiting_since: float | None
+    """When the first customer message not answered yet arrived (None: nobody waits)."""
+    last_inbound_at: float | None
+    unread_count: int | None
+    """HighLevel's unread count as last set from Slack or told by a webhook (None: unknown)."""
+    starred: bool
+    assigned_to: str | None
+
+    @property
+    def waiting(self) -> bool:
+        return self.waiting_since is not None
+
+    @property
+    def unread(self) -> bool:
+        return (self.unread_count or 0) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A write's outcome: the state after it, and whether it changed (so the root must too)."""
+
+    state: ConversationState
+    changed: bool
+
+
+class InboxStore(Protocol):
+    """The store's inbox operations (part of `Store`)."""
+
+    async def conversation_state(self, thread_id: int) -> ConversationState | None:
+        """The thread's conversation state; None for no such thread."""
+        ...
+
+    async def mark_waiting(self, thread_id: int, at: float) -> StateChange | None:
+        """A customer message arrived at `at`: last_inbound_at moves forward to it, and
+        waiting_since is set to it unless already set (`changed`: it was not). None: no thread."""
+        ...
+
+    async def clear_waiting(self, thread_id: int) -> StateChange | None:
+        """Someone answered: waiting_since cleared (`changed`: it was set). None: no thread."""
+        ...
+
+    async def set_conversation_flags(
+        self,
+        thread_id: int,
+        *,
+        unread_count: int | None = None,
+        starred: bool | None = None,
+    ) -> StateChange | None:
+        """Set the unread count and/or the star (None leaves one as it is); `changed`: what
+        the root shows (unread or not, starred or not) changed. None: no thread."""
+        ...
+
+    async def set_assigned_to(self, thread_id: int, user_id: str | None) -> StateChange | None:
+        """The HighLevel user the contact was assigned to from Slack. None: no thread."""
+        ...
+
+
+class InboxMixin(StoreBase):
+    """`InboxStore` on both backends.
+
+    A write that must say whether it changed what the root shows is two UPDATEs in one
+    transaction: the first only where it changes it (so its RETURNING says it did), the
+    other, when the first matched nothing, for the rest. Each is race-free on its own (on
+    PostgreSQL a concurrent one waits for the row and looks at it again), so no serial lock.
+    """
+
+    async def conversation_state(self, thread_id: int) -> ConversationState | None:
+        row = await self._read_op(lambda db: _one(db, _SELECT, {"id": thread_id}))
+        return None if row is None else _state(row)
+
+    async def _change(self, changing: str, otherwise: str, params: Params) -> StateChange | None:
+        async def change(db: Conn) -> StateChange | None:
+            row = await _one(db, changing, params)
+            if row is not None:
+                return StateChange(_state(row), changed=True)
+            row = await _one(db, otherwise, params)
+            return None if row is None else StateChange(_state(row), changed=False)
+
+        return await self._write_op(change, serial=False)
+
+    async def mark_waiting(self, thread_id: int, at: float) -> StateChange | None:
+        return await self._change(_START_WAITING, _NOTE_INBOUND, {"id": thread_id, "at": at})
+
+    async def clear_waiting(self, thread_id: int) -> StateChange | None:
+        return await self._change(_CLEAR_WAITING, _SELECT, {"id": thread_id})
+
+    async def set_conversation_flags(
+        self,
+        thread_id: int,
+        *,
+        unread_count: int | None = None,
+        starred: bool | None = None,
+    ) -> StateChange | None:
+        return await self._change(
+            _FLAGS_SHOWN,
+            _FLAGS,
+            {
+                "id": thread_id,
+                "set_unread": unread_count is not None,
+                "unread": unread_count if unread_count is not None else 0,
+                "set_starred": starred is not None,
+                "starred": int(bool(starred)),
+            },
+        )
+
+    async def set_assigned_to(self, thread_id: int, user_id: str | None) -> StateChange | None:
+        return await self._change(_ASSIGN, _SELECT, {"id": thread_id, "user": user_id})
+
+
+# The columns of a ConversationState, as each statement returns them.
+_STATE = """id, team_id, channel_id, thread_ts, location_id, contact_id, conversation_id,
+    waiting_since, last_inbound_at, unread_count, starred, assigned_to"""
+_SELECT = f"SELECT {_STATE} FROM slack_threads WHERE id = :id"  # noqa: S608 - constants only
+_START_WAITING = f"""
+UPDATE slack_threads SET waiting_since = :at,
+    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
+        THEN :at ELSE last_inbound_at END
+WHERE id = :id AND waiting_since IS NULL
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_NOTE_INBOUND = f"""
+UPDATE slack_threads SET
+    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
+        THEN :at ELSE last_inbound_at END
+WHERE id = :id
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_CLEAR_WAITING = f"""
+UPDATE slack_threads SET waiting_since = NULL
+WHERE id = :id AND waiting_since IS NOT NULL
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+# The first only where what the root shows (unread or not, starred or not) changes.
+_FLAGS_SHOWN = f"""
+UPDATE slack_threads SET
+    unread_count = CASE WHEN :set_unread THEN :unread ELSE unread_count END,
+    starred = CASE WHEN :set_starred THEN :starred ELSE starred END
+WHERE id = :id
+  AND ((:set_unread AND (COALESCE(unread_count, 0) > 0) <> (:unread > 0))
+       OR (:set_starred AND starred <> :starred))
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_FLAGS = f"""
+UPDATE slack_threads SET
+    unread_count = CASE WHEN :set_unread THEN :unread ELSE unread_count END,
+    starred = CASE WHEN :set_starred THEN :starred ELSE starred END
+WHERE id = :id
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_ASSIGN = f"""
+UPDATE slack_threads SET assigned_to = CAST(:user AS TEXT)
+WHERE id = :id
+  AND (CASE WHEN assigned_to IS NULL THEN CAST(:user AS TEXT) IS NOT NULL
+       ELSE CAST(:user AS TEXT) IS NULL OR assigned_to <> CAST(:user AS TEXT) END)
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+
+
+def _state(row: Row) -> ConversationState:
+    unread = row["unread_count"]
+    return ConversationState(
+        thread_id=row["id"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        thread_ts=row["thread_ts"],
+        location_id=row["location_id"],
+        contact_id=row["contact_id"],
+        conversation_id=row["conversation_id"],
+        waiting_since=row["waiting_since"],
+        last_inbound_at=row["last_inbound_at"],
+        unread_count=None if unread is None else int(unread),
+        starred=bool(row["starred"]),
+        assigned_to=row["assigned_to"],
+    )
