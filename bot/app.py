@@ -313,6 +313,19 @@ class Bridge:
         intents = ComposeIntents(
             store=store, outbound=outbound, region=settings.phone_default_region
         )
+        home = HomeTab(
+            store=store,
+            accounts=accounts,
+            routing=routing,
+            slack=workspaces,
+            presenter=presenter,
+            assist=assist,
+            allowed_users=settings.allowed_slack_users,
+            # A publish still waiting at a stop is waited for (or cancelled) with the listeners.
+            track=listener_work.track,
+        )
+        # Open Home tabs follow conversations that start or stop waiting.
+        marks.on_waiting_changed = home.waiting_changed
         handlers.register_all(
             bolt_app,
             Deps(
@@ -328,18 +341,7 @@ class Bridge:
                     store=store, accounts=accounts, slack=workspaces, marks=marks
                 ),
                 history=ConversationHistory(store=store, accounts=accounts, slack=workspaces),
-                home=HomeTab(
-                    store=store,
-                    accounts=accounts,
-                    routing=routing,
-                    slack=workspaces,
-                    presenter=presenter,
-                    assist=assist,
-                    allowed_users=settings.allowed_slack_users,
-                    # A publish still waiting at a stop is waited for (or cancelled) with
-                    # the listeners.
-                    track=listener_work.track,
-                ),
+                home=home,
             ),
         )
 

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 # The oldest conversations shown per sub-account (the Home tab holds 100 blocks in all).
 SHOWN_PER_ACCOUNT = 15
+# Someone who opened their Home tab this recently sees it kept up to date: a conversation
+# that starts or stops waiting in their workspace publishes it again (paced as any publish).
+VIEWER_SECONDS = 30 * 60
+VIEWERS_KEPT = 1_000
 # Permalinks never change: each is asked for once, then kept (at most this many).
 PERMALINKS_KEPT = 5_000
 PERMALINK_LOOKUPS_AT_ONCE = 8
@@ -81,14 +85,31 @@ class HomeTab:
         self._connect_hint = connect_hint
         self._clock = clock
         self._permalinks: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # (team, user) -> when they last opened their Home tab, oldest first.
+        self._viewers: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._publisher = HomePublisher(self.publish_now, interval=interval, track=track)
 
     # ------------------------------------------------------------------ the Home tab
 
     def refresh(self, team_id: str, user_id: str) -> None:
-        """Publish the person's Home tab soon, coalesced and paced (see HomePublisher)."""
+        """Publish the person's Home tab soon, coalesced and paced (see HomePublisher); the
+        person is then kept up to date for VIEWER_SECONDS (`waiting_changed`)."""
         if team_id and user_id:
+            self._viewers[(team_id, user_id)] = self._clock()
+            self._viewers.move_to_end((team_id, user_id))
+            while len(self._viewers) > VIEWERS_KEPT:
+                self._viewers.popitem(last=False)
             self._publisher.request(team_id, user_id)
+
+    def waiting_changed(self, team_id: str) -> None:
+        """A conversation of `team_id` started or stopped waiting: the Home tabs its people
+        opened lately are published again (per instance: those opened on this one)."""
+        since = self._clock() - VIEWER_SECONDS
+        for (team, user), opened in list(self._viewers.items()):
+            if opened < since:
+                del self._viewers[(team, user)]
+            elif team == team_id:
+                self._publisher.request(team, user)
 
     async def publish_now(self, team_id: str, user_id: str) -> None:
         """Build the person's Home tab from the store now and publish it. RateLimited when

@@ -109,18 +109,26 @@ class ConversationMarks:
         self._slack = slack
         self._accounts = accounts
         self._clock = clock
+        # Told the workspace of each thread that starts or stops waiting (the Home tab).
+        self.on_waiting_changed: Callable[[str], None] | None = None
 
     async def customer_wrote(self, thread_id: int, at: float | None) -> None:
         """A customer message (sent at `at`, else now) was shown in the thread."""
         change = await self._store.mark_waiting(thread_id, at if at is not None else self._clock())
         if change is not None and change.changed:
+            self._waiting_changed(change.state)
             await self._show_quietly(change.state, (WAITING_REACTION,))
 
     async def answered(self, thread_id: int) -> None:
         """Someone answered the customer in this thread's conversation."""
         change = await self._store.clear_waiting(thread_id)
         if change is not None and change.changed:
+            self._waiting_changed(change.state)
             await self._show_quietly(change.state, (WAITING_REACTION,))
+
+    def _waiting_changed(self, state: ConversationState) -> None:
+        if self.on_waiting_changed is not None:
+            self.on_waiting_changed(state.team_id)
 
     async def set_flags(
         self, thread_id: int, *, unread_count: int | None = None, starred: bool | None = None

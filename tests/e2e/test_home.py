@@ -10,6 +10,7 @@ mark their threads waiting; a message sent from HighLevel's app answers one (bot
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from bot.sandbox.highlevel import (
     GRACE_HOPPER_ID,
     KATHERINE_JOHNSON_ID,
 )
+from bot.sandbox.highlevel._models import iso
 from bot.sandbox.slack import SlackSimulator
 from bot.sandbox.slack._models import SimView
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack
@@ -66,9 +68,18 @@ def links(view: SimView | None) -> list[str]:
 
 
 async def customers_write(stack: SandboxStack, *messages: tuple[str, Any, str]) -> None:
-    """Each (contact, channel, text) writes in; their threads open in #inbox."""
+    """Each (contact, channel, text) writes in, in turn; their threads open in #inbox.
+
+    Each in a millisecond of its own: two written in the same one would wait equally long, and
+    the Home tab's order between them would be a tie."""
     for contact, channel, text in messages:
-        await stack.highlevel.customer_reply(contact, channel, text)
+        written = await stack.highlevel.customer_reply(contact, channel, text)
+        at = iso(written.date_added)
+
+        def later(at: str = at) -> bool:
+            return iso(datetime.now(UTC)) > at
+
+        await eventually(later)
     await eventually(lambda: len(roots(stack, INBOX_CHANNEL)) == len(messages))
     await stack.highlevel.drain_webhooks()
 
@@ -302,6 +313,24 @@ async def test_reopening_the_home_tab_shows_what_changed(stack: SandboxStack) ->
     await wait_for_waiting(stack, KATHERINE_JOHNSON_ID)
     second = home_texts(await opened_home(stack, showing="Katherine Johnson"))
     assert "Ada" not in second and "Second question" in second
+
+
+async def test_an_open_home_tab_follows_conversations_that_start_and_stop_waiting(
+    stack: SandboxStack,
+) -> None:
+    assert "Nothing is waiting" in home_texts(await opened_home(stack))
+
+    # No new open: the customer's message publishes the tab again, and so does the answer.
+    await stack.highlevel.customer_reply(ADA_LOVELACE_ID, "SMS", "Are you open today?")
+    shown = await eventually(
+        lambda: "Are you open today?" in (t := home_texts(stack.slack.home_view(AGENT_USER))) and t,
+        within=12,
+    )
+    assert "Ada Lovelace" in shown
+    await answer_from_highlevel(stack, ADA_LOVELACE_ID)
+    await eventually(
+        lambda: "Nothing is waiting" in home_texts(stack.slack.home_view(AGENT_USER)), within=12
+    )
 
 
 async def test_the_empty_home_tab_says_nothing_waits(stack: SandboxStack) -> None:
