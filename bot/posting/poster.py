@@ -7,9 +7,10 @@ a timeout after the fact) can be found again instead of being posted twice.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -109,6 +110,10 @@ class SlackPoster:
         self._team_id: str | None = None
         self._bot_id: str | None = None
         self._observer = observer
+        # The workspace's token as of now (refreshed when about to expire), taken just before
+        # each call: a call that waited its turn in the pacer past a rotating token's expiry
+        # goes with the new one. None: the client's token never changes (SLACK_BOT_TOKEN).
+        self.current_token: Callable[[], Awaitable[str]] | None = None
 
     @property
     def client(self) -> AsyncWebClient:
@@ -116,7 +121,15 @@ class SlackPoster:
         return self._client
 
     async def _watched(self, method: str, call: Awaitable[_T]) -> _T:
-        """`call`, with each refusal or missing answer told to the observer (and raised)."""
+        """`call` (not started yet: it reads the client's token when it starts), with each
+        refusal or missing answer told to the observer (and raised)."""
+        if self.current_token is not None:
+            try:
+                self._client.token = await self.current_token()
+            except BaseException:
+                if inspect.iscoroutine(call):
+                    call.close()  # never started: nothing to wait for
+                raise
         try:
             return await call
         except SlackApiError as exc:

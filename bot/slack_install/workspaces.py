@@ -14,6 +14,7 @@ refreshed ahead of expiry, when less than min(300 s, a quarter of its lifetime) 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -113,6 +114,7 @@ class SlackWorkspaces:
         if poster is None:
             client = self._new_client(token)
             poster = self._posters[team_id] = self._make_poster(client, team_id)
+            poster.current_token = functools.partial(self._install_token, team_id)
         else:
             poster.client.token = token
         return poster
