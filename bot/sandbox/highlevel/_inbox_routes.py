@@ -35,10 +35,9 @@ CONVERSATION_PATH = "/conversations/{conversationId}"
 CONTACT_PATH = "/contacts/{contactId}"
 USERS_PATH = "/users/"
 _NO_SCOPE = "The token is not authorized for this scope."
+
+
 # PUT /contacts/{id} fields the simulator keeps on the contact itself; the rest go to `extra`.
-_CONTACT_FIELDS = {"firstName", "lastName", "email", "phone", "tags", "dnd"}
-
-
 class InboxRoutes(ApiBase):
     """The three endpoints, registered beside the others (see ``_routes.build_app``)."""
 
@@ -106,18 +105,6 @@ class InboxRoutes(ApiBase):
             user_id = body["assignedTo"]
             if user_id is not None and sim.user(contact.location_id, user_id) is None:
                 raise ApiError.bad_request(f"User with id {user_id} not found")
-        if "firstName" in body:
-            contact.first_name = body["firstName"] or ""
-        if "lastName" in body:
-            contact.last_name = body["lastName"] or ""
-        if "email" in body:
-            contact.email = body["email"] or None
-        if "phone" in body:
-            contact.phone = body["phone"] or None
-        if "tags" in body:
-            contact.tags = list(body["tags"] or [])
-        if "dnd" in body:
-            contact.dnd = bool(body["dnd"])
-        contact.extra.update({k: v for k, v in body.items() if k not in _CONTACT_FIELDS})
+        sim.update_contact(contact, body)
         contact.date_updated = now()
         return _json(200, {"succeded": True, "contact": contact.to_api(contact.location_id)})

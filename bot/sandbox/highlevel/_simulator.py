@@ -279,15 +279,9 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin, InboxStateMixin):
                     return contact
         return None
 
-    def upsert(self, body: dict[str, Any]) -> tuple[bool, SimContact]:
-        location_id = body.get("locationId") or self.location_id
-        contact = self.find_duplicate(
-            email=body.get("email"), number=body.get("phone"), location_id=location_id
-        )
-        created = contact is None
-        if contact is None:
-            contact = SimContact(id=new_id(), location_id=location_id)
-            self.contacts[contact.id] = contact
+    def update_contact(self, contact: SimContact, body: dict[str, Any]) -> None:
+        """Apply an upsert's or PUT /contacts/{id}'s fields to `contact` (the rest kept in
+        `extra`, as given)."""
         if "name" in body and not ({"firstName", "lastName"} & body.keys()):
             first, _, last = (body["name"] or "").partition(" ")
             contact.first_name, contact.last_name = first, last
@@ -300,11 +294,11 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin, InboxStateMixin):
         if "phone" in body:
             contact.phone = phone_key(body["phone"]) if body["phone"] else None
         if "dnd" in body:
-            contact.dnd = body["dnd"]
+            contact.dnd = bool(body["dnd"])
         if "dndSettings" in body:
             contact.dnd_settings.update(body["dndSettings"])
         if "tags" in body:
-            contact.tags = list(body["tags"])  # upsert overwrites all tags
+            contact.tags = list(body["tags"] or [])  # overwrites all tags
         handled = {
             "name",
             "firstName",
@@ -318,5 +312,16 @@ class HighLevelSimulator(CustomersMixin, LocationsMixin, InboxStateMixin):
             "createNewIfDuplicateAllowed",
         }
         contact.extra.update({k: v for k, v in body.items() if k not in handled})
+
+    def upsert(self, body: dict[str, Any]) -> tuple[bool, SimContact]:
+        location_id = body.get("locationId") or self.location_id
+        contact = self.find_duplicate(
+            email=body.get("email"), number=body.get("phone"), location_id=location_id
+        )
+        created = contact is None
+        if contact is None:
+            contact = SimContact(id=new_id(), location_id=location_id)
+            self.contacts[contact.id] = contact
+        self.update_contact(contact, body)
         contact.date_updated = now()
         return created, contact
