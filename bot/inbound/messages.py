@@ -228,3 +228,8 @@ def inbound_post(
         status=message.status,
         thread_id=thread_id,
     )
+
+
+def newer_than_thread(message: IncomingMessage, thread_created_at: float) -> bool:
+    """Sent after its thread was opened: the live path shows it, never "Earlier messages"."""
+    return message.date_added is not None and message.date_added > thread_created_at

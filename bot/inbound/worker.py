@@ -12,7 +12,13 @@ from dataclasses import replace
 from bot.compose import contact_address, contact_label
 from bot.files.inbound import MEDIA_CHECK_EVENT, FileTarget, InboundFiles
 from bot.highlevel import HighLevelError, MessageChannel
-from bot.inbound.messages import IncomingMessage, channel_type, inbound_post, stored_message
+from bot.inbound.messages import (
+    IncomingMessage,
+    channel_type,
+    inbound_post,
+    newer_than_thread,
+    stored_message,
+)
 from bot.inbox.waiting import UNREAD_EVENT, ConversationMarks
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
 from bot.outbound.worker import QueueLooks
@@ -260,8 +266,12 @@ class InboundWorker:
         if (
             record.slack_ts is not None
             or record.outbox_id is not None
-            or await self._store.shown_as_history(
-                thread.id, (message.key_id, message.email_message_id or "")
+            or (
+                # Only a message from before the thread can have been shown as history.
+                not newer_than_thread(message, thread.created_at)
+                and await self._store.shown_as_history(
+                    thread.id, (message.key_id, message.email_message_id or "")
+                )
             )
         ):
             # Shown already (or it is one of our sends, or "Earlier messages" showed it): this

@@ -36,7 +36,7 @@ from bot.highlevel import (
     ServerError,
     UnavailableError,
 )
-from bot.inbound.messages import IncomingMessage, from_polled, inbound_post
+from bot.inbound.messages import IncomingMessage, from_polled, inbound_post, newer_than_thread
 from bot.posting.poster import PostMark, SlackPostError, SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.history_builder import (
@@ -287,7 +287,7 @@ class ConversationHistory:
         email_ids = message.meta.email.message_ids if message.meta and message.meta.email else []
         if not email_ids:
             incoming = from_polled(message, location_id=location_id)
-            if message.id in shown or _newer(incoming, thread):
+            if message.id in shown or newer_than_thread(incoming, thread.created_at):
                 return []
             shown.add(message.id)
             return [_Earlier(key=message.id, also=(), message=incoming)]
@@ -297,7 +297,7 @@ class ConversationHistory:
                 continue
             email = await client.get_email(email_id)
             incoming = from_polled(message, email, location_id=location_id)
-            if _newer(incoming, thread):
+            if newer_than_thread(incoming, thread.created_at):
                 continue
             shown.add(email_id)
             found.append(_Earlier(key=email_id, also=(), message=incoming))
@@ -307,11 +307,6 @@ class ConversationHistory:
         """The contact's conversation, for a thread that has not learnt it (a send's)."""
         search = await client.search_conversations(contact_id=thread.contact_id, limit=1)
         return search.conversations[0].id if search.conversations else None
-
-
-def _newer(message: IncomingMessage, thread: ThreadRecord) -> bool:
-    """Sent after the thread was opened: the live path shows it, not history."""
-    return message.date_added is not None and message.date_added > thread.created_at
 
 
 def _batch(
