@@ -24,8 +24,12 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
+# Two worker processes (pytest-xdist): the tests mostly wait on their servers, so two share
+# two cores well; `make test JOBS=0` runs them in this process.
+JOBS ?= 2
+
 pytest: $(INSTALLED)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" $(if $(filter-out 0,$(JOBS)),-n $(JOBS))
 
 # The tests that take minutes (three instances on PostgreSQL at HighLevel's real rate limit,
 # the chaos test, a whole quick bench) and the end-to-end suite's run on PostgreSQL; CI runs

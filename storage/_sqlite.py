@@ -39,6 +39,7 @@ from storage._outbox import OutboxMixin
 from storage._outbox_files import OutboxFilesMixin
 from storage._retention import RetentionMixin
 from storage._slack_installs import SlackInstallsMixin
+from storage._sqlite_loop import Busy, LoopConnection, passive_checkpoint, run_read_atomically
 from storage._sqlite_thread import (
     SqliteConn,
     _Caller,
@@ -91,11 +92,13 @@ class SqliteStore(
     file) are kept apart by SQLite itself: writes use BEGIN IMMEDIATE, which takes the write
     lock up front and waits up to busy_timeout for it instead of failing half-way.
 
-    An operation (`_write_op`, `_read_op`, `_urgent_op`) is ONE hand-off to aiosqlite's
-    thread, which runs all of it there, BEGIN IMMEDIATE and COMMIT included: each hand-off
-    costs a queue put, a thread switch and a wake-up of the event loop, more than most
-    statements themselves. Grouped writes (`_grouped_write_op`: webhook ingest) that arrive
-    while the connection is busy go together, in one hand-off and one transaction.
+    An operation (`_write_op`, `_read_op`, `_urgent_op`) runs whole at once, BEGIN IMMEDIATE
+    and COMMIT included: on a second connection on the event loop's thread that never waits
+    for a lock (storage/_sqlite_loop.py), or, when another process holds the lock, in ONE
+    hand-off to aiosqlite's thread, which waits for it. A hand-off costs a queue put, a thread
+    switch and a wake-up of the event loop, more than most statements themselves. Grouped
+    writes (`_grouped_write_op`: webhook ingest) that arrive while the connection is busy go
+    together, in one run and one transaction.
     """
 
     def __init__(
@@ -108,9 +111,11 @@ class SqliteStore(
         on_statement: Callable[[str], None] | None = None,
         instance_id: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        run_on_loop: bool = True,
     ) -> None:
         """`on_statement` is given each SQL statement as it runs (with its values filled in),
-        on aiosqlite's thread; for tests and diagnosis only, since values include bodies."""
+        on the thread running it; for tests and diagnosis only, since values include bodies.
+        `run_on_loop=False` sends every operation to aiosqlite's thread."""
         self._path = os.fspath(path)
         self._on_statement = on_statement
         self._clock = clock
@@ -125,6 +130,8 @@ class SqliteStore(
         self._group_runner: asyncio.Task[None] | None = None
         self._db: aiosqlite.Connection | None = None
         self._conn: SqliteConn | None = None
+        self._run_on_loop = run_on_loop
+        self._loop_db: LoopConnection | None = None
         self._instance_id = instance_id or default_instance_id()
         self._lease_seconds = float(lease_seconds)
 
@@ -140,6 +147,15 @@ class SqliteStore(
             if self._db is None:
                 self._db = await self._connect()
                 self._conn = SqliteConn(self._db)
+                if self._run_on_loop and self._path != MEMORY:
+                    try:
+                        self._loop_db = LoopConnection(
+                            self._path, on_statement=self._on_statement, checkpoint=self._checkpoint
+                        )
+                    except sqlite3.Error as exc:
+                        await self._db.close()
+                        self._db = self._conn = None
+                        raise StoreError(f"cannot open database {self._path!r}: {exc}") from exc
 
     async def _connect(self) -> aiosqlite.Connection:
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
@@ -169,7 +185,10 @@ class SqliteStore(
         """Close the connection; safe to call twice."""
         async with self._lock:
             db, self._db = self._db, None
+            loop_db, self._loop_db = self._loop_db, None
             self._conn = None
+            if loop_db is not None:
+                await loop_db.close()
             if db is not None:
                 await db.close()
 
@@ -270,7 +289,7 @@ class SqliteStore(
     ) -> T:
         del serial  # every SQLite write is serial (BEGIN IMMEDIATE)
         async with self._lock:
-            return await self._on_thread(partial(_run_transaction, operation))
+            return await self._run(partial(_run_transaction, operation))
 
     async def _grouped_write_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -300,7 +319,7 @@ class SqliteStore(
                 if not group:
                     continue
                 try:
-                    outcomes = await self._on_thread(
+                    outcomes = await self._run(
                         partial(_run_group, [(operation, caller) for operation, caller, _ in group])
                     )
                 except Exception as exc:
@@ -328,11 +347,37 @@ class SqliteStore(
 
     async def _read_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
         async with self._lock:
-            return await self._on_thread(partial(_run_read, operation))
+            return await self._run(
+                partial(_run_read, operation), partial(run_read_atomically, operation)
+            )
 
     async def _urgent_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
         async with self._lock.urgent():
-            return await self._on_thread(partial(_run_read, operation))
+            return await self._run(
+                partial(_run_read, operation), partial(run_read_atomically, operation)
+            )
+
+    @property
+    def runs(self) -> tuple[int, int]:
+        """Operations run on the loop's connection, and those handed over for a lock."""
+        loop_db = self._loop_db
+        return (loop_db.ran, loop_db.handed_over) if loop_db is not None else (0, 0)
+
+    async def _checkpoint(self) -> None:
+        async with self._lock:
+            await self._on_thread(passive_checkpoint)
+
+    async def _run(
+        self,
+        function: Callable[[sqlite3.Connection, _Caller], T],
+        on_loop: Callable[[sqlite3.Connection, _Caller], T] | None = None,
+    ) -> T:
+        """`function` (or its `on_loop` form) on the loop's connection, now; on aiosqlite's
+        thread when that one met a lock held elsewhere, or when there is none."""
+        if self._loop_db is not None:
+            with suppress(Busy):
+                return self._loop_db.run(on_loop or function)
+        return await self._on_thread(function)
 
     async def _on_thread(self, function: Callable[[sqlite3.Connection, _Caller], T]) -> T:
         """`function(connection, caller)` run on aiosqlite's thread, in one hand-off.

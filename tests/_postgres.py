@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import threading
 from collections.abc import Coroutine, Iterator
@@ -81,6 +82,9 @@ class _LoopThread:
         self._loop.close()
 
 
+SKIP_PREFIX = "PostgreSQL at"  # how this server's skips begin
+
+
 class PostgresServer:
     """The run's view of the test server: is it there, and fresh schemas on it."""
 
@@ -88,7 +92,7 @@ class PostgresServer:
         self.url = url
         self.ci = ci
         self.run_id = secrets.token_hex(3)
-        self.skipped = 0  # tests skipped because the server did not answer
+        self.skipped = 0  # tests skipped because the server did not answer (`count`)
         self._probed = False
         self._problem: str | None = None  # why the server cannot be used, once probed
         self._loop: _LoopThread | None = None
@@ -113,8 +117,18 @@ class PostgresServer:
                 "CI needs it (set TEST_DATABASE_URL)",
                 returncode=3,
             )
-        self.skipped += 1
-        pytest.skip(f"PostgreSQL at {self.shown_url} does not answer ({self._problem})")
+        pytest.skip(f"{SKIP_PREFIX} {self.shown_url} does not answer ({self._problem})")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Counts this server's skips from every test's report: with pytest-xdist the tests
+        run in worker processes, and only their reports reach the process that prints."""
+        # A skip's longrepr is (file, line, "Skipped: <message>").
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if report.when == "setup" and report.skipped and SKIP_PREFIX in message:
+            self.skipped += 1
+            if self._problem is None:  # a worker found it; say why as the worker did
+                found = re.search(r"does not answer \((.*)\)$", message)
+                self._problem = found.group(1) if found else "see the skips above"
 
     def _probe(self) -> str | None:
         loop = _LoopThread()
@@ -203,7 +217,13 @@ SERVER = pytest.StashKey[PostgresServer]()
 
 def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
-    config.stash[SERVER] = PostgresServer(configured_url(), ci=in_ci())
+    found = PostgresServer(configured_url(), ci=in_ci())
+    config.stash[SERVER] = found
+    config.pluginmanager.register(found, "postgres-server")
+    if found.ci and not hasattr(config, "workerinput"):
+        # CI: no server stops the run here, in one line, before any test or pytest-xdist
+        # worker starts (an exit inside a worker is an internal error to pytest-xdist).
+        found.require()
 
 
 def server(config: pytest.Config) -> PostgresServer:

@@ -13,6 +13,7 @@ HighLevel, so a send that meets it is looked up before anyone resends it.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY and NO_PROXY, as httpx's own transport reads them, read once: aiohttp's
+        # trust_env reads them (and ~/.netrc) again for every request, on a worker thread.
+        self._proxies = urllib.request.getproxies_environment()
+        self._proxy_of: dict[tuple[str, str], str | None] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -38,9 +43,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx's own transport reads them
             )
         return self._session
+
+    def proxy_for(self, scheme: str, host: str) -> str | None:
+        """The proxy the environment names for ``scheme://host``, None for NO_PROXY hosts."""
+        key = (scheme, host)
+        if key not in self._proxy_of:
+            proxy = self._proxies.get(scheme)
+            if proxy and urllib.request.proxy_bypass(host):  # NO_PROXY
+                proxy = None
+            self._proxy_of[key] = proxy or None
+        return self._proxy_of[key]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout: dict[str, float | None] = request.extensions.get("timeout", {})
@@ -59,6 +73,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 str(request.url),
                 headers=headers,
                 data=body,
+                proxy=self.proxy_for(request.url.scheme, request.url.host),
                 allow_redirects=False,
                 compress=False,
                 timeout=aiohttp.ClientTimeout(

@@ -128,3 +128,33 @@ async def test_connections_are_kept_and_reused() -> None:
         await runner.cleanup()
     assert len(peers) == 10
     assert len(set(peers)) == 1  # one after another: one connection, kept alive
+
+
+async def test_the_environments_proxy_is_used_and_its_no_proxy_hosts_are_not(
+    fake: FakeHighLevel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through: list[str] = []
+
+    async def proxy(request: web.BaseRequest) -> web.Response:
+        through.append(str(request.url))  # a proxy is asked for the absolute URL
+        return web.json_response({"via": "proxy"})
+
+    runner = web.ServerRunner(web.Server(proxy))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    try:
+        async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+            proxied = await client.get("http://highlevel.example/contacts/?q=1")
+            direct = await client.get(f"{fake.url}/nowhere")
+    finally:
+        await runner.cleanup()
+    assert proxied.json() == {"via": "proxy"}
+    assert through == ["http://highlevel.example/contacts/?q=1"]
+    assert direct.status_code == 404 and direct.json()["message"] == "not scripted"
+    assert fake.requests[0].path == "/nowhere"

@@ -1,8 +1,9 @@
-"""One store operation is one round trip: on SQLite, one hand-off to aiosqlite's thread.
+"""One store operation is one round trip: on SQLite, one run on the event loop's connection, or
+one hand-off to aiosqlite's thread when another process holds the lock.
 
 Each hand-off costs a queue put, a thread switch and a wake-up of the event loop, more than most
 statements: a write transaction used to take one per statement plus BEGIN and COMMIT. Webhooks
-stored at the same time share one hand-off and one transaction, each still all or nothing.
+stored at the same time share one run and one transaction, each still all or nothing.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ class HandOffs:
 
     def __init__(self, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
+        self.made = asyncio.Event()  # set at each hand-off
         raw = store._connection().raw
         queue = cast(Callable[..., Awaitable[Any]], raw._execute)
 
         async def counted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             self.count += 1
+            self.made.set()
             return await queue(fn, *args, **kwargs)
 
         monkeypatch.setattr(raw, "_execute", counted)
@@ -77,7 +80,12 @@ async def _inbound(store: Store, *keys: str) -> bool:
     return event is not None
 
 
-async def test_each_operation_is_one_hand_off(
+def _runs(store: SqliteStore) -> int:
+    ran, handed_over = store.runs
+    return ran + handed_over
+
+
+async def test_each_operation_is_one_run_on_the_loops_connection(
     sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     store = sqlite_store
@@ -142,8 +150,67 @@ async def test_each_operation_is_one_hand_off(
         "kv_get": lambda: store.kv_get("key"),
         "check_writable": lambda: store.check_writable(),
     }
-    counts = {name: await hand_offs.of(operation()) for name, operation in operations.items()}
-    assert counts == dict.fromkeys(operations, 1)
+    counts = {}
+    for name, operation in operations.items():
+        before = _runs(store)
+        counts[name] = (await hand_offs.of(operation()), _runs(store) - before)
+    # No hand-off to aiosqlite's thread: nothing else holds the database's lock.
+    assert counts == dict.fromkeys(operations, (0, 1))
+
+
+async def test_a_write_meeting_another_process_lock_is_one_hand_off_and_the_loop_goes_on(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    store = sqlite_store
+    hand_offs = HandOffs(store, monkeypatch)
+    await store.kv_set("before", "1")
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's write lock
+        other.execute("INSERT INTO kv_store (key, value, updated_at) VALUES ('theirs', 'x', 1)")
+        writing = asyncio.create_task(store.kv_set("ours", "2"))
+        # Refused on the loop's connection, now waiting on the thread: the loop went on (this
+        # test runs on it) while the write waits.
+        await hand_offs.made.wait()
+        assert hand_offs.count == 1 and store.runs[1] == 1
+        assert not writing.done()
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    await writing
+    assert hand_offs.count == 1  # the whole operation, in one hand-off
+    assert (await store.kv_get("ours"), await store.kv_get("theirs")) == ("2", "x")
+    assert hand_offs.count == 1  # and the loop's connection again once the lock is gone
+
+
+async def test_an_autocommit_kind_of_operation_holds_the_lock_from_its_first_write_to_its_end(
+    sqlite_store: SqliteStore, db_path: Path
+) -> None:
+    """`_read_op` and `_urgent_op` run their statements in autocommit on aiosqlite's thread. On
+    the loop's connection they run in one transaction: another process cannot take the lock
+    between two of their writes, so a lock met is met before anything was written, and handing
+    the operation over cannot make any of its writes twice."""
+    store = sqlite_store
+    other = sqlite3.connect(db_path, isolation_level=None, timeout=0)
+    seen: list[str] = []
+
+    async def writes_twice(db: Conn) -> None:
+        await db.execute("INSERT INTO kv_store (key, value, updated_at) VALUES ('n', '1', 1)")
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            seen.append(str(exc))
+        else:
+            seen.append("the other process got the lock")
+            other.execute("ROLLBACK")
+        await db.execute("INSERT INTO kv_store (key, value, updated_at) VALUES ('m', '1', 1)")
+
+    try:
+        await store._read_op(writes_twice)
+    finally:
+        other.close()
+    assert seen == ["database is locked"]
+    assert (await store.kv_get("n"), await store.kv_get("m")) == ("1", "1")
 
 
 async def test_a_write_runs_between_begin_immediate_and_commit(
@@ -215,7 +282,10 @@ async def test_a_write_whose_caller_is_cancelled_is_rolled_back_and_ends_its_tra
             inside.set()
             release.wait(10)  # hold aiosqlite's thread inside the transaction
 
-    async with SqliteStore(db_path, clock=clock, on_statement=on_statement) as store:
+    # run_on_loop=False: every operation on aiosqlite's thread, as when a lock is held elsewhere.
+    async with SqliteStore(
+        db_path, clock=clock, on_statement=on_statement, run_on_loop=False
+    ) as store:
         writing = asyncio.create_task(store.kv_set("cancelled-key", "v"))
         assert await asyncio.to_thread(inside.wait, 10)
         writing.cancel()  # while its transaction is open on aiosqlite's thread
@@ -232,20 +302,19 @@ async def test_a_write_whose_caller_is_cancelled_is_rolled_back_and_ends_its_tra
         )
 
 
-async def test_webhooks_stored_together_share_one_hand_off_and_one_commit(
-    traced: tuple[SqliteStore, Statements], monkeypatch: pytest.MonkeyPatch, db_path: Path
+async def test_webhooks_stored_together_share_one_run_and_one_commit(
+    traced: tuple[SqliteStore, Statements], db_path: Path
 ) -> None:
     store, statements = traced
-    hand_offs = HandOffs(store, monkeypatch)
-    before, mark = hand_offs.count, len(statements.seen)
+    before, mark = _runs(store), len(statements.seen)
     # Keys w0..w19, and w5 again: the repeat is refused alone, the others are all stored.
     stored = await asyncio.gather(
         *(_inbound(store, f"webhook:w{n}") for n in range(20)), _inbound(store, "webhook:w5")
     )
     assert stored == [True] * 20 + [False]
-    assert hand_offs.count - before < 21
+    assert _runs(store) - before < 21
     seen = statements.since(mark)
-    assert seen.count("COMMIT") == hand_offs.count - before
+    assert seen.count("COMMIT") == _runs(store) - before
     # Every caller had its answer only once its write was committed: all 20 are on disk.
     with sqlite3.connect(db_path) as outside:
         assert outside.execute("SELECT COUNT(*) FROM inbound_events").fetchone() == (20,)
