@@ -11,7 +11,12 @@ from email_validator import EmailNotValidError, validate_email
 
 # HighLevel ids are 20 alphanumerics; accept a little either side, but demand a digit and a letter
 # so that an ordinary word is never taken for an id.
-_CONTACT_ID = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9]{16,32}$")
+# HighLevel's ids are 20 random letters and digits: one in about 30 has no digit (the sandbox's
+# "wlPbXBtGIdtqhfiNrlye"), and it still has capitals inside and small letters. A long word a
+# person types has neither digits nor capitals after its first letter: it stays a name.
+_CONTACT_ID = re.compile(
+    r"^(?=.*[A-Za-z])(?=.*\d|.[A-Za-z0-9]*[A-Z])(?=.*[a-z]|.*\d)[A-Za-z0-9]{16,32}$"
+)
 _PHONE_CHARS = re.compile(r"^[+\d().\-\s]+$")
 _PHONE_TOKEN = re.compile(r"^[+(]?[\d().\-]+$")
 _MAX_PHONE_TOKENS = 6

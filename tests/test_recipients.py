@@ -53,6 +53,27 @@ def test_split_email_and_contact_id() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "is_id"),
+    [
+        ("wlPbXBtGIdtqhfiNrlye", True),  # no digit: a sandbox id that once failed a send
+        ("ve9EPM428h8vShlRW1KT", True),
+        ("abc123def456ghi789jk", True),
+        ("ABC123DEF456GHI789JK", True),
+        ("Internationalization", False),  # a long word, typed as a name
+        ("internationalization", False),
+        ("INTERNATIONALIZATION", False),
+        ("wlPbXBtGIdtqhf", False),  # too short for an id
+    ],
+)
+def test_a_contact_id_needs_no_digit_but_a_long_word_is_not_one(text: str, is_id: bool) -> None:
+    try:
+        kind = parse_recipient(text, "US").kind
+    except RecipientError:
+        kind = None
+    assert (kind is RecipientKind.CONTACT_ID) is is_id
+
+
+@pytest.mark.parametrize(
     ("text", "needle"),
     [
         ("", "Add a recipient"),

@@ -289,9 +289,9 @@ async def test_a_write_whose_caller_is_cancelled_is_rolled_back_and_ends_its_tra
         writing = asyncio.create_task(store.kv_set("cancelled-key", "v"))
         assert await asyncio.to_thread(inside.wait, 10)
         writing.cancel()  # while its transaction is open on aiosqlite's thread
-        release.set()
         with pytest.raises(asyncio.CancelledError):
-            await writing
+            await writing  # the caller is told it is gone before the thread goes on
+        release.set()
         # Not committed (nobody waits for it any more), and no transaction left open.
         assert await store.kv_get("cancelled-key") is None
         await store.kv_set("next", "v2")
