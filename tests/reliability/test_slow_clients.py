@@ -306,6 +306,9 @@ def _bridge_process(tmp_path: Path, **env_overrides: str) -> Iterator[tuple[str,
             process.wait()
 
 
+# In the serial suite: with another test process loading both cores, one probe of 200+ was once
+# closed unanswered (evicted at the connection cap before its request was read).
+@pytest.mark.slow
 async def test_trickling_heads_past_the_open_file_limit_leave_healthz_answering(
     tmp_path: Path,
 ) -> None:
