@@ -127,6 +127,11 @@ class StoreBase(ABC):
         writes are not grouped (PostgreSQL) it is a `_single_write_op`."""
         return await self._single_write_op(operation)
 
+    def _claim_params(self, now: float | None) -> dict[str, Any]:
+        """The parameters of `queue_claim_sql`: now, and this instance's lease from now."""
+        when = self._clock() if now is None else now
+        return {"now": when, "owner": self._instance_id, "until": when + self._lease_seconds}
+
     async def _read_op(self, operation: Callable[[Conn], Awaitable[T]]) -> T:
         """`operation` on a connection for reads (see `_read`)."""
         async with self._read() as db:
@@ -199,6 +204,68 @@ def numbered_values(order: tuple[str, ...] | int, params: Params) -> list[Any]:
     if not isinstance(params, Mapping):
         raise StoreError("a :name statement was given positional values")
     return [params[name] for name in order]
+
+
+def queue_claim_sql(db: Conn, table: str, taken: str, free_head: str) -> str:
+    """A durable queue's claim: the pending row due longest (ties: oldest) whose `free_head`
+    holds (a condition on `candidate`) moves to state `taken` under this instance's lease.
+
+    Written in the order of the table's due index (state, next_attempt_at, then id), so SQLite
+    walks that index and stops at the first claimable row; each test of `free_head` is one
+    index seek.
+    """
+    return f"""
+        UPDATE {table}
+        SET state = '{taken}', attempts = attempts + 1, updated_at = :now,
+            lease_owner = :owner, lease_expires_at = :until
+        WHERE id = (
+            SELECT candidate.id FROM {table} AS candidate
+            WHERE candidate.state = 'pending'
+              AND candidate.next_attempt_at <= :now
+              AND {free_head}
+            ORDER BY candidate.next_attempt_at, candidate.id
+            LIMIT 1 {skip_locked(db)}
+        )
+        RETURNING *
+        """  # noqa: S608 - only constants of this package are formatted in
+
+
+def queue_next_due_sql(table: str, free_head: str) -> str:
+    """When the queue's claim can next take a row: the earliest due time of a pending row
+    whose `free_head` holds (one time column, or no row)."""
+    return f"""
+        SELECT candidate.next_attempt_at FROM {table} AS candidate
+        WHERE candidate.state = 'pending' AND {free_head}
+        ORDER BY candidate.next_attempt_at, candidate.id
+        LIMIT 1
+        """  # noqa: S608 - only constants of this package are formatted in
+
+
+async def claim_or_due(
+    db: Conn, claim: str, due: str, params: Params
+) -> tuple[Row | None, float | None]:
+    """A queue's claim (an UPDATE … RETURNING * taking one row) and, only when it takes
+    nothing, the queue's next due time (`due`: a SELECT of one time column, no parameters).
+
+    One statement on PostgreSQL, where each is a round trip: a worker slot that finds nothing
+    asks both every time. The due time is read from the snapshot the claim saw.
+    """
+    if db.dialect == "postgresql":
+        sql = (
+            f"WITH claimed AS ({claim}) SELECT claimed.*,"  # noqa: S608 - the callers' constants
+            f" CASE WHEN claimed.id IS NULL THEN ({due}) END AS next_due"
+            " FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE"
+        )
+        row = await _one(db, sql, params)
+        if row is None or row["id"] is None:
+            next_due = None if row is None else row["next_due"]
+            return None, None if next_due is None else float(next_due)
+        return row, None
+    row = await _one(db, claim, params)
+    if row is not None:
+        return row, None
+    found = await _one(db, due)
+    return None, None if found is None else float(found[0])
 
 
 def skip_locked(db: Conn) -> str:

@@ -7,6 +7,7 @@ so only the instance whose write changed it adds or removes a reaction.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,10 +85,11 @@ class InboxStore(Protocol):
 class InboxMixin(StoreBase):
     """`InboxStore` on both backends.
 
-    A write that must say whether it changed what the root shows is two UPDATEs in one
-    transaction: the first only where it changes it (so its RETURNING says it did), the
-    other, when the first matched nothing, for the rest. Each is race-free on its own (on
-    PostgreSQL a concurrent one waits for the row and looks at it again), so no serial lock.
+    A write that must say whether it changed what the root shows is two UPDATEs: the first
+    only where it changes it (so its RETURNING says it did), the other, when the first
+    matched nothing, for the rest. Each is race-free on its own (on PostgreSQL a concurrent
+    one waits for the row and looks at it again), so no serial lock. On SQLite they run in
+    one transaction; on PostgreSQL in one statement (`_pg_change`).
     """
 
     async def conversation_state(self, thread_id: int) -> ConversationState | None:
@@ -96,13 +98,20 @@ class InboxMixin(StoreBase):
 
     async def _change(self, changing: str, otherwise: str, params: Params) -> StateChange | None:
         async def change(db: Conn) -> StateChange | None:
+            if db.dialect == "postgresql":
+                # Both in one statement: a round trip each, plus BEGIN and COMMIT, cost more
+                # than the statements themselves.
+                row = await _one(db, _pg_change(changing, otherwise), params)
+                if row is None:
+                    return None
+                return StateChange(_state(row), changed=bool(row["changed_now"]))
             row = await _one(db, changing, params)
             if row is not None:
                 return StateChange(_state(row), changed=True)
             row = await _one(db, otherwise, params)
             return None if row is None else StateChange(_state(row), changed=False)
 
-        return await self._write_op(change, serial=False)
+        return await self._single_write_op(change)
 
     async def mark_waiting(self, thread_id: int, at: float) -> StateChange | None:
         return await self._change(_START_WAITING, _NOTE_INBOUND, {"id": thread_id, "at": at})
@@ -180,6 +189,25 @@ WHERE id = :id
        ELSE CAST(:user AS TEXT) IS NULL OR assigned_to <> CAST(:user AS TEXT) END)
 RETURNING {_STATE}
 """  # noqa: S608 - only this module's constants are formatted in
+
+
+_WHERE_ID = "WHERE id = :id"
+
+
+@functools.cache
+def _pg_change(changing: str, otherwise: str) -> str:
+    """`changing` and, when it matched nothing, `otherwise` as one PostgreSQL statement
+    (data-modifying WITH); its rows carry `changed_now`. `otherwise` runs only where the
+    first returned no row, so the row is never written twice by the statement."""
+    if otherwise.count(_WHERE_ID) != 1:
+        raise ValueError("the fallback statement must select its row by id alone")
+    guard = " AND NOT EXISTS (SELECT 1 FROM changed)"
+    guarded = otherwise.replace(_WHERE_ID, _WHERE_ID + guard)
+    return (
+        f"WITH changed AS ({changing}), other AS ({guarded})"  # noqa: S608 - constants only
+        " SELECT *, TRUE AS changed_now FROM changed"
+        " UNION ALL SELECT *, FALSE AS changed_now FROM other"
+    )
 
 
 def _state(row: Row) -> ConversationState:

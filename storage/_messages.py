@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from storage._base import Conn, Row, StoreBase, _one, _required
 from storage._errors import NotFoundError
-from storage._records import MessageDirection, MessageRecord
+from storage._outbox_sql import _outbox
+from storage._records import MessageDirection, MessageRecord, OutboxEntry
 
 
 class MessagesMixin(StoreBase):
@@ -123,6 +124,35 @@ class MessagesMixin(StoreBase):
             )
         )
         return None if row is None else _message(row)
+
+    async def update_status_of_send(self, ghl_message_id: str, status: str) -> OutboxEntry | None:
+        """`update_message_status`, returning the outbox entry that sent the message (None if
+        the message is not recorded or no send of this bridge made it): one round trip for a
+        delivery status, which the send's post then shows."""
+        now = self._clock()
+        params = {"status": status, "now": now, "id": ghl_message_id}
+
+        async def update(db: Conn) -> Row | None:
+            if db.dialect == "postgresql":
+                return await _one(
+                    db,
+                    "WITH updated AS (UPDATE messages SET status = :status, updated_at = :now"
+                    " WHERE ghl_message_id = :id RETURNING outbox_id)"
+                    " SELECT outbox.* FROM outbox JOIN updated ON outbox.id = updated.outbox_id",
+                    params,
+                )
+            updated = await _one(
+                db,
+                "UPDATE messages SET status = :status, updated_at = :now"
+                " WHERE ghl_message_id = :id RETURNING outbox_id",
+                params,
+            )
+            if updated is None or updated["outbox_id"] is None:
+                return None
+            return await _one(db, "SELECT * FROM outbox WHERE id = ?", (updated["outbox_id"],))
+
+        row = await self._single_write_op(update)
+        return None if row is None else _outbox(row)
 
     async def latest_message(
         self,

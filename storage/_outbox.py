@@ -7,7 +7,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storage._base import Conn, Row, StoreBase, _all, _one, _required, skip_locked
+from storage._base import (
+    Conn,
+    Row,
+    StoreBase,
+    _all,
+    _one,
+    _required,
+    claim_or_due,
+    queue_claim_sql,
+    queue_next_due_sql,
+)
 from storage._errors import NotFoundError
 from storage._intents import _close_intent
 from storage._outbox_sql import (
@@ -28,6 +38,13 @@ from storage._outbox_sql import (
 from storage._records import INTENT_QUEUED, OutboxEntry, OutboxState
 
 log = logging.getLogger(__name__)
+
+
+def _claim_sql(db: Conn) -> str:
+    return queue_claim_sql(db, "outbox", "sending", _OUTBOX_FREE_HEAD)
+
+
+_NEXT_DUE_SQL = queue_next_due_sql("outbox", _OUTBOX_FREE_HEAD)
 
 
 class OutboxMixin(StoreBase):
@@ -111,30 +128,20 @@ class OutboxMixin(StoreBase):
         its contact has an entry 'sending' or an older one still pending (even if that one
         waits for a retry). Other contacts are not held up.
         """
-        when = self._clock() if now is None else now
-        row = await self._single_write_op(
-            lambda db: _one(
-                db,
-                f"""
-                UPDATE outbox
-                SET state = 'sending', attempts = attempts + 1, updated_at = :now,
-                    lease_owner = :owner, lease_expires_at = :until
-                WHERE id = (
-                    -- In the order of outbox_due (state, next_attempt_at, then rowid), so
-                    -- SQLite walks that index and stops at the first claimable entry.
-                    SELECT candidate.id FROM outbox AS candidate
-                    WHERE candidate.state = 'pending'
-                      AND candidate.next_attempt_at <= :now
-                      AND {_OUTBOX_FREE_HEAD}
-                    ORDER BY candidate.next_attempt_at, candidate.id
-                    LIMIT 1 {skip_locked(db)}
-                )
-                RETURNING *
-                """,  # noqa: S608 - only constants of this package are formatted in
-                {"now": when, "owner": self._instance_id, "until": when + self._lease_seconds},
-            )
-        )
+        params = self._claim_params(now)
+        row = await self._single_write_op(lambda db: _one(db, _claim_sql(db), params))
         return None if row is None else _outbox(row)
+
+    async def claim_next_or_due(
+        self, now: float | None = None
+    ) -> tuple[OutboxEntry | None, float | None]:
+        """`claim_next`, and when it takes nothing, `next_outbox_due_at` as of that claim: one
+        round trip instead of two for a worker slot that finds the queue empty."""
+        params = self._claim_params(now)
+        row, due = await self._single_write_op(
+            lambda db: claim_or_due(db, _claim_sql(db), _NEXT_DUE_SQL, params)
+        )
+        return (None if row is None else _outbox(row)), due
 
     async def mark_sent(
         self,
@@ -416,17 +423,7 @@ class OutboxMixin(StoreBase):
         An entry waiting behind its contact's send in flight is not counted: it becomes
         claimable when that send ends, not at any time this could name.
         """
-        row = await self._read_op(
-            lambda db: _one(
-                db,
-                f"""
-                SELECT candidate.next_attempt_at FROM outbox AS candidate
-                WHERE candidate.state = 'pending' AND {_OUTBOX_FREE_HEAD}
-                ORDER BY candidate.next_attempt_at, candidate.id
-                LIMIT 1
-                """,  # noqa: S608 - only a constant of this module is formatted in
-            )
-        )
+        row = await self._read_op(lambda db: _one(db, _NEXT_DUE_SQL))
         return None if row is None else float(row[0])
 
     async def count_outbox_by_state(self) -> dict[OutboxState, int]:

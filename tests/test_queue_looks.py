@@ -2,7 +2,8 @@
 
 A wake makes every idle slot look at once; each look is a store round trip, mostly to find what
 the first one found. These tests hold a look in flight (an event, never a clock) and count the
-looks that reach the store.
+looks that reach the store. A look that takes nothing also brings the next due time (as the
+store's `claim_next_or_due` does), so the slot's next_due that follows costs no round trip.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ class Queue:
         self.release = asyncio.Event()
         self.fail_next_due = False
 
-    async def claim(self) -> str | None:
+    async def claim(self) -> tuple[str | None, float | None]:
         self.claims += 1
         await self.release.wait()
         await asyncio.sleep(0)  # a store round trip always suspends the caller
-        return self.items.pop(0) if self.items else None
+        if self.items:
+            return self.items.pop(0), None
+        return None, 77.0  # the due time the store found with its empty claim
 
     async def next_due(self) -> float | None:
         self.due_asks += 1
@@ -99,3 +102,25 @@ async def test_when_the_joined_next_due_fails_the_others_ask_for_themselves() ->
     outcomes = await asyncio.gather(*asks, return_exceptions=True)
     assert isinstance(outcomes[0], RuntimeError)
     assert outcomes[1:] == [123.0, 123.0]
+
+
+async def test_next_due_after_a_claim_that_took_nothing_is_that_looks_answer() -> None:
+    queue = Queue([])
+    queue.release.set()
+    looks = QueueLooks(queue.claim, queue.next_due)
+    claims = [asyncio.create_task(looks.claim()) for _ in range(3)]
+    assert await asyncio.gather(*claims) == [None] * 3
+    assert await asyncio.gather(*(looks.next_due() for _ in range(3))) == [77.0] * 3
+    assert (queue.claims, queue.due_asks) == (1, 0)
+
+
+async def test_a_claim_that_took_an_item_leaves_next_due_to_the_store() -> None:
+    queue = Queue([])
+    queue.release.set()
+    looks = QueueLooks(queue.claim, queue.next_due)
+    assert await looks.claim() is None
+    queue.items.append("a")
+    assert await looks.claim() == "a"
+    # The empty look's answer is older than this claim: it is not given again.
+    assert await looks.next_due() == 123.0
+    assert queue.due_asks == 1

@@ -105,7 +105,7 @@ class InboundWorker:
         # One event of a message is processed at a time: two events for one message (status
         # updates, one without conversationId) may be claimed together, and only one may post.
         self._showing = KeyedLocks()
-        looks = QueueLooks(self._store.claim_inbound, self._store.next_inbound_due_at)
+        looks = QueueLooks(self._store.claim_inbound_or_due, self._store.next_inbound_due_at)
         self._slots = QueueSlots(
             "inbound",
             claim=looks.claim,
@@ -220,10 +220,9 @@ class InboundWorker:
             return
         if _STATUS_PROGRESS.get(status, 99) < _STATUS_PROGRESS.get(before, -1):
             return  # arrived late: the message is further along already
-        await self._store.update_message_status(message.key_id, status)
         shown = _STATUS_SHOWN.get(status)
         if known.outbox_id is not None and shown is not None:
-            entry = await self._store.get_outbox(known.outbox_id)
+            entry = await self._store.update_status_of_send(message.key_id, status)
             if entry is None or entry.state is OutboxState.CANCELLED:
                 return
             error = None
@@ -233,6 +232,7 @@ class InboundWorker:
                     entry = await self._store.mark_failed(entry.id, error)
             await self._presenter.show(entry, shown, error=error)
             return
+        await self._store.update_message_status(message.key_id, status)
         reaction = status_reaction(status)
         if reaction and known.slack_channel_id and known.slack_ts:
             thread = await self._store.get_thread(known.thread_id) if known.thread_id else None

@@ -50,25 +50,30 @@ T = TypeVar("T")
 class QueueLooks(Generic[T]):
     """`claim` and `next_due` for a queue's QueueSlots, where looks that overlap are joined.
 
-    Each wake makes every idle slot look at the queue at once (claim, then next_due when it
-    found nothing): one store round trip each, mostly to find what the first one found. Here
-    a claim asked while another is in flight waits for it: if that one found nothing, this
-    one returns nothing too, since whatever could change that since also wakes the slots
-    again (and a time falling due is looked for again by the slot that looked first); if it
-    took an item, this one claims for itself. A next_due asked while another is in flight
-    takes that one's answer.
+    `look` claims an item and, when it finds none, also says when the next one is due (the
+    store's `claim_next_or_due`): a slot that finds nothing then asks `next_due` at once,
+    which answers from that look without another store round trip.
+
+    Each wake makes every idle slot look at the queue at once: one store round trip each,
+    mostly to find what the first one found. Here a claim asked while another is in flight
+    waits for it: if that one found nothing, this one returns nothing too, since whatever
+    could change that since also wakes the slots again (and a time falling due is looked
+    for again by the slot that looked first); if it took an item, this one claims for
+    itself. A next_due asked while another is in flight takes that one's answer.
     """
 
     def __init__(
         self,
-        claim: Callable[[], Awaitable[T | None]],
+        look: Callable[[], Awaitable[tuple[T | None, float | None]]],
         next_due: Callable[[], Awaitable[float | None]],
     ) -> None:
-        self._claim = claim
+        self._look = look
         self._next_due = next_due
         # Set when the claim in flight ends: True if it took an item (or failed).
         self._claiming: asyncio.Future[bool] | None = None
         self._asking_due: asyncio.Future[float | None] | None = None
+        # The due time the last claim found when it took nothing (kept until a claim starts).
+        self._due_found: tuple[float | None] | None = None
 
     async def claim(self) -> T | None:
         while self._claiming is not None:
@@ -77,16 +82,21 @@ class QueueLooks(Generic[T]):
                 return None
         claiming = asyncio.get_running_loop().create_future()
         self._claiming = claiming
+        self._due_found = None
         took = True
         try:
-            item = await self._claim()
+            item, due = await self._look()
             took = item is not None
+            if not took:
+                self._due_found = (due,)
             return item
         finally:
             self._claiming = None
             claiming.set_result(took)
 
     async def next_due(self) -> float | None:
+        if self._due_found is not None:
+            return self._due_found[0]
         if self._asking_due is not None:
             with contextlib.suppress(_AskAgain):
                 return await asyncio.shield(self._asking_due)
@@ -144,7 +154,7 @@ class OutboxWorker:
         # Claims whose request to HighLevel has started and whose handling has not ended
         # (also one cut off by a stop or a crash): never put back in the queue by a hand-over.
         self._requested: set[int] = set()
-        looks = QueueLooks(self._store.claim_next, self._store.next_outbox_due_at)
+        looks = QueueLooks(self._store.claim_next_or_due, self._store.next_outbox_due_at)
         self._slots = QueueSlots(
             "outbox",
             claim=looks.claim,

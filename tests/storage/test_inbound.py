@@ -74,6 +74,20 @@ async def test_retry_later_and_failure(store: Store, clock: FakeClock) -> None:
     assert await store.count_inbound(InboundState.FAILED) == 1
 
 
+async def test_a_claim_that_takes_nothing_brings_the_next_due_time(
+    store: Store, clock: FakeClock
+) -> None:
+    assert await store.claim_inbound_or_due() == (None, None)
+    event_id = await _event(store, ["d1"])
+    taken, due = await store.claim_inbound_or_due()
+    assert taken is not None and taken.id == event_id and due is None
+    await store.retry_inbound(event_id, next_attempt_at=clock.now + 30, error="slack down")
+    assert await store.claim_inbound_or_due() == (None, clock.now + 30)
+    clock.advance(31)
+    taken, due = await store.claim_inbound_or_due()
+    assert taken is not None and taken.id == event_id and taken.attempts == 2 and due is None
+
+
 async def test_processing_events_go_back_to_pending_after_a_stop(store: Store) -> None:
     await _event(store, ["p1"])
     assert await store.claim_inbound() is not None

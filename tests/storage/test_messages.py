@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from storage import ConflictError, MessageDirection, NotFoundError, Store
-from tests.storage._support import CHECK, START, UNIQUE, Backend, FakeClock, Rejected
+from storage import ConflictError, MessageDirection, NotFoundError, OutboxState, Store
+from tests.storage._support import CHECK, START, UNIQUE, Backend, FakeClock, Rejected, enqueue
 
 INBOUND = MessageDirection.INBOUND
 OUTBOUND = MessageDirection.OUTBOUND
@@ -133,6 +133,23 @@ async def test_update_message_status(store: Store, clock: FakeClock) -> None:
     assert updated is not None
     assert (updated.id, updated.status, updated.updated_at) == (message.id, "delivered", START + 2)
     assert await store.update_message_status("unknown-id", "read") is None
+
+
+async def test_a_sends_status_update_brings_its_outbox_entry(
+    store: Store, clock: FakeClock
+) -> None:
+    entry = await enqueue(store, "k1")
+    await store.claim_next()
+    await store.mark_sent(entry.id, conversation_id="conv-1", ghl_message_id="m-1")
+    await store.record_message(direction=INBOUND, ghl_message_id="m-in")  # no send made it
+    clock.advance(3)
+    sent = await store.update_status_of_send("m-1", "delivered")
+    assert sent is not None and (sent.id, sent.state) == (entry.id, OutboxState.SENT)
+    message = await store.get_message_by_ghl_id("m-1")
+    assert message is not None and (message.status, message.updated_at) == ("delivered", START + 3)
+    assert await store.update_status_of_send("m-in", "read") is None
+    assert (await store.get_message_by_ghl_id("m-in")).status == "read"  # type: ignore[union-attr]
+    assert await store.update_status_of_send("unknown-id", "read") is None
 
 
 async def test_latest_message_filters(store: Store, clock: FakeClock) -> None:

@@ -427,6 +427,22 @@ async def test_set_outbox_thread_links_the_entry(store: Store) -> None:
         await store.set_outbox_thread(999_999, thread.id)
 
 
+async def test_a_claim_that_takes_nothing_brings_the_next_due_time(store: Store) -> None:
+    assert await store.claim_next_or_due() == (None, None)  # an empty queue
+    first = await enqueue(store, "a1", contact_id="contact-a")
+    await enqueue(store, "a2", contact_id="contact-a")
+    later = await enqueue(store, "b1", contact_id="contact-b", next_attempt_at=START + 40)
+    taken, due = await store.claim_next_or_due()
+    assert taken is not None and taken.id == first.id and taken.state is OutboxState.SENDING
+    assert due is None  # a claim that takes an entry does not look further
+    # a2 waits behind a1 in flight; b1 is the next one due, as next_outbox_due_at says.
+    assert await store.claim_next_or_due() == (None, START + 40)
+    assert await store.next_outbox_due_at() == START + 40
+    taken, due = await store.claim_next_or_due(START + 40)
+    assert taken is not None and taken.id == later.id and due is None
+    assert await store.claim_next_or_due(START + 40) == (None, None)
+
+
 async def test_next_due_leaves_out_sends_held_behind_one_in_flight(store: Store) -> None:
     first = await enqueue(store, "a1", contact_id="contact-a")
     await enqueue(store, "a2", contact_id="contact-a")

@@ -163,6 +163,7 @@ def _operations(
         "enqueue (a key queued before)": lambda: enqueue(f"k{run}-b", close_intent=None),
         "claim_next": claim,
         "next_outbox_due_at": lambda: store.next_outbox_due_at(),
+        "claim_next_or_due (nothing to claim)": lambda: store.claim_next_or_due(now=clock() - 1),
         "set_outbox_thread": entry_op(
             lambda entry_id: store.set_outbox_thread(entry_id, ids["thread"])
         ),
@@ -180,6 +181,7 @@ def _operations(
         ),
         "get_message_by_ghl_id": lambda: store.get_message_by_ghl_id(f"g{run}"),
         "update_message_status": lambda: store.update_message_status(f"g{run}", "delivered"),
+        "update_status_of_send": lambda: store.update_status_of_send(f"g{run}", "read"),
         "mark_failed (from sent)": entry_op(lambda entry_id: store.mark_failed(entry_id, "no")),
         "record_message (a new one)": record_new,
         "record_message (known)": lambda: store.record_message(
@@ -189,6 +191,18 @@ def _operations(
             ids["message"], slack_channel_id="C", slack_ts=f"{run}.3"
         ),
         "claim_inbound (none due)": lambda: store.claim_inbound(now=clock() - 1),
+        "mark_waiting (now waiting)": thread_op(lambda t: store.mark_waiting(t, clock())),
+        "mark_waiting (waiting already)": thread_op(lambda t: store.mark_waiting(t, clock())),
+        "clear_waiting (was waiting)": thread_op(store.clear_waiting),
+        "clear_waiting (nobody waited)": thread_op(store.clear_waiting),
+        "set_conversation_flags (unread)": thread_op(
+            lambda t: store.set_conversation_flags(t, unread_count=2)
+        ),
+        "set_conversation_flags (still unread)": thread_op(
+            lambda t: store.set_conversation_flags(t, unread_count=3)
+        ),
+        "set_assigned_to (the same person)": thread_op(lambda t: store.set_assigned_to(t, None)),
+        "claim_inbound_or_due (none due)": lambda: store.claim_inbound_or_due(now=clock() - 1),
         "mark_processed": lambda: store.mark_processed("s", f"k{run}", ttl_seconds=TTL),
         "kv_set": lambda: store.kv_set("key", f"value {run}"),
         "kv_get": lambda: store.kv_get("key"),
