@@ -95,6 +95,11 @@ async def outbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], 
     """N sends through the outbox into a HighLevel limited to 100 requests per second."""
     config, column = sandbox.config, sandbox.column
     interval = config.highlevel_rate_interval_ms / 1000
+    # A bridge learns HighLevel's window from the headers of its answers. In production the
+    # window it starts with is HighLevel's own (100 per 10 s); the simulator's is ten times
+    # faster, and until a bridge has heard so it spaces shared permits for the slower one
+    # (bot/cluster/budget.py). One send per bridge first, as any live bridge has made.
+    await _burst(sandbox, len(sandbox.bridges), "warm")
     # Start with HighLevel's window empty, as after any quiet spell: earlier sends would
     # otherwise still count against the first second of this phase.
     await asyncio.sleep(interval + 0.5)
