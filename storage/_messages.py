@@ -7,6 +7,13 @@ from storage._errors import NotFoundError
 from storage._outbox_sql import _outbox
 from storage._records import MessageDirection, MessageRecord, OutboxEntry
 
+_SET_STATUS = "UPDATE messages SET status = :status, updated_at = :now WHERE ghl_message_id = :id"
+# PostgreSQL: the update and the read of the send's entry in one statement.
+_SET_STATUS_OF_SEND = (
+    f"WITH updated AS ({_SET_STATUS} RETURNING outbox_id)"  # noqa: S608 - constants only
+    " SELECT outbox.* FROM outbox JOIN updated ON outbox.id = updated.outbox_id"
+)
+
 
 class MessagesMixin(StoreBase):
     """Messages, idempotent on their HighLevel id or their Slack post."""
@@ -114,39 +121,20 @@ class MessagesMixin(StoreBase):
 
     async def update_message_status(self, ghl_message_id: str, status: str) -> MessageRecord | None:
         """Set the delivery status of a known HighLevel message; None if it is not recorded."""
-        now = self._clock()
-        row = await self._single_write_op(
-            lambda db: _one(
-                db,
-                "UPDATE messages SET status = ?, updated_at = ? WHERE ghl_message_id = ?"
-                " RETURNING *",
-                (status, now, ghl_message_id),
-            )
-        )
+        params = {"status": status, "now": self._clock(), "id": ghl_message_id}
+        row = await self._single_write_op(lambda db: _one(db, f"{_SET_STATUS} RETURNING *", params))
         return None if row is None else _message(row)
 
     async def update_status_of_send(self, ghl_message_id: str, status: str) -> OutboxEntry | None:
         """`update_message_status`, returning the outbox entry that sent the message (None if
         the message is not recorded or no send of this bridge made it): one round trip for a
         delivery status, which the send's post then shows."""
-        now = self._clock()
-        params = {"status": status, "now": now, "id": ghl_message_id}
+        params = {"status": status, "now": self._clock(), "id": ghl_message_id}
 
         async def update(db: Conn) -> Row | None:
             if db.dialect == "postgresql":
-                return await _one(
-                    db,
-                    "WITH updated AS (UPDATE messages SET status = :status, updated_at = :now"
-                    " WHERE ghl_message_id = :id RETURNING outbox_id)"
-                    " SELECT outbox.* FROM outbox JOIN updated ON outbox.id = updated.outbox_id",
-                    params,
-                )
-            updated = await _one(
-                db,
-                "UPDATE messages SET status = :status, updated_at = :now"
-                " WHERE ghl_message_id = :id RETURNING outbox_id",
-                params,
-            )
+                return await _one(db, _SET_STATUS_OF_SEND, params)
+            updated = await _one(db, f"{_SET_STATUS} RETURNING outbox_id", params)
             if updated is None or updated["outbox_id"] is None:
                 return None
             return await _one(db, "SELECT * FROM outbox WHERE id = ?", (updated["outbox_id"],))
