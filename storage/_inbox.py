@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from storage._base import Conn, Params, Row, StoreBase, _one
+from storage._records import UNSET, InboundState, Unset
+from storage._threads import THREAD_CHANGES, thread_change_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,22 @@ class StateChange:
     changed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingChange:
+    """What a message shown in a thread does to its wait: a customer wrote at `at` (the
+    wait starts, if it had not), or someone answered (`at` None: the wait ends)."""
+
+    at: float | None
+
+    @classmethod
+    def customer_wrote(cls, at: float) -> WaitingChange:
+        return cls(at)
+
+    @classmethod
+    def answered(cls) -> WaitingChange:
+        return cls(None)
+
+
 class InboxStore(Protocol):
     """The store's inbox operations (part of `Store`)."""
 
@@ -64,6 +82,28 @@ class InboxStore(Protocol):
 
     async def clear_waiting(self, thread_id: int) -> StateChange | None:
         """Someone answered: waiting_since cleared (`changed`: it was set). None: no thread."""
+        ...
+
+    async def record_shown(
+        self,
+        message_id: int,
+        *,
+        slack_channel_id: str,
+        slack_ts: str,
+        thread_id: int,
+        waiting: WaitingChange | None = None,
+        finishes: int | None = None,
+        conversation_id: str | Unset = UNSET,
+        channel_type: str | Unset = UNSET,
+        email_thread_id: str | Unset = UNSET,
+        subject: str | Unset = UNSET,
+    ) -> StateChange | None:
+        """A HighLevel message is posted in its thread, all in one write: the post on the
+        message (`attach_slack_ts`; one that has a post keeps it), what the thread learnt
+        from it (`update_thread`), its wait (`mark_waiting`, `clear_waiting`; `changed`
+        says whether that changed, always False without `waiting`), and, with `finishes`,
+        the end of the inbound event that showed it (`finish_inbound`), when nothing of it
+        is left to do. None: no thread (the rest is written all the same)."""
         ...
 
     async def set_conversation_flags(
@@ -119,6 +159,60 @@ class InboxMixin(StoreBase):
     async def clear_waiting(self, thread_id: int) -> StateChange | None:
         return await self._change(_CLEAR_WAITING, _SELECT, {"id": thread_id})
 
+    async def record_shown(
+        self,
+        message_id: int,
+        *,
+        slack_channel_id: str,
+        slack_ts: str,
+        thread_id: int,
+        waiting: WaitingChange | None = None,
+        finishes: int | None = None,
+        conversation_id: str | Unset = UNSET,
+        channel_type: str | Unset = UNSET,
+        email_thread_id: str | Unset = UNSET,
+        subject: str | Unset = UNSET,
+    ) -> StateChange | None:
+        now = self._clock()
+        params = thread_change_params(
+            thread_id,
+            now,
+            conversation_id=conversation_id,
+            channel_type=channel_type,
+            email_thread_id=email_thread_id,
+            subject=subject,
+        )
+        params.update(message=message_id, channel=slack_channel_id, ts=slack_ts)
+        params.update(event=finishes, owner=self._instance_id, done=InboundState.DONE.value)
+        writes = (_ATTACH_POST,) if finishes is None else (_ATTACH_POST, _FINISH_EVENT)
+        if waiting is None:
+            changing, otherwise = None, _LEARN
+        elif waiting.at is None:
+            changing, otherwise = _LEARN_CLEAR_WAITING, _LEARN
+        else:
+            changing, otherwise = _LEARN_START_WAITING, _LEARN_NOTE_INBOUND
+            params["at"] = waiting.at
+
+        async def record(db: Conn) -> StateChange | None:
+            if db.dialect == "postgresql":
+                # The post and the event's end ride along as parts of the same statement.
+                if changing is None:
+                    row = await _one(db, _pg_with(writes, otherwise), params)
+                    return None if row is None else StateChange(_state(row), changed=False)
+                row = await _one(db, _pg_with(writes, _pg_change(changing, otherwise)), params)
+                if row is None:
+                    return None
+                return StateChange(_state(row), changed=bool(row["changed_now"]))
+            for write in writes:
+                await db.execute(write, params)
+            row = await _one(db, changing, params) if changing else None
+            if row is not None:
+                return StateChange(_state(row), changed=True)
+            row = await _one(db, otherwise, params)
+            return None if row is None else StateChange(_state(row), changed=False)
+
+        return await self._single_write_op(record)
+
     async def set_conversation_flags(
         self,
         thread_id: int,
@@ -165,6 +259,43 @@ UPDATE slack_threads SET waiting_since = NULL
 WHERE id = :id AND waiting_since IS NOT NULL
 RETURNING {_STATE}
 """  # noqa: S608 - only this module's constants are formatted in
+# record_shown's parts: what the thread learnt from a message shown in it, with or without
+# a change of its wait, and the post on the message (as attach_slack_ts, keeping a post).
+_LEARN = f"""
+UPDATE slack_threads SET {THREAD_CHANGES}
+WHERE id = :id
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_LEARN_START_WAITING = f"""
+UPDATE slack_threads SET {THREAD_CHANGES}, waiting_since = :at,
+    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
+        THEN :at ELSE last_inbound_at END
+WHERE id = :id AND waiting_since IS NULL
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_LEARN_NOTE_INBOUND = f"""
+UPDATE slack_threads SET {THREAD_CHANGES},
+    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
+        THEN :at ELSE last_inbound_at END
+WHERE id = :id
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_LEARN_CLEAR_WAITING = f"""
+UPDATE slack_threads SET {THREAD_CHANGES}, waiting_since = NULL
+WHERE id = :id AND waiting_since IS NOT NULL
+RETURNING {_STATE}
+"""  # noqa: S608 - only this module's constants are formatted in
+_ATTACH_POST = """
+UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now
+WHERE id = :message AND slack_ts IS NULL
+"""
+# As finish_inbound: not once another instance has claimed the event again.
+_FINISH_EVENT = """
+UPDATE inbound_events SET state = :done, updated_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :event AND (lease_owner IS NULL OR lease_owner = :owner)
+"""
+
 # The first only where what the root shows (unread or not, starred or not) changes.
 _FLAGS_SHOWN = f"""
 UPDATE slack_threads SET
@@ -208,6 +339,17 @@ def _pg_change(changing: str, otherwise: str) -> str:
         " SELECT *, TRUE AS changed_now FROM changed"
         " UNION ALL SELECT *, FALSE AS changed_now FROM other"
     )
+
+
+@functools.cache
+def _pg_with(writes: tuple[str, ...], parts: str) -> str:
+    """`parts` (one statement, a WITH or a single UPDATE ... RETURNING) preceded by
+    `writes` as data-modifying WITH parts: PostgreSQL runs them whether or not the rest
+    reads them, and they write other tables' rows, so no row is written twice."""
+    before = ", ".join(f"write{n} AS ({sql})" for n, sql in enumerate(writes))
+    if parts.lstrip().startswith("WITH "):
+        return f"WITH {before}, {parts.lstrip()[5:]}"
+    return f"WITH {before}, learnt AS ({parts}) SELECT * FROM learnt"  # noqa: S608
 
 
 def _state(row: Row) -> ConversationState:

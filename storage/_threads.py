@@ -172,40 +172,16 @@ class ThreadsMixin(StoreBase):
         contact_label: str | Unset | None = UNSET,
     ) -> ThreadRecord:
         """Change only the given columns (None clears one); updated_at is always bumped."""
-        given = {
-            "conversation_id": conversation_id,
-            "channel_type": channel_type,
-            "email_thread_id": email_thread_id,
-            "subject": subject,
-            "contact_label": contact_label,
-        }
-        params: dict[str, Any] = {"id": thread_id, "now": self._clock()}
-        for column, value in given.items():
-            params[f"set_{column}"] = value is not UNSET
-            params[column] = None if value is UNSET else value
-        # One fixed statement whose CASEs keep unset columns, rather than SQL assembled from
-        # the arguments.
-        row = await self._single_write_op(
-            lambda db: _one(
-                db,
-                """
-                UPDATE slack_threads SET
-                    conversation_id = CASE WHEN :set_conversation_id
-                        THEN :conversation_id ELSE conversation_id END,
-                    channel_type = CASE WHEN :set_channel_type
-                        THEN :channel_type ELSE channel_type END,
-                    email_thread_id = CASE WHEN :set_email_thread_id
-                        THEN :email_thread_id ELSE email_thread_id END,
-                    subject = CASE WHEN :set_subject THEN :subject ELSE subject END,
-                    contact_label = CASE WHEN :set_contact_label
-                        THEN :contact_label ELSE contact_label END,
-                    updated_at = :now
-                WHERE id = :id
-                RETURNING *
-                """,
-                params,
-            )
+        params = thread_change_params(
+            thread_id,
+            self._clock(),
+            conversation_id=conversation_id,
+            channel_type=channel_type,
+            email_thread_id=email_thread_id,
+            subject=subject,
+            contact_label=contact_label,
         )
+        row = await self._single_write_op(lambda db: _one(db, _UPDATE_THREAD, params))
         if row is None:
             raise NotFoundError(f"no thread {thread_id}")
         return _thread(row)
@@ -245,6 +221,45 @@ class ThreadsMixin(StoreBase):
             lambda db: _all(db, "DELETE FROM slack_threads WHERE id = ? RETURNING id", (thread_id,))
         )
         return bool(rows)
+
+
+# What update_thread changes: one fixed SET list whose CASEs keep the columns not given
+# (`thread_change_params` says which are), rather than SQL assembled from the arguments.
+THREAD_CHANGES = """
+    conversation_id = CASE WHEN :set_conversation_id
+        THEN :conversation_id ELSE conversation_id END,
+    channel_type = CASE WHEN :set_channel_type THEN :channel_type ELSE channel_type END,
+    email_thread_id = CASE WHEN :set_email_thread_id
+        THEN :email_thread_id ELSE email_thread_id END,
+    subject = CASE WHEN :set_subject THEN :subject ELSE subject END,
+    contact_label = CASE WHEN :set_contact_label THEN :contact_label ELSE contact_label END,
+    updated_at = :now"""
+_UPDATE_THREAD = f"UPDATE slack_threads SET {THREAD_CHANGES} WHERE id = :id RETURNING *"  # noqa: S608
+
+
+def thread_change_params(
+    thread_id: int,
+    now: float,
+    *,
+    conversation_id: str | Unset | None = UNSET,
+    channel_type: str | Unset | None = UNSET,
+    email_thread_id: str | Unset | None = UNSET,
+    subject: str | Unset | None = UNSET,
+    contact_label: str | Unset | None = UNSET,
+) -> dict[str, Any]:
+    """The parameters of THREAD_CHANGES (and `:id`): only the columns given change."""
+    given = {
+        "conversation_id": conversation_id,
+        "channel_type": channel_type,
+        "email_thread_id": email_thread_id,
+        "subject": subject,
+        "contact_label": contact_label,
+    }
+    params: dict[str, Any] = {"id": thread_id, "now": now}
+    for column, value in given.items():
+        params[f"set_{column}"] = value is not UNSET
+        params[column] = None if value is UNSET else value
+    return params
 
 
 def _thread(row: Row) -> ThreadRecord:

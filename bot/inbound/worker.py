@@ -188,6 +188,8 @@ class InboundWorker:
             await self._store.finish_inbound(event.id)
 
     async def _process(self, message: IncomingMessage, event: InboundEvent) -> bool:
+        """True: the event is done, for the caller to finish; False: how it ended (or when it
+        is tried again) is written already."""
         async with self._showing.hold(message.key_id):
             known = await self._store.get_message_by_ghl_id(message.key_id)
             if known is not None and (known.slack_ts is not None or known.outbox_id is not None):
@@ -207,8 +209,8 @@ class InboundWorker:
                     error="waiting for our own send to be recorded",
                 )
                 return False
-            await self._show(message)
-            return True
+            # Finished with its post when nothing of it was left to do after that.
+            return not await self._show(message, event)
 
     async def _own_send_pending(self, message: IncomingMessage) -> bool:
         return await self._store.has_unsettled_send(_location(message), message.contact_id)
@@ -239,7 +241,8 @@ class InboundWorker:
             poster = await self._slack.poster(thread.team_id if thread is not None else None)
             await poster.react(known.slack_channel_id, known.slack_ts, reaction)
 
-    async def _show(self, message: IncomingMessage) -> None:
+    async def _show(self, message: IncomingMessage, event: InboundEvent) -> bool:
+        """Post the message in its thread; True when that also finished `event`."""
         thread = await self._thread_for(message)
         if thread is None:
             log.warning(
@@ -247,7 +250,7 @@ class InboundWorker:
                 " not set; it is not shown in Slack",
                 message.contact_id,
             )
-            return
+            return False
         record, created = await self._store.record_message(
             direction=MessageDirection(
                 message.direction if message.direction in ("inbound", "outbound") else "inbound"
@@ -278,7 +281,7 @@ class InboundWorker:
             # event only updates its status.
             await self._update_status(record, message)
             await self._files_of_shown(record, message)
-            return
+            return False
         post = inbound_post(
             message, thread.contact_label or message.contact_id, thread_id=thread.id
         )
@@ -314,15 +317,26 @@ class InboundWorker:
                 )
                 if as_root:
                     thread = await self._presenter.root_posted(thread, ts)
-        await self._store.attach_slack_ts(
-            record.id, slack_channel_id=thread.channel_id, slack_ts=ts
+        # The post, what the thread learnt, the wait (a customer waits, or someone in
+        # HighLevel answered) and, unless files follow, the event's end: one write.
+        finishes = None if self._files_to_take(message) else event.id
+        change = await self._store.record_shown(
+            record.id,
+            slack_channel_id=thread.channel_id,
+            slack_ts=ts,
+            thread_id=thread.id,
+            waiting=(
+                None
+                if self._marks is None
+                else self._marks.waiting_of(message.direction, message.date_added)
+            ),
+            finishes=finishes,
+            **_learnt(message),
         )
-        await self._remember(thread, message)
-        if self._marks is not None:  # a customer waits, or someone in HighLevel answered
-            if message.direction == "inbound":
-                await self._marks.customer_wrote(thread.id, message.date_added)
-            else:
-                await self._marks.answered(thread.id)
+        if self._marks is not None:
+            await self._marks.waiting_written(change)
+        if finishes is not None:
+            return True
         # The files after the post, before the event is finished: in order in the thread.
         await self._take_files(
             message,
@@ -335,11 +349,20 @@ class InboundWorker:
                 thread_ts=thread.thread_ts or ts,
             ),
         )
+        return False
+
+    def _files_to_take(self, message: IncomingMessage) -> bool:
+        """Whether `_take_files` has anything to do for the message."""
+        return (
+            self._files is not None
+            and message.direction == "inbound"
+            and (bool(message.attachments) or _late_media_expected(message))
+        )
 
     async def _take_files(self, message: IncomingMessage, target: FileTarget) -> None:
         """A customer's attachments into the thread (each once), or, for WhatsApp media that
         HighLevel does not list yet, checks for them in the next minute."""
-        if self._files is None or message.direction != "inbound":
+        if self._files is None or not self._files_to_take(message):
             return
         if message.attachments:
             await self._files.copy(target, message.attachments)
@@ -388,17 +411,6 @@ class InboundWorker:
         address = contact_address(contact, MessageChannel(channel)) if channel else contact.phone
         return replace(post, contact_label=contact_label(contact), contact_address=address)
 
-    async def _remember(self, thread: ThreadRecord, message: IncomingMessage) -> None:
-        """The thread now knows the conversation, the customer's last channel and email thread."""
-        channel = channel_type(message.channel)
-        await self._store.update_thread(
-            thread.id,
-            **({"conversation_id": message.conversation_id} if message.conversation_id else {}),
-            **({"channel_type": channel} if channel and message.direction == "inbound" else {}),
-            **({"email_thread_id": message.email_thread_id} if message.email_thread_id else {}),
-            **({"subject": message.subject} if message.is_email and message.subject else {}),
-        )
-
     async def _default_team(self) -> str:
         """The workspace of the default inbox (SLACK_INBOX_CHANNEL): SLACK_BOT_TOKEN's."""
         return await (await self._slack.poster(None)).team_id()
@@ -432,6 +444,18 @@ class InboundWorker:
             channel_type=channel_type(message.channel),
             contact_label=label,
         )
+
+
+def _learnt(message: IncomingMessage) -> dict[str, str]:
+    """What the thread learns from a message shown in it: the conversation, the customer's
+    last channel, the email thread and its subject."""
+    channel = channel_type(message.channel)
+    return {
+        **({"conversation_id": message.conversation_id} if message.conversation_id else {}),
+        **({"channel_type": channel} if channel and message.direction == "inbound" else {}),
+        **({"email_thread_id": message.email_thread_id} if message.email_thread_id else {}),
+        **({"subject": message.subject} if message.is_email and message.subject else {}),
+    }
 
 
 def _late_media_expected(message: IncomingMessage) -> bool:

@@ -35,7 +35,7 @@ from bot.ui.assign_builder import (
     marks_shown,
 )
 from storage import InboundEvent, Store
-from storage._inbox import ConversationState
+from storage._inbox import ConversationState, StateChange, WaitingChange
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,22 @@ class ConversationMarks:
     async def customer_wrote(self, thread_id: int, at: float | None) -> None:
         """A customer message (sent at `at`, else now) was shown in the thread."""
         change = await self._store.mark_waiting(thread_id, at if at is not None else self._clock())
-        if change is not None and change.changed:
-            self._waiting_changed(change.state)
-            await self._show_quietly(change.state, (WAITING_REACTION,))
+        await self.waiting_written(change)
 
     async def answered(self, thread_id: int) -> None:
         """Someone answered the customer in this thread's conversation."""
-        change = await self._store.clear_waiting(thread_id)
+        await self.waiting_written(await self._store.clear_waiting(thread_id))
+
+    def waiting_of(self, direction: str, at: float | None) -> WaitingChange:
+        """What a message shown in its thread does to the wait, for `Store.record_shown`
+        (which writes it with the post): from the customer (sent at `at`, else now), it
+        starts; any other, an answer, ends it. Then `waiting_written` with the outcome."""
+        if direction == "inbound":
+            return WaitingChange.customer_wrote(at if at is not None else self._clock())
+        return WaitingChange.answered()
+
+    async def waiting_written(self, change: StateChange | None) -> None:
+        """The root follows a wait that a write started or ended."""
         if change is not None and change.changed:
             self._waiting_changed(change.state)
             await self._show_quietly(change.state, (WAITING_REACTION,))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from storage import Store
+from storage import MessageDirection, Store
+from storage._inbox import WaitingChange
 from tests.storage._support import START, FakeClock
 
 
@@ -122,3 +123,127 @@ async def test_assignee_is_kept_and_changes_are_told(store: Store) -> None:
     assert cleared is not None and cleared.changed and cleared.state.assigned_to is None
     again = await store.set_assigned_to(thread_id, None)
     assert again is not None and not again.changed
+
+
+async def a_message(store: Store, thread_id: int, ghl_id: str) -> int:
+    record, _created = await store.record_message(
+        direction=MessageDirection.INBOUND, thread_id=thread_id, ghl_message_id=ghl_id
+    )
+    return record.id
+
+
+async def test_a_shown_message_records_its_post_what_the_thread_learnt_and_the_wait(
+    store: Store, clock: FakeClock
+) -> None:
+    thread_id = await a_thread(store)
+    before = await store.get_thread(thread_id)
+    assert before is not None
+    message_id = await a_message(store, thread_id, "m-1")
+    clock.advance(5)
+
+    change = await store.record_shown(
+        message_id,
+        slack_channel_id="C1",
+        slack_ts="1700000001.000100",
+        thread_id=thread_id,
+        waiting=WaitingChange.customer_wrote(START + 3),
+        conversation_id="conv-new",
+        channel_type="WhatsApp",
+    )
+
+    assert change is not None and change.changed
+    assert (change.state.waiting_since, change.state.last_inbound_at) == (START + 3, START + 3)
+    assert change.state.conversation_id == "conv-new"
+    message = await store.get_message_by_ghl_id("m-1")
+    assert message is not None
+    assert (message.slack_channel_id, message.slack_ts) == ("C1", "1700000001.000100")
+    thread = await store.get_thread(thread_id)
+    assert thread is not None
+    # Only what was given changed; the thread counts as active now (as update_thread).
+    assert (thread.conversation_id, thread.channel_type) == ("conv-new", "WhatsApp")
+    assert (thread.email_thread_id, thread.subject, thread.contact_label) == (
+        before.email_thread_id,
+        before.subject,
+        before.contact_label,
+    )
+    assert thread.updated_at == START + 5 > before.updated_at
+
+    # The next customer message: the wait keeps its start, last_inbound_at moves on.
+    second = await store.record_shown(
+        await a_message(store, thread_id, "m-2"),
+        slack_channel_id="C1",
+        slack_ts="1700000001.000200",
+        thread_id=thread_id,
+        waiting=WaitingChange.customer_wrote(START + 4),
+    )
+    assert second is not None and not second.changed
+    assert (second.state.waiting_since, second.state.last_inbound_at) == (START + 3, START + 4)
+    # An answer from HighLevel ends it, once.
+    answer = await store.record_shown(
+        await a_message(store, thread_id, "m-3"),
+        slack_channel_id="C1",
+        slack_ts="1700000001.000300",
+        thread_id=thread_id,
+        waiting=WaitingChange.answered(),
+    )
+    assert answer is not None and answer.changed and answer.state.waiting_since is None
+    again = await store.record_shown(
+        await a_message(store, thread_id, "m-4"),
+        slack_channel_id="C1",
+        slack_ts="1700000001.000400",
+        thread_id=thread_id,
+        waiting=WaitingChange.answered(),
+    )
+    assert again is not None and not again.changed
+
+
+async def test_a_shown_message_without_a_wait_changes_none_and_keeps_an_earlier_post(
+    store: Store,
+) -> None:
+    thread_id = await a_thread(store)
+    await store.mark_waiting(thread_id, START + 1)
+    message_id = await a_message(store, thread_id, "m-1")
+    await store.attach_slack_ts(message_id, slack_channel_id="C1", slack_ts="1700000001.000001")
+
+    change = await store.record_shown(
+        message_id, slack_channel_id="C1", slack_ts="1700000009.000009", thread_id=thread_id
+    )
+
+    assert change is not None and not change.changed
+    assert change.state.waiting_since == START + 1  # untouched without `waiting`
+    message = await store.get_message_by_ghl_id("m-1")
+    assert message is not None and message.slack_ts == "1700000001.000001"
+
+
+async def test_a_shown_message_of_a_missing_thread_says_so(store: Store) -> None:
+    thread_id = await a_thread(store)
+    message_id = await a_message(store, thread_id, "m-1")
+    for waiting in (None, WaitingChange.answered(), WaitingChange.customer_wrote(START)):
+        change = await store.record_shown(
+            message_id,
+            slack_channel_id="C1",
+            slack_ts="1700000001.000001",
+            thread_id=thread_id + 1000,
+            waiting=waiting,
+        )
+        assert change is None
+
+
+async def test_concurrent_shown_messages_start_one_wait(store: Store) -> None:
+    thread_id = await a_thread(store)
+    ids = [await a_message(store, thread_id, f"m-{n}") for n in range(8)]
+    changes = await asyncio.gather(
+        *(
+            store.record_shown(
+                message_id,
+                slack_channel_id="C1",
+                slack_ts=f"1700000001.{n:06d}",
+                thread_id=thread_id,
+                waiting=WaitingChange.customer_wrote(START + n),
+            )
+            for n, message_id in enumerate(ids)
+        )
+    )
+    assert sum(1 for c in changes if c is not None and c.changed) == 1
+    state = await store.conversation_state(thread_id)
+    assert state is not None and state.last_inbound_at == START + 7

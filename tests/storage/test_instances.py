@@ -457,3 +457,63 @@ async def test_a_send_cancelled_while_instances_claim_it_is_either_sent_or_cance
     states = dict(backend.query("SELECT id, state FROM outbox"))
     assert {entry_id for entry_id, state in states.items() if state == "sending"} == claimed
     assert sum(state == "cancelled" for state in states.values()) == CALLERS - len(claimed)
+
+
+async def test_a_post_recorded_with_its_event_finishes_it_unless_the_lease_was_lost(
+    backend: Backend,
+) -> None:
+    clock_a, clock_b = FakeClock(), FakeClock()
+    async with (
+        backend.new_store(clock_a, instance_id="a", lease_seconds=LEASE) as a,
+        backend.new_store(clock_b, instance_id="b", lease_seconds=LEASE) as b,
+    ):
+        thread = await a.upsert_thread(
+            team_id="T1", channel_id="C1", location_id="loc-1", contact_id="contact-a"
+        )
+        events = [
+            await a.enqueue_inbound(
+                source="webhook",
+                event_type="InboundMessage",
+                conversation_key=f"conv-{n}",
+                payload={},
+                dedupe_keys=[f"message:m{n}"],
+                ttl_seconds=3600,
+            )
+            for n in (1, 2)
+        ]
+        messages = [
+            (
+                await a.record_message(
+                    direction=MessageDirection.INBOUND, thread_id=thread.id, ghl_message_id=f"m{n}"
+                )
+            )[0]
+            for n in (1, 2)
+        ]
+        first, second = [await a.claim_inbound() for _ in events]
+        assert first is not None and second is not None
+
+        shown = await a.record_shown(
+            messages[0].id,
+            slack_channel_id="C1",
+            slack_ts="1700000001.000001",
+            thread_id=thread.id,
+            finishes=first.id,
+        )
+        assert shown is not None
+        states = "SELECT id, state, lease_owner FROM inbound_events ORDER BY id"
+        assert backend.query(states) == [(first.id, "done", None), (second.id, "processing", "a")]
+
+        # b takes the second over after a's lease; a's late post does not finish it.
+        clock_b.advance(LEASE + 1)
+        assert (await b.take_over_expired()).events == 1
+        assert await b.claim_inbound() is not None
+        await a.record_shown(
+            messages[1].id,
+            slack_channel_id="C1",
+            slack_ts="1700000001.000002",
+            thread_id=thread.id,
+            finishes=second.id,
+        )
+        assert backend.query(states) == [(first.id, "done", None), (second.id, "processing", "b")]
+        posted = await a.get_message_by_ghl_id("m2")
+        assert posted is not None and posted.slack_ts == "1700000001.000002"

@@ -19,6 +19,7 @@ import pytest
 
 from storage import MessageDirection, PostgresStore, StoreError
 from storage._base import Conn
+from storage._inbox import WaitingChange
 from storage._postgres import _MIGRATION_LOCK, _WRITE_LOCK
 from tests.storage._support import FakeClock
 
@@ -189,6 +190,30 @@ def _operations(
         ),
         "attach_slack_ts": lambda: store.attach_slack_ts(
             ids["message"], slack_channel_id="C", slack_ts=f"{run}.3"
+        ),
+        "record_shown (the wait starts)": thread_op(
+            lambda t: store.record_shown(
+                ids["message"],
+                slack_channel_id="C",
+                slack_ts=f"{run}.4",
+                thread_id=t,
+                waiting=WaitingChange.customer_wrote(clock()),
+                conversation_id=f"conv{run}",
+            )
+        ),
+        "record_shown (an answer)": thread_op(
+            lambda t: store.record_shown(
+                ids["message"],
+                slack_channel_id="C",
+                slack_ts=f"{run}.5",
+                thread_id=t,
+                waiting=WaitingChange.answered(),
+            )
+        ),
+        "record_shown (no wait)": thread_op(
+            lambda t: store.record_shown(
+                ids["message"], slack_channel_id="C", slack_ts=f"{run}.6", thread_id=t
+            )
         ),
         "claim_inbound (none due)": lambda: store.claim_inbound(now=clock() - 1),
         "mark_waiting (now waiting)": thread_op(lambda t: store.mark_waiting(t, clock())),
