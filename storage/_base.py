@@ -14,7 +14,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal, Protocol, TypeVar
 
 from storage._errors import StoreError
@@ -214,6 +214,12 @@ def queue_claim_sql(db: Conn, table: str, taken: str, free_head: str) -> str:
     walks that index and stops at the first claimable row; each test of `free_head` is one
     index seek.
     """
+    return _queue_claim_sql(skip_locked(db), table, taken, free_head)
+
+
+@cache
+def _queue_claim_sql(skipping: str, table: str, taken: str, free_head: str) -> str:
+    """queue_claim_sql's text, made once per dialect and queue (it is asked at every claim)."""
     return f"""
         UPDATE {table}
         SET state = '{taken}', attempts = attempts + 1, updated_at = :now,
@@ -224,7 +230,7 @@ def queue_claim_sql(db: Conn, table: str, taken: str, free_head: str) -> str:
               AND candidate.next_attempt_at <= :now
               AND {free_head}
             ORDER BY candidate.next_attempt_at, candidate.id
-            LIMIT 1 {skip_locked(db)}
+            LIMIT 1 {skipping}
         )
         RETURNING *
         """  # noqa: S608 - only constants of this package are formatted in

@@ -50,6 +50,37 @@ def _claim_sql(db: Conn) -> str:
 _NEXT_DUE_SQL = queue_next_due_sql("inbound_events", _INBOUND_FREE_HEAD)
 
 
+# How an event ended, or when it is tried again. Not once another instance has claimed it
+# again (this one's lease had expired): the event is that instance's now, and it will say how
+# it ended. Between the take-over and the new claim the owner is NULL, and this still counts.
+SET_INBOUND_STATE = """
+UPDATE inbound_events SET state = :state, last_error = COALESCE(:error, last_error),
+    next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at), updated_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :event AND (lease_owner IS NULL OR lease_owner = :owner)
+"""
+
+
+def inbound_state_params(
+    event_id: int,
+    state: InboundState,
+    *,
+    now: float,
+    owner: str,
+    error: str | None = None,
+    next_attempt_at: float | None = None,
+) -> dict[str, Any]:
+    """The parameters of SET_INBOUND_STATE (an error or due time of None keeps the one set)."""
+    return {
+        "event": event_id,
+        "state": state.value,
+        "now": now,
+        "owner": owner,
+        "error": error,
+        "next_attempt_at": next_attempt_at,
+    }
+
+
 class _AlreadySeen(Exception):
     """One of an event's keys is live: the event is not stored (its transaction rolls back)."""
 
@@ -251,28 +282,15 @@ class InboundMixin(StoreBase):
     async def _set_inbound(
         self, event_id: int, state: InboundState, error: str | None, next_attempt_at: float | None
     ) -> None:
-        now = self._clock()
-        # Not once another instance has claimed it again (this one's lease had expired): the
-        # event is that instance's now, and it will say how it ended. Between the take-over
-        # and the new claim the owner is NULL, and this finish still counts.
-        await self._single_write_op(
-            lambda db: db.execute(
-                """
-                UPDATE inbound_events SET state = ?, last_error = COALESCE(?, last_error),
-                    next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ?,
-                    lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)
-                """,
-                (
-                    state.value,
-                    error,
-                    next_attempt_at,
-                    now,
-                    event_id,
-                    self._instance_id,
-                ),
-            )
+        params = inbound_state_params(
+            event_id,
+            state,
+            now=self._clock(),
+            owner=self._instance_id,
+            error=error,
+            next_attempt_at=next_attempt_at,
         )
+        await self._single_write_op(lambda db: db.execute(SET_INBOUND_STATE, params))
 
     async def recover_inbound(self) -> int:
         """At start-up, events left 'processing' by a stopped process go back to 'pending'."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from storage._base import Conn, Params, Row, StoreBase, _one
+from storage._inbound import SET_INBOUND_STATE, inbound_state_params
 from storage._records import UNSET, InboundState, Unset
 from storage._threads import THREAD_CHANGES, thread_change_params
 
@@ -183,8 +184,12 @@ class InboxMixin(StoreBase):
             subject=subject,
         )
         params.update(message=message_id, channel=slack_channel_id, ts=slack_ts)
-        params.update(event=finishes, owner=self._instance_id, done=InboundState.DONE.value)
-        writes = (_ATTACH_POST,) if finishes is None else (_ATTACH_POST, _FINISH_EVENT)
+        writes: tuple[str, ...] = (_ATTACH_POST,)
+        if finishes is not None:
+            writes += (SET_INBOUND_STATE,)
+            params.update(
+                inbound_state_params(finishes, InboundState.DONE, now=now, owner=self._instance_id)
+            )
         if waiting is None:
             changing, otherwise = None, _LEARN
         elif waiting.at is None:
@@ -197,9 +202,9 @@ class InboxMixin(StoreBase):
             if db.dialect == "postgresql":
                 # The post and the event's end ride along as parts of the same statement.
                 if changing is None:
-                    row = await _one(db, _pg_with(writes, otherwise), params)
+                    row = await _one(db, _pg_after(writes, otherwise), params)
                     return None if row is None else StateChange(_state(row), changed=False)
-                row = await _one(db, _pg_with(writes, _pg_change(changing, otherwise)), params)
+                row = await _one(db, _pg_change(changing, otherwise, writes), params)
                 if row is None:
                     return None
                 return StateChange(_state(row), changed=bool(row["changed_now"]))
@@ -239,61 +244,34 @@ class InboxMixin(StoreBase):
 # The columns of a ConversationState, as each statement returns them.
 _STATE = """id, team_id, channel_id, thread_ts, location_id, contact_id, conversation_id,
     waiting_since, last_inbound_at, unread_count, starred, assigned_to"""
-_SELECT = f"SELECT {_STATE} FROM slack_threads WHERE id = :id"  # noqa: S608 - constants only
-_START_WAITING = f"""
-UPDATE slack_threads SET waiting_since = :at,
-    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
-        THEN :at ELSE last_inbound_at END
-WHERE id = :id AND waiting_since IS NULL
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
-_NOTE_INBOUND = f"""
-UPDATE slack_threads SET
-    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
-        THEN :at ELSE last_inbound_at END
-WHERE id = :id
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
-_CLEAR_WAITING = f"""
-UPDATE slack_threads SET waiting_since = NULL
-WHERE id = :id AND waiting_since IS NOT NULL
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
-# record_shown's parts: what the thread learnt from a message shown in it, with or without
-# a change of its wait, and the post on the message (as attach_slack_ts, keeping a post).
-_LEARN = f"""
-UPDATE slack_threads SET {THREAD_CHANGES}
-WHERE id = :id
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
-_LEARN_START_WAITING = f"""
-UPDATE slack_threads SET {THREAD_CHANGES}, waiting_since = :at,
-    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
-        THEN :at ELSE last_inbound_at END
-WHERE id = :id AND waiting_since IS NULL
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
-_LEARN_NOTE_INBOUND = f"""
-UPDATE slack_threads SET {THREAD_CHANGES},
-    last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
-        THEN :at ELSE last_inbound_at END
-WHERE id = :id
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
-_LEARN_CLEAR_WAITING = f"""
-UPDATE slack_threads SET {THREAD_CHANGES}, waiting_since = NULL
-WHERE id = :id AND waiting_since IS NOT NULL
-RETURNING {_STATE}
-"""  # noqa: S608 - only this module's constants are formatted in
+_WHERE_ID = "WHERE id = :id"
+_SELECT = f"SELECT {_STATE} FROM slack_threads {_WHERE_ID}"  # noqa: S608 - constants only
+
+
+def _thread_update(sets: str, condition: str = "") -> str:
+    """An UPDATE of one thread (`:id`) that returns its state; `condition` narrows it."""
+    where = f"{_WHERE_ID} AND {condition}" if condition else _WHERE_ID
+    return f"UPDATE slack_threads SET {sets} {where} RETURNING {_STATE}"  # noqa: S608 - constants
+
+
+_LAST_INBOUND = """last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < :at
+    THEN :at ELSE last_inbound_at END"""
+_START_WAITING = _thread_update(f"waiting_since = :at, {_LAST_INBOUND}", "waiting_since IS NULL")
+_NOTE_INBOUND = _thread_update(_LAST_INBOUND)
+_CLEAR_WAITING = _thread_update("waiting_since = NULL", "waiting_since IS NOT NULL")
+# record_shown's: the same, each with what the thread learnt from a message shown in it.
+_LEARN = _thread_update(THREAD_CHANGES)
+_LEARN_START_WAITING = _thread_update(
+    f"{THREAD_CHANGES}, waiting_since = :at, {_LAST_INBOUND}", "waiting_since IS NULL"
+)
+_LEARN_NOTE_INBOUND = _thread_update(f"{THREAD_CHANGES}, {_LAST_INBOUND}")
+_LEARN_CLEAR_WAITING = _thread_update(
+    f"{THREAD_CHANGES}, waiting_since = NULL", "waiting_since IS NOT NULL"
+)
+# And the post on the message (as attach_slack_ts: a message's post, once made, is kept).
 _ATTACH_POST = """
 UPDATE messages SET slack_channel_id = :channel, slack_ts = :ts, updated_at = :now
 WHERE id = :message AND slack_ts IS NULL
-"""
-# As finish_inbound: not once another instance has claimed the event again.
-_FINISH_EVENT = """
-UPDATE inbound_events SET state = :done, updated_at = :now,
-    lease_owner = NULL, lease_expires_at = NULL
-WHERE id = :event AND (lease_owner IS NULL OR lease_owner = :owner)
 """
 
 # The first only where what the root shows (unread or not, starred or not) changes.
@@ -322,34 +300,34 @@ RETURNING {_STATE}
 """  # noqa: S608 - only this module's constants are formatted in
 
 
-_WHERE_ID = "WHERE id = :id"
-
-
 @functools.cache
-def _pg_change(changing: str, otherwise: str) -> str:
+def _pg_change(changing: str, otherwise: str, writes: tuple[str, ...] = ()) -> str:
     """`changing` and, when it matched nothing, `otherwise` as one PostgreSQL statement
     (data-modifying WITH); its rows carry `changed_now`. `otherwise` runs only where the
-    first returned no row, so the row is never written twice by the statement."""
+    first returned no row, so the row is never written twice by the statement. `writes`
+    (of other tables' rows) go first, as parts of the same statement."""
     if otherwise.count(_WHERE_ID) != 1:
         raise ValueError("the fallback statement must select its row by id alone")
     guard = " AND NOT EXISTS (SELECT 1 FROM changed)"
     guarded = otherwise.replace(_WHERE_ID, _WHERE_ID + guard)
     return (
-        f"WITH changed AS ({changing}), other AS ({guarded})"  # noqa: S608 - constants only
+        f"WITH {_parts(writes)}changed AS ({changing}), other AS ({guarded})"  # noqa: S608
         " SELECT *, TRUE AS changed_now FROM changed"
         " UNION ALL SELECT *, FALSE AS changed_now FROM other"
     )
 
 
 @functools.cache
-def _pg_with(writes: tuple[str, ...], parts: str) -> str:
-    """`parts` (one statement, a WITH or a single UPDATE ... RETURNING) preceded by
-    `writes` as data-modifying WITH parts: PostgreSQL runs them whether or not the rest
-    reads them, and they write other tables' rows, so no row is written twice."""
-    before = ", ".join(f"write{n} AS ({sql})" for n, sql in enumerate(writes))
-    if parts.lstrip().startswith("WITH "):
-        return f"WITH {before}, {parts.lstrip()[5:]}"
-    return f"WITH {before}, learnt AS ({parts}) SELECT * FROM learnt"  # noqa: S608
+def _pg_after(writes: tuple[str, ...], statement: str) -> str:
+    """`statement` (an UPDATE ... RETURNING) with `writes` of other tables' rows first, as
+    one PostgreSQL statement."""
+    return f"WITH {_parts(writes)}learnt AS ({statement}) SELECT * FROM learnt"  # noqa: S608
+
+
+def _parts(writes: tuple[str, ...]) -> str:
+    """`writes` as data-modifying WITH parts (each followed by a comma): PostgreSQL runs
+    them whether or not the rest of the statement reads them."""
+    return "".join(f"write{n} AS ({sql}), " for n, sql in enumerate(writes))
 
 
 def _state(row: Row) -> ConversationState:

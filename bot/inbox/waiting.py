@@ -1,7 +1,8 @@
 """ConversationMarks: a conversation's state on its thread root, kept in the store and shown
 with reactions.
 
-- A customer message marks the thread waiting (`customer_wrote`): `waiting_since` is the first
+- A customer message marks the thread waiting (`waiting_of`, written with its post by
+  `Store.record_shown`; then `waiting_written`): `waiting_since` is the first
   message not answered yet, and the root shows WAITING_REACTION.
 - An answer (a send from Slack, confirmed sent; a message sent from HighLevel's app or by a
   workflow, mirrored) ends the wait (`answered`).
@@ -111,11 +112,6 @@ class ConversationMarks:
         self._clock = clock
         # Told the workspace of each thread that starts or stops waiting (the Home tab).
         self.on_waiting_changed: Callable[[str], None] | None = None
-
-    async def customer_wrote(self, thread_id: int, at: float | None) -> None:
-        """A customer message (sent at `at`, else now) was shown in the thread."""
-        change = await self._store.mark_waiting(thread_id, at if at is not None else self._clock())
-        await self.waiting_written(change)
 
     async def answered(self, thread_id: int) -> None:
         """Someone answered the customer in this thread's conversation."""
