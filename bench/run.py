@@ -10,10 +10,11 @@ Each bridge runs as its own process (`python -m bot serve`), so its CPU and memo
 own; the HighLevel and Slack simulators run here, in the orchestrator; the load comes from a
 third process (`bench._loadgen`). Per column (`bench._columns`):
 
-1. outbound: N quick sends through the outbox into a HighLevel whose limit has HighLevel's
-   shape scaled in time (100 per 1 s): the send rate from the first send against that
-   ceiling, 429s, lost, doubled, and the bridges' CPU per send; then the same with the
-   ceiling lifted out of reach: the bridges' own outbound capacity;
+1. outbound: N quick sends through the outbox into a HighLevel with its own limit (100
+   requests per 10 s): the rate of HighLevel requests from the first against that ceiling
+   (sends and contact look-ups; the sends' rate beside it), the pace of the whole run,
+   429s, lost, doubled, and the bridges' CPU per send; then the same with the ceiling
+   lifted out of reach: the bridges' own outbound capacity;
 2. ack latency of signed `/sendsms` quick sends at each concurrency, next to a bare Bolt app
    (`bench.baseline`) served the same way, in alternating rounds, each round on connections
    warmed first, with the spread over rounds;

@@ -1,9 +1,10 @@
 """Rate budgets every instance draws on: HighLevel's per-location limit, Slack's per channel.
 
-Each budget is one row, a token bucket in GCRA form (the "generic cell rate algorithm"):
-`spent_until` is the moment up to which permits have been handed out, each costing
-1/rate seconds. A permit may start once `now >= spent_until - (burst - 1)/rate`, so a
-budget left idle lets `burst` permits go at once and then `rate` a second.
+Each budget is one row. Slack's are token buckets; HighLevel's are sliding windows of
+permit starts (`take_window`, below). A token bucket is in GCRA form (the "generic cell
+rate algorithm"): `spent_until` is the moment up to which permits have been handed out,
+each costing 1/rate seconds. A permit may start once `now >= spent_until - (burst - 1)/rate`,
+so a budget left idle lets `burst` permits go at once and then `rate` a second.
 
 A take reserves the next permit in one upsert, race-free without the serial lock (two
 instances taking at once queue on the row, and the second sees the first's
@@ -13,7 +14,9 @@ busy budget hands out permits in order, with one round trip each and no polling.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage._base import Conn, Row, StoreBase, _one
@@ -41,6 +44,39 @@ ON CONFLICT (key) DO UPDATE SET
     WHERE rate_budgets.spent_until < excluded.spent_until
 """
 
+# A sliding window of permit starts (take_window). `starts` is a JSON array of the last
+# `limit` permits' starts, oldest first; `spent_until` is the newest start, or the end of a
+# hold (hold_budget), whichever is later: no permit starts before it. A permit starts at
+# the latest of now, spent_until and the `limit`-th start before it plus the period.
+# PostgreSQL computes it in the upsert itself, on the row as the row lock leaves it, so
+# instances taking at once are served one after another, each seeing the others' starts.
+_WINDOW_OLDEST = """(CASE WHEN jsonb_array_length(rate_budgets.starts::jsonb) >= :limit
+    THEN (rate_budgets.starts::jsonb
+          ->> (jsonb_array_length(rate_budgets.starts::jsonb) - :limit))::DOUBLE PRECISION
+    END)"""
+_WINDOW_NEXT = f"""GREATEST(excluded.updated_at, rate_budgets.spent_until,
+    {_WINDOW_OLDEST} + CAST(:period AS DOUBLE PRECISION))"""
+_TAKE_WINDOW_PG = f"""
+INSERT INTO rate_budgets (key, spent_until, updated_at, starts)
+VALUES (:key, CAST(:now AS DOUBLE PRECISION), CAST(:now AS DOUBLE PRECISION), :first)
+ON CONFLICT (key) DO UPDATE SET
+    spent_until = {_WINDOW_NEXT},
+    updated_at = excluded.updated_at,
+    starts = ((CASE WHEN jsonb_array_length(rate_budgets.starts::jsonb) >= :limit
+                    THEN rate_budgets.starts::jsonb - 0
+                    ELSE COALESCE(rate_budgets.starts::jsonb, '[]'::jsonb) END)
+              || to_jsonb({_WINDOW_NEXT}))::text
+    WHERE {_WINDOW_NEXT} - excluded.updated_at <= CAST(:patience AS DOUBLE PRECISION)
+RETURNING spent_until
+"""  # noqa: S608 - built from the constant fragments above only
+_WINDOW_ROW = "SELECT spent_until, starts FROM rate_budgets WHERE key = ?"
+_SAVE_WINDOW = """
+INSERT INTO rate_budgets (key, spent_until, updated_at, starts) VALUES (?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    spent_until = excluded.spent_until, updated_at = excluded.updated_at,
+    starts = excluded.starts
+"""
+
 # A take that may wait "forever" still needs a number in the statement.
 _NO_LIMIT = 1e9
 
@@ -66,6 +102,27 @@ def _shape(rate: float, burst: int) -> tuple[float, float]:
         raise StoreError("a rate budget needs a burst of at least 1")
     cost = 1.0 / rate
     return cost, (burst - 1) * cost
+
+
+def window_start(
+    spent_until: float | None, starts: Sequence[float], *, now: float, limit: int, period: float
+) -> float:
+    """When the next permit of a sliding window may start (see _TAKE_WINDOW_PG)."""
+    start = now if spent_until is None else max(now, spent_until)
+    if len(starts) >= limit:
+        start = max(start, starts[len(starts) - limit] + period)
+    return start
+
+
+def _window(limit: int, period: float) -> None:
+    if limit < 1:
+        raise StoreError("a rate window needs a limit of at least 1")
+    if not (period > 0 and math.isfinite(period)):
+        raise StoreError("a rate window needs a positive period")
+
+
+def _starts(text: str | None) -> list[float]:
+    return [] if text is None else [float(start) for start in json.loads(text)]
 
 
 class BudgetsMixin(StoreBase):
@@ -112,6 +169,58 @@ class BudgetsMixin(StoreBase):
         spent_until = when if row is None else float(row["spent_until"])
         start = max(when, spent_until - tolerance)
         return BudgetGrant(granted=False, start_at=start, wait=start - when)
+
+    async def take_window(
+        self,
+        key: str,
+        *,
+        limit: int,
+        period: float,
+        max_wait: float | None = None,
+        now: float | None = None,
+    ) -> BudgetGrant:
+        """Reserve the next permit of budget `key`: at most `limit` permits start in any
+        `period` seconds, the first `limit` of an idle budget at once.
+
+        HighLevel counts requests in a sliding window; a window of starts, its period a
+        margin longer than the server's window, lets a location's whole limit through in
+        each window where a token bucket under the same window could not (see
+        bot/cluster/budget.py). `max_wait` and the answer are as for `take_budget`; a hold
+        (`hold_budget`) delays every permit until it ends.
+        """
+        _window(limit, period)
+        when = self._clock() if now is None else now
+        patience = _NO_LIMIT if max_wait is None else max(0.0, max_wait)
+
+        async def take(db: Conn) -> tuple[bool, float]:
+            if db.dialect == "postgresql":
+                row = await _one(
+                    db,
+                    _TAKE_WINDOW_PG,
+                    {
+                        "key": key,
+                        "now": when,
+                        "first": json.dumps([when]),
+                        "limit": limit,
+                        "period": period,
+                        "patience": patience,
+                    },
+                )
+                if row is not None:
+                    return True, float(row["spent_until"])
+            # SQLite (its write transactions are serial), or why PostgreSQL refused it.
+            row = await _one(db, _WINDOW_ROW, (key,))
+            spent_until = None if row is None else float(row["spent_until"])
+            starts = [] if row is None else _starts(row["starts"])
+            start = window_start(spent_until, starts, now=when, limit=limit, period=period)
+            if start - when > patience or db.dialect == "postgresql":
+                return False, start
+            ring = [*starts[max(0, len(starts) - limit + 1) :], start]
+            await db.execute(_SAVE_WINDOW, (key, start, when, json.dumps(ring)))
+            return True, start
+
+        granted, start = await self._single_write_op(take)
+        return BudgetGrant(granted=granted, start_at=start, wait=start - when)
 
     async def hold_budget(
         self,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from storage._errors import StoreError
 from storage._schema_inbox import DESCRIPTION as _INBOX_DESCRIPTION
 from storage._schema_inbox import STATEMENTS as _INBOX_STATEMENTS
+from storage._schema_windows import DESCRIPTION as _WINDOWS_DESCRIPTION
+from storage._schema_windows import STATEMENTS as _WINDOWS_STATEMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -658,6 +660,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     _RETENTION,
     Migration(14, _INBOX_DESCRIPTION, _INBOX_STATEMENTS),
+    Migration(15, _WINDOWS_DESCRIPTION, _WINDOWS_STATEMENTS),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -248,6 +248,15 @@ class Store(HistoryStore, InboxStore, HomeStore, Protocol):
         max_wait: float | None = None,
         now: float | None = None,
     ) -> BudgetGrant: ...
+    async def take_window(
+        self,
+        key: str,
+        *,
+        limit: int,
+        period: float,
+        max_wait: float | None = None,
+        now: float | None = None,
+    ) -> BudgetGrant: ...
     async def hold_budget(
         self, key: str, *, seconds: float, rate: float, burst: int, now: float | None = None
     ) -> None: ...

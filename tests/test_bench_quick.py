@@ -26,7 +26,7 @@ from bench._columns import choose_columns
 from bench._config import QUICK, SQLITE, postgres_column
 from bench._inbound import check_schedule
 from bench._loadgen import LoadPlan, LoadResult, PlannedRequest, run_plan
-from bench._outbound import rate_from_first
+from bench._outbound import pace, rate_from_first
 from bench._report import Report, at_least, at_most, holds, render_table, reported
 from bench._sandbox import BridgeDatabase, SpreadWebhooks
 from bench.run import run_bench
@@ -55,6 +55,9 @@ SMOKE = dataclasses.replace(
     storage_samples=200,
     settle_seconds=0.2,
     drain_timeout=30.0,
+    # Three windows of a small, fast HighLevel limit: the outbound phase's waits, briefly.
+    highlevel_rate_max=10,
+    highlevel_rate_interval_ms=1000,
     # PostgreSQL x3 takes every path PostgreSQL x1 does, and the spreading over bridges.
     postgres_instances=(3,),
 )
@@ -100,6 +103,11 @@ def check_column(data: dict[str, Any], instances: int) -> None:
     assert outbound["lost"] == outbound["doubled"] == 0
     assert outbound["highlevel_requests"]["send"] >= SMOKE.outbound_sends
     assert outbound["sends_per_second_from_first_send"] > 0
+    assert (
+        outbound["requests_per_second_from_first_request"]
+        >= outbound["sends_per_second_from_first_send"]
+    )
+    assert 0 < outbound["pace_of_the_fastest_client"] <= 1.0
     assert outbound["highlevel_429s"] >= 0
     assert is_number(outbound["bridge_cpu_ms_per_send"])
     capacity = data["capacity"]
@@ -331,6 +339,18 @@ def test_outbound_is_judged_from_the_first_send_not_the_best_window() -> None:
     slow = [i / 10 for i in range(10)]
     fast = [1.0 + i / 100 for i in range(500)]
     assert rate_from_first([*slow, *fast], interval=1.0) == pytest.approx(410 / 5)
+
+
+def test_the_pace_counts_the_gaps_between_windows_and_the_last_one() -> None:
+    # 250 sends under 100 per 10 s: the fastest client needs 20 s (100, 100 and 50 at 0, 10
+    # and 20 s). One that waits 10.5 s between windows needs 21 s.
+    fastest = [10.0 * (i // 100) + i % 100 * 1e-4 for i in range(250)]
+    margin = [10.5 * (i // 100) + i % 100 * 1e-4 for i in range(250)]
+    assert pace(fastest, limit=100, interval=10.0) == pytest.approx(1.0, abs=1e-3)
+    assert pace(margin, limit=100, interval=10.0) == pytest.approx(20 / 21, abs=1e-3)
+    # The rate from the first send sees whole windows only: both look like the ceiling.
+    assert rate_from_first(margin, interval=10.0) == pytest.approx(10.0)
+    assert math.isnan(pace(fastest[:100], limit=100, interval=10.0))  # one window: no pace
 
 
 def test_a_load_generator_behind_its_schedule_makes_the_run_not_valid() -> None:

@@ -168,7 +168,8 @@ async def fill(store: SqliteStore, clock: FakeClock) -> None:
             response_url="https://hooks.slack.invalid/actions/1",
         )
     assert await store.close_intent("intent-done", "sent")
-    assert (await store.take_budget("ghl:loc-1", rate=10, burst=5)).granted
+    assert (await store.take_window("ghl:loc-1", limit=10, period=10.5)).granted
+    assert (await store.take_budget("slack:T1:C2", rate=1, burst=4)).granted
     await store.hold_budget("slack:T1:C1", seconds=30, rate=1, burst=1)
     # Tenancy: an agency, its locations (one lost and told), channel links, a refresh lease.
     await store.save_company(

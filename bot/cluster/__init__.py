@@ -6,6 +6,7 @@ from bot.cluster.budget import (
     BudgetExhausted,
     BudgetStore,
     SharedBudget,
+    WindowShape,
     highlevel_key,
     slack_key,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "BudgetExhausted",
     "BudgetStore",
     "SharedBudget",
+    "WindowShape",
     "highlevel_key",
     "slack_key",
 ]

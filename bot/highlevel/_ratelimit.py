@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import ClassVar
 
-from bot.cluster.budget import BucketShape, BudgetExhausted, SharedBudget, highlevel_key
+from bot.cluster.budget import BudgetExhausted, SharedBudget, WindowShape, highlevel_key
 
 from ._errors import RateLimitedError
 
@@ -39,9 +39,9 @@ class RateLimiter:
     an ``await`` in between), so one instance may serve several event loops in turn, e.g. tests.
 
     Several instances of the bridge share the location's limit through ``budget`` (the store's
-    token bucket ``budget_key``, shaped by ``BucketShape.under_sliding_window``): a request
-    first fits this process's window, then takes a permit of the shared bucket. A 429 holds
-    the shared bucket too, so the other instances stop with this one.
+    window of permit starts ``budget_key``, shaped by ``WindowShape.under``): a request first
+    fits this process's window, then takes a permit of the shared one. A 429 holds the shared
+    budget too, so the other instances stop with this one.
     """
 
     _registry: ClassVar[dict[str, RateLimiter]] = {}
@@ -100,9 +100,9 @@ class RateLimiter:
         return limiter
 
     @property
-    def shared_shape(self) -> BucketShape:
-        """The shared bucket that keeps all instances together under the server's window."""
-        return BucketShape.under_sliding_window(self.max_requests, self.interval)
+    def shared_shape(self) -> WindowShape:
+        """The shared window that keeps all instances together under the server's."""
+        return WindowShape.under(self.max_requests, self.interval)
 
     def _prune(self, now: float) -> None:
         while self._starts and self._starts[0] <= now - self.interval:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from itertools import pairwise
+from typing import Any
 
 import pytest
 
 from storage import LATEST_VERSION, Store, StoreError
 from storage._budgets import BudgetGrant
-from tests.storage._support import Backend, FakeClock
+from tests.storage._support import START, Backend, FakeClock
 
 RATE = 8.0  # permits a second
 BURST = 10
@@ -108,16 +111,9 @@ async def test_three_instances_at_one_instant_get_exactly_the_budget(
         stores: list[Store] = [
             await stack.enter_async_context(backend.new_store(clock)) for _ in range(3)
         ]
-
-        async def hammer() -> list[bool]:
-            grants = await asyncio.gather(
-                *(take(store, max_wait=0) for store in stores for _ in range(40))
-            )
-            return [grant.granted for grant in grants]
-
-        assert (await hammer()).count(True) == BURST
+        assert await granted_at_once(stores, take) == BURST
         clock.advance(0.5)
-        assert (await hammer()).count(True) == 4  # 0.5 s at 8 a second
+        assert await granted_at_once(stores, take) == 4  # 0.5 s at 8 a second
 
 
 async def test_three_instances_reserving_at_once_keep_every_window_within_the_budget(
@@ -144,5 +140,153 @@ async def test_three_instances_reserving_at_once_keep_every_window_within_the_bu
     assert min(gaps) >= COST - 1e-6
 
 
+async def granted_at_once(stores: list[Store], taker: Callable[..., Awaitable[BudgetGrant]]) -> int:
+    """How many of 40 takes from each store, all at once and waiting for nothing, were granted."""
+    grants = await asyncio.gather(
+        *(taker(store, max_wait=0) for store in stores for _ in range(40))
+    )
+    return sum(1 for grant in grants if grant.granted)
+
+
 def _in_window(starts: list[float], first: float, seconds: float) -> int:
     return sum(1 for start in starts if first <= start < first + seconds)
+
+
+# ---------------------------------------------------------------- sliding windows (HighLevel's)
+
+LIMIT = 5
+PERIOD = 10.5  # a 10 s window and its margin
+
+
+async def take_window(store: Store, key: str = KEY, **extra: float | int | None) -> BudgetGrant:
+    shape: dict[str, Any] = {"limit": LIMIT, "period": PERIOD, **extra}
+    return await store.take_window(key, **shape)
+
+
+async def test_migration_15_gives_budgets_their_window_of_starts(
+    store: Store, backend: Backend
+) -> None:
+    assert LATEST_VERSION >= 15
+    await take_window(store)
+    [(text,)] = backend.query("SELECT starts FROM rate_budgets WHERE key = 'ghl:loc-1'")
+    assert json.loads(text) == [START]
+
+
+async def test_an_idle_window_grants_its_whole_limit_at_once_then_one_a_period_after_each(
+    store: Store, clock: FakeClock
+) -> None:
+    first = [await take_window(store) for _ in range(LIMIT)]
+    assert all(grant.granted for grant in first)
+    assert [grant.wait for grant in first] == [0.0] * LIMIT
+
+    clock.advance(2.0)
+    later = [await take_window(store) for _ in range(LIMIT + 1)]
+    assert all(grant.granted for grant in later)
+    # Each starts a period after the one `LIMIT` permits before it, and never before the one
+    # just before it: the five of the first instant, then the first of the next period.
+    assert [grant.start_at for grant in later] == pytest.approx(
+        [START + PERIOD] * LIMIT + [START + 2 * PERIOD]
+    )
+
+
+async def test_starts_spread_out_keep_their_spacing_a_period_later(
+    store: Store, clock: FakeClock
+) -> None:
+    for _ in range(LIMIT):
+        await take_window(store)
+        clock.advance(1.0)
+    # Now START + 5; the window holds starts at START + 0, 1, 2, 3, 4.
+    grants = [await take_window(store) for _ in range(3)]
+    assert [grant.start_at for grant in grants] == pytest.approx(
+        [START + PERIOD, START + 1 + PERIOD, START + 2 + PERIOD]
+    )
+    clock.advance(100.0)  # a long pause: the whole limit again at once
+    assert [(await take_window(store, max_wait=0)).granted for _ in range(LIMIT + 1)] == [
+        True
+    ] * LIMIT + [False]
+
+
+async def test_a_window_take_beyond_max_wait_is_refused_and_changes_nothing(
+    store: Store, clock: FakeClock
+) -> None:
+    for _ in range(LIMIT):
+        await take_window(store)
+    clock.advance(3.0)
+
+    refused = [await take_window(store, max_wait=7.0) for _ in range(3)]
+    assert [grant.granted for grant in refused] == [False] * 3
+    assert [grant.wait for grant in refused] == pytest.approx([PERIOD - 3.0] * 3)
+
+    granted = await take_window(store, max_wait=PERIOD - 3.0)
+    assert granted.granted
+    assert granted.start_at == pytest.approx(START + PERIOD)
+
+
+async def test_a_hold_delays_every_permit_of_a_window_until_it_ends(
+    store: Store, clock: FakeClock
+) -> None:
+    await take_window(store)
+    await store.hold_budget(KEY, seconds=4.0, rate=LIMIT / PERIOD, burst=1)
+
+    grants = [await take_window(store) for _ in range(LIMIT)]
+    # The hold's end, then the window: four more fit the period that began with the first.
+    assert [grant.start_at for grant in grants] == pytest.approx(
+        [START + 4.0] * (LIMIT - 1) + [START + PERIOD]
+    )
+
+
+async def test_a_limit_learnt_later_applies_to_the_starts_already_made(
+    store: Store, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        await take_window(store, limit=3)
+    # HighLevel now says 5: two more fit this period, as if the limit had been 5 all along.
+    grants = [await take_window(store, limit=5) for _ in range(3)]
+    assert [grant.wait for grant in grants] == pytest.approx([0.0, 0.0, PERIOD])
+    # And back to 2: the next starts a period after the second-newest start.
+    assert (await take_window(store, limit=2)).start_at == pytest.approx(START + 2 * PERIOD)
+
+
+@pytest.mark.parametrize(("limit", "period"), [(0, 10.0), (5, 0.0), (5, -1.0), (5, math.inf)])
+async def test_a_shapeless_window_is_refused(store: Store, limit: int, period: float) -> None:
+    with pytest.raises(StoreError):
+        await store.take_window(KEY, limit=limit, period=period)
+
+
+async def test_three_instances_at_one_instant_get_exactly_the_window(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """A lost update (two takes reading the same row) would grant more than the window holds."""
+    async with AsyncExitStack() as stack:
+        stores: list[Store] = [
+            await stack.enter_async_context(backend.new_store(clock)) for _ in range(3)
+        ]
+        assert await granted_at_once(stores, take_window) == LIMIT
+        clock.advance(PERIOD - 0.01)
+        assert await granted_at_once(stores, take_window) == 0
+        clock.advance(0.01)
+        assert await granted_at_once(stores, take_window) == LIMIT
+
+
+async def test_three_instances_reserving_at_once_fill_each_period_and_never_overfill_it(
+    backend: Backend,
+) -> None:
+    """Real clock, 3 x 100 reservations of a 100-per-period window at once: the first 100
+    start at once, and no period-long span of their starts holds more than 100."""
+    async with AsyncExitStack() as stack:
+        stores: list[Store] = [
+            await stack.enter_async_context(backend.new_store(time.time)) for _ in range(3)
+        ]
+        grants = await asyncio.gather(
+            *(take_window(store, limit=100) for store in stores for _ in range(100))
+        )
+
+    assert all(grant.granted for grant in grants)
+    starts = sorted(grant.start_at for grant in grants)
+    assert max(_in_window(starts, first, PERIOD) for first in starts) == 100
+    # The first hundred went in the first period (a take may wait a moment for the start of
+    # another instance's permit, never before it), the rest a period later.
+    assert starts[99] - starts[0] < 1.0
+    # Each later permit starts exactly a period after the one a hundred before it.
+    gaps = [later - earlier for earlier, later in zip(starts, starts[100:], strict=False)]
+    assert gaps == pytest.approx([PERIOD] * 200)

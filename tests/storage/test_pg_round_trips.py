@@ -171,7 +171,8 @@ def _operations(
         "set_outbox_slack_ts": entry_op(
             lambda entry_id: store.set_outbox_slack_ts(entry_id, f"{run}.2")
         ),
-        "take_budget": lambda: store.take_budget("ghl:L", rate=100.0, burst=100),
+        "take_budget": lambda: store.take_budget("slack:T:C", rate=100.0, burst=100),
+        "take_window": lambda: store.take_window("ghl:L", limit=100, period=10.5),
         "mark_sent (two ids)": entry_op(
             lambda entry_id: store.mark_sent(
                 entry_id,

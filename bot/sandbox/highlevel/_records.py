@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._models import SimContact, SimEmail, SimMessage
@@ -30,6 +31,7 @@ class RequestRecord:
     headers: dict[str, str]
     body: Any = None
     status: int = 0  # 0 while in flight, 499 if the client gave up first
+    received_at: float = field(default_factory=time.time)
 
 
 class AmbiguousCustomer(LookupError):
