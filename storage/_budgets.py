@@ -126,7 +126,7 @@ def _starts(text: str | None) -> list[float]:
 
 
 class BudgetsMixin(StoreBase):
-    """Token buckets shared by every instance on the database."""
+    """Token buckets and sliding windows shared by every instance on the database."""
 
     async def take_budget(
         self,
