@@ -214,6 +214,35 @@ async def test_a_send_at_23_00_contact_time_is_scheduled_for_08_00(stack: Sandbo
 
 
 @pytest.mark.parametrize("stack_overrides", [NIGHT])
+async def test_a_submission_before_the_fill_in_is_asked_when_at_night(
+    stack: SandboxStack,
+) -> None:
+    now = datetime.now(UTC)
+    zone = _night_zone(now)
+    stack.highlevel.contacts[ADA_LOVELACE_ID].extra["timezone"] = zone.key
+    # Slack holds the composer's fill-in, so the person's submission comes first.
+    fill_in = stack.slack.faults.hold_next("views.update")
+    try:
+        view_id = await open_composer(stack, ADA)
+        assert "quiet_hours" not in _blocks(stack, view_id)
+
+        answer = await submit(stack, view_id, {"message": "Your results are in"})
+
+        # Not sent: the answer asks when, offering the end of the quiet hours there.
+        assert answer.get("response_action") == "update", answer
+        assert stack.highlevel.requests_to(*SEND) == []
+        quiet = _blocks(stack, view_id)["quiet_hours"]
+        at = _next_eight(zone, now)
+        schedule = next(o for o in quiet["element"]["options"] if o["value"].endswith(str(at)))
+        answer = await submit(stack, view_id, {"quiet_hours": schedule})
+        assert answer.get("response_action") != "errors", answer
+        await eventually(lambda: len(sends(stack)) == 1)
+        assert sends(stack)[0]["scheduledTimestamp"] == at
+    finally:
+        fill_in.set()
+
+
+@pytest.mark.parametrize("stack_overrides", [NIGHT])
 async def test_quick_send_in_quiet_hours_offers_the_two_buttons_and_send_anyway_is_audited(
     stack: SandboxStack,
 ) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -11,7 +12,8 @@ class Fault:
 
     ``status`` 0 means "answer normally" (use it with ``delay_seconds`` alone).
     ``take_effect`` makes the call happen (a message is posted) before the error is answered,
-    which is what a timeout or a 5xx after the fact looks like to the caller.
+    which is what a timeout or a 5xx after the fact looks like to the caller. ``gate``, when
+    set, holds the call until the test sets it (after any delay).
     """
 
     method: str
@@ -21,6 +23,14 @@ class Fault:
     retry_after: int | None
     delay_seconds: float
     take_effect: bool
+    gate: asyncio.Event | None = field(default=None)
+
+    async def wait(self) -> None:
+        """Hold the call as this fault says, before it is handled."""
+        if self.delay_seconds > 0:
+            await asyncio.sleep(self.delay_seconds)
+        if self.gate is not None:
+            await self.gate.wait()
 
 
 class SlackFaults:
@@ -63,6 +73,12 @@ class SlackFaults:
     def delay_next(self, method: str, seconds: float, *, times: int = 1) -> Fault:
         """Answer normally, but only after ``seconds``."""
         return self.inject(method, times=times, status=0, error="", delay_seconds=seconds)
+
+    def hold_next(self, method: str) -> asyncio.Event:
+        """Hold the next call of ``method`` until the returned event is set, then answer it."""
+        fault = self.inject(method, status=0, error="")
+        fault.gate = asyncio.Event()
+        return fault.gate
 
     def clear(self) -> None:
         self._queued.clear()

@@ -15,7 +15,6 @@ curl's ``-F filename=@x`` sends multipart, also taken. Slack answers 200 ``OK - 
 
 from __future__ import annotations
 
-import asyncio
 import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -141,8 +140,8 @@ class FileRoutes:
 
 async def _take_fault(sim: SlackSimulator, method: str) -> Fault | None:
     fault = sim.faults.take(method)
-    if fault is not None and fault.delay_seconds > 0:
-        await asyncio.sleep(fault.delay_seconds)
+    if fault is not None:
+        await fault.wait()
     return fault
 
 

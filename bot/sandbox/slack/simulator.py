@@ -17,7 +17,6 @@ See README.md here.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -240,8 +239,8 @@ class SlackSimulator(InstallSide, SlackWorkspace):
         headers: dict[str, str] = {}
         team_id: str | None = None
         fault = self.faults.take(method)
-        if fault is not None and fault.delay_seconds > 0:
-            await asyncio.sleep(fault.delay_seconds)
+        if fault is not None:
+            await fault.wait()
         try:
             args, transport, token = await read_arguments(request)
             if fault is not None and fault.status and not fault.take_effect:
