@@ -113,7 +113,7 @@ async def outbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], 
     # it has heard HighLevel's window from the headers of an answer.
     await _burst(sandbox, len(sandbox.bridges), "warm")
     # Start with HighLevel's window empty, as after any quiet spell: earlier sends would
-    # otherwise still count against the first second of this phase.
+    # otherwise still count against the first window of this phase.
     await asyncio.sleep(interval + 0.5)
     burst = await _burst(sandbox, config.outbound_sends, "out")
     times, texts, sends = burst["times"], burst["texts"], burst["sends"]
@@ -154,8 +154,7 @@ async def outbound_phase(sandbox: Sandbox, report: Report, say: Callable[[str], 
     say(
         f"{column.title} outbound: {achieved:.1f} requests/s of {ceiling:.0f}/s from the first "
         f"({sends_per_second:.1f} sends/s), {paced:.2f} of the fastest pace, "
-        f"{rate_limited} x 429, "
-        f"bridge CPU {per_send:.2f} ms per send"
+        f"{rate_limited} x 429, bridge CPU {per_send:.2f} ms per send"
     )
     report.add(
         column,
