@@ -1,0 +1,134 @@
+"""What the variants share: settings, the operations measured, and rows made entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from storage import (
+    InboundEvent,
+    InboundState,
+    NotFoundError,
+    OutboxEntry,
+    OutboxState,
+    OutboxStateError,
+    StoreError,
+)
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TEAM_ID = "T0BENCH"
+CHANNEL_ID = "C0BENCH"
+SLACK_USER_ID = "U0BENCH"
+LOCATION_ID = "benchLocation0000001"
+CONTACTS = 50  # sends and events spread over this many contacts, each with its thread
+DEDUPE_TTL = 7 * 86_400.0
+LIMIT = 0.15  # the cost in throughput above which two backends are kept
+
+_MARK_SENT_FROM = frozenset({OutboxState.SENDING, OutboxState.UNKNOWN})
+
+
+class _BenchStore(Protocol):
+    """The four operations measured, as SqliteStore has them."""
+
+    async def enqueue_inbound(
+        self,
+        *,
+        source: str,
+        event_type: str,
+        conversation_key: str,
+        payload: Mapping[str, Any],
+        dedupe_keys: Sequence[str],
+        ttl_seconds: float,
+    ) -> InboundEvent | None: ...
+
+    async def enqueue(
+        self,
+        *,
+        idempotency_key: str,
+        team_id: str,
+        channel_id: str,
+        slack_user_id: str,
+        location_id: str,
+        contact_id: str,
+        message_type: str,
+        payload: Mapping[str, Any],
+        thread_id: int | None = None,
+    ) -> tuple[OutboxEntry, bool]: ...
+
+    async def claim_next(self, now: float | None = None) -> OutboxEntry | None: ...
+
+    async def mark_sent(
+        self,
+        outbox_id: int,
+        *,
+        conversation_id: str | None,
+        ghl_message_id: str | None,
+    ) -> OutboxEntry: ...
+
+
+class _Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def _inbound_event(row: _Row) -> InboundEvent:
+    return InboundEvent(
+        id=row["id"],
+        source=row["source"],
+        event_type=row["event_type"],
+        conversation_key=row["conversation_key"],
+        payload_json=row["payload"],
+        state=InboundState(row["state"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        received_at=row["received_at"],
+    )
+
+
+def _outbox_entry(row: _Row) -> OutboxEntry:
+    ids = json.loads(row["ghl_message_ids"])
+    if not isinstance(ids, list):
+        raise StoreError(f"expected a JSON list, found {ids!r}")
+    return OutboxEntry(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        slack_user_id=row["slack_user_id"],
+        thread_id=row["thread_id"],
+        location_id=row["location_id"],
+        contact_id=row["contact_id"],
+        conversation_id=row["conversation_id"],
+        message_type=row["message_type"],
+        payload_json=row["payload"],
+        state=OutboxState(row["state"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
+        ghl_message_id=row["ghl_message_id"],
+        ghl_email_message_id=row["ghl_email_message_id"],
+        ghl_message_ids=tuple(str(value) for value in ids),
+        slack_ts=row["slack_ts"],
+        scheduled_at=row["scheduled_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _required(row: _Row | None) -> _Row:
+    # An INSERT/UPDATE ... RETURNING on a row the transaction holds always returns it.
+    if row is None:
+        raise StoreError("a write returned no row")
+    return row
+
+
+def _sent_ids(ghl_message_id: str | None, ghl_message_ids: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys([*([ghl_message_id] if ghl_message_id else []), *ghl_message_ids]))
+
+
+def _check_mark_sent(outbox_id: int, state: str | None) -> None:
+    if state is None:
+        raise NotFoundError(f"no outbox entry {outbox_id}")
+    if OutboxState(state) not in _MARK_SENT_FROM:
+        raise OutboxStateError(outbox_id, state, "mark_sent")
