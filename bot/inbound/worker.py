@@ -193,7 +193,7 @@ class InboundWorker:
         async with self._showing.hold(message.key_id):
             known = await self._store.get_message_by_ghl_id(message.key_id)
             if known is not None and (known.slack_ts is not None or known.outbox_id is not None):
-                await self._update_status(known, message)
+                await self._update_status(known, message, retried=event.attempts > 1)
                 await self._files_of_shown(known, message)
                 return True
             if (
@@ -215,14 +215,22 @@ class InboundWorker:
     async def _own_send_pending(self, message: IncomingMessage) -> bool:
         return await self._store.has_unsettled_send(_location(message), message.contact_id)
 
-    async def _update_status(self, known: MessageRecord, message: IncomingMessage) -> None:
+    async def _update_status(
+        self, known: MessageRecord, message: IncomingMessage, *, retried: bool
+    ) -> None:
         status = (message.status or "").lower()
         before = (known.status or "").lower()
-        if not status or status == before:
+        if not status:
+            return
+        shown = _STATUS_SHOWN.get(status)
+        # Recorded already: by an earlier attempt of this event, which may have stopped (Slack
+        # failing, a crash) before the send's post showed it. Only a retried event shows it
+        # again; an update of the post is the same whichever attempt lands.
+        recorded = status == before
+        if recorded and not (retried and known.outbox_id is not None and shown is not None):
             return
         if _STATUS_PROGRESS.get(status, 99) < _STATUS_PROGRESS.get(before, -1):
             return  # arrived late: the message is further along already
-        shown = _STATUS_SHOWN.get(status)
         if known.outbox_id is not None and shown is not None:
             entry = await self._store.update_status_of_send(message.key_id, status)
             if entry is None or entry.state is OutboxState.CANCELLED:
@@ -232,7 +240,9 @@ class InboundWorker:
                 error = message.error or f"HighLevel reports the message {status}"
                 if entry.state is not OutboxState.FAILED:
                     entry = await self._store.mark_failed(entry.id, error)
-            await self._presenter.show(entry, shown, error=error)
+            if not await self._presenter.show(entry, shown, error=error):
+                # Recorded, not shown: the event is tried again (see `recorded` above).
+                raise SlackPostError("the send's post could not be updated")
             return
         await self._store.update_message_status(message.key_id, status)
         reaction = status_reaction(status)
@@ -279,7 +289,7 @@ class InboundWorker:
         ):
             # Shown already (or it is one of our sends, or "Earlier messages" showed it): this
             # event only updates its status.
-            await self._update_status(record, message)
+            await self._update_status(record, message, retried=event.attempts > 1)
             await self._files_of_shown(record, message)
             return False
         post = inbound_post(

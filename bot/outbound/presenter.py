@@ -320,22 +320,25 @@ class SendPresenter:
         thread: ThreadRecord | None = None,
         display: Display | None = None,
         error: str | None = None,
-    ) -> None:
-        """Update the send's Slack post (or post it, if posting failed earlier)."""
+    ) -> bool:
+        """Update the send's Slack post (or post it, if posting failed earlier).
+
+        False when Slack could not be made to show it (logged here): a caller that can try
+        again later (an inbound event) does; the others leave the post as it was.
+        """
         if status is PostStatus.CANCELLED and self._outcomes is not None:
             # Only a person's cancel, once the store marked the entry cancelled, shows this.
             self._outcomes.send_outcome("cancelled")
         if is_purged(entry):
             # Its text is purged (MESSAGE_RETENTION_DAYS): shown again, the post would lose it.
             log.debug("outbox %d: purged; its post is left as it is", entry.id)
-            return
+            return True
         async with self._showing.hold(entry.id):
             thread_id = entry.thread_id or (thread.id if thread is not None else None)
             if thread_id is None:
-                await self._show(entry, status, thread=thread, display=display, error=error)
-                return
+                return await self._show(entry, status, thread=thread, display=display, error=error)
             async with self.thread_root(thread_id):
-                await self._show(entry, status, thread=thread, display=display, error=error)
+                return await self._show(entry, status, thread=thread, display=display, error=error)
 
     async def _show(
         self,
@@ -345,7 +348,7 @@ class SendPresenter:
         thread: ThreadRecord | None,
         display: Display | None,
         error: str | None,
-    ) -> None:
+    ) -> bool:
         display = display or unpack_entry(entry)[1]
         # The post (and the thread root) may have been made since the caller read them. Each
         # is recorded once and never changes after: only one not known yet is looked for.
@@ -367,9 +370,9 @@ class SendPresenter:
                 )
             except SlackPostError as exc:
                 log.warning("outbox %d: could not show it in Slack (%s)", entry.id, exc.error)
-                return
+                return False
             await self._store.set_outbox_slack_ts(entry.id, ts)
-            return
+            return True
         # Here the send has a post to update, or no thread at all (never claimed).
         as_root = thread is not None and entry.slack_ts == thread.thread_ts
         post = self.post(
@@ -392,6 +395,7 @@ class SendPresenter:
             )
         except SlackPostError as exc:
             log.warning("outbox %d: could not show its status in Slack (%s)", entry.id, exc.error)
-            return
+            return False
         if entry.slack_ts is None:
             await self._store.set_outbox_slack_ts(entry.id, ts)
+        return True

@@ -457,3 +457,20 @@ async def test_an_unreadable_outbox_entry_is_set_aside_and_sending_goes_on(
             await asyncio.sleep(0.2)
     await quick_send(stack, "+1 415 555 0100 still working")
     await eventually(lambda: any(b.get("message") == "still working" for b in sends(stack)))
+
+
+async def test_a_delivery_is_shown_even_after_slack_failed_to_update_the_post(
+    stack: SandboxStack,
+) -> None:
+    await quick_send(stack, "+1 415 555 0100 Your car is ready")
+    await eventually(lambda: went_out(roots(stack)[0]) if roots(stack) else False)
+    [sent] = [m for m in stack.highlevel.messages.values() if m.body == "Your car is ready"]
+    await stack.highlevel.drain_webhooks()
+
+    # HighLevel says delivered; Slack fails the post's update as often as the poster tries
+    # it, so the event is tried again later, by which time the delivery is recorded: the post
+    # must still come to show it.
+    stack.slack.faults.server_error_next("chat.update", times=5)
+    await stack.highlevel.set_message_status(sent.id, "delivered")
+    await eventually(lambda: "Delivered" in text_of(roots(stack)[0]), within=30)
+    assert not stack.slack.faults.pending  # the failures were met, not skipped
