@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from bot.outbound.entry import Display, files_of, is_purged, unpack_entry
-from bot.posting.poster import PostMark, SlackPostError, SlackPosters, WorkspaceGone, cannot_look
+from bot.posting.poster import PostMark, SlackPostError, SlackPosters, cannot_look, passing_failure
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus, SendPost
 from storage import OutboxEntry, Store, ThreadRecord
@@ -323,9 +323,10 @@ class SendPresenter:
     ) -> bool:
         """Update the send's Slack post (or post it, if posting failed earlier).
 
-        False when Slack could not be made to show it now (logged here): a caller that can
-        try again later (an inbound event) does; the others leave the post as it was. True
-        when its workspace is gone: there is nothing left to show it in.
+        False when Slack could not show it now but may later (no answer, its own failure or
+        rate limit; logged here): a caller that can try again later (an inbound event) does;
+        the others leave the post as it was. True otherwise, also when Slack refused it for
+        good (a deleted post, a workspace gone): trying again would fail the same way.
         """
         if status is PostStatus.CANCELLED and self._outcomes is not None:
             # Only a person's cancel, once the store marked the entry cancelled, shows this.
@@ -371,7 +372,7 @@ class SendPresenter:
                 )
             except SlackPostError as exc:
                 log.warning("outbox %d: could not show it in Slack (%s)", entry.id, exc.error)
-                return isinstance(exc, WorkspaceGone)
+                return not passing_failure(exc)
             await self._store.set_outbox_slack_ts(entry.id, ts)
             return True
         # Here the send has a post to update, or no thread at all (never claimed).
@@ -396,7 +397,7 @@ class SendPresenter:
             )
         except SlackPostError as exc:
             log.warning("outbox %d: could not show its status in Slack (%s)", entry.id, exc.error)
-            return isinstance(exc, WorkspaceGone)
+            return not passing_failure(exc)
         if entry.slack_ts is None:
             await self._store.set_outbox_slack_ts(entry.id, ts)
         return True

@@ -42,3 +42,16 @@ def _code(exc: SlackApiError) -> str:
     if isinstance(data, dict):
         return str(data.get("error", "unknown_error"))
     return "unknown_error"
+
+
+def passing_failure(exc: BaseException) -> bool:
+    """Whether a post that failed with `exc` (a SlackPostError, raised from what Slack did)
+    may go through later: no answer, Slack's own failure (5xx) or its rate limit. Anything
+    else (a deleted message, an archived channel, a missing scope) fails the same way again."""
+    cause = exc.__cause__
+    if isinstance(cause, _NO_ANSWER):
+        return True
+    if isinstance(cause, SlackApiError) and cause.response is not None:
+        status = getattr(cause.response, "status_code", None)
+        return isinstance(status, int) and (status >= 500 or status == 429)
+    return False

@@ -24,6 +24,9 @@ from bot.posting._answers import (
     _retry_after,
     _retry_after_or_no_answer,
 )
+from bot.posting._answers import (
+    passing_failure as passing_failure,
+)
 from bot.posting.pacing import ChannelPacer, slack_retry_after
 from bot.ui.inbound_builder import InboundPost, inbound_reply, inbound_root, mirrored_outbound
 from bot.ui.thread_builder import SendPost, reply_message, root_message

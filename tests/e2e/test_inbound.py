@@ -478,3 +478,20 @@ async def test_the_worker_shows_a_message_once_when_two_of_its_events_run_togeth
         record = await store.get_message_by_ghl_id(message_id)
         assert record is not None
         assert (record.status, record.slack_ts) == ("delivered", posts[0].ts)
+
+
+async def test_a_send_whose_post_slack_refuses_for_good_does_not_hold_up_its_conversation(
+    stack: SandboxStack,
+) -> None:
+    await start_thread_with_ada(stack)
+    [sent] = [m for m in stack.highlevel.messages.values() if m.body == "Your table is ready"]
+    updates = len(stack.slack.calls_to("chat.update"))
+
+    # Someone deleted the send's post: Slack refuses its update, and would again.
+    stack.slack.faults.inject("chat.update", status=200, error="message_not_found")
+    await stack.highlevel.set_message_status(sent.id, "delivered")
+    await stack.highlevel.customer_reply(ADA_LOVELACE_ID, "SMS", "Great, on my way")
+
+    # The reply after it is shown at once, not behind retries of the refused update.
+    await eventually(lambda: replies_containing(stack, "Great, on my way") == 1, within=5)
+    assert len(stack.slack.calls_to("chat.update")) == updates + 1  # tried once
