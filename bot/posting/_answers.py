@@ -46,12 +46,8 @@ def _code(exc: SlackApiError) -> str:
 
 def passing_failure(exc: BaseException) -> bool:
     """Whether a post that failed with `exc` (a SlackPostError, raised from what Slack did)
-    may go through later: no answer, Slack's own failure (5xx) or its rate limit. Anything
-    else (a deleted message, an archived channel, a missing scope) fails the same way again."""
+    may go through later: what the poster itself tries again (no answer, Slack's own failure
+    or its rate limit). Anything else (a deleted message, an archived channel, a missing
+    scope) fails the same way again."""
     cause = exc.__cause__
-    if isinstance(cause, _NO_ANSWER):
-        return True
-    if isinstance(cause, SlackApiError) and cause.response is not None:
-        status = getattr(cause.response, "status_code", None)
-        return isinstance(status, int) and (status >= 500 or status == 429)
-    return False
+    return cause is not None and _retry_after_or_no_answer(cause) is not None
