@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
@@ -46,6 +46,9 @@ WARNING_INTERVAL_SECONDS = 30.0
 LINGERING_SECONDS = 2.0
 # When the soft limit may be unlimited, how many descriptors the cap is planned for.
 _UNLIMITED_OPEN_FILES = 1 << 20
+# A deadline's timer may run this much before it (asyncio runs a timer within its clock's
+# resolution): not worth a timer of its own.
+_EARLY = 0.001
 
 
 def raise_open_file_limit() -> int:
@@ -190,6 +193,10 @@ class GuardedConnection(asyncio.Protocol):
         self.inner = inner
         self.phase = _Phase.HEAD
         self._head_started = False  # a byte of the awaited request head has arrived
+        # When the phase's time is up (None: no limit while busy), and the timer that looks
+        # then. A phase change only moves `_due`; the timer is moved only to come sooner, so
+        # a request on a kept-alive connection costs no timer of its own.
+        self._due: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol, passed on to aiohttp
@@ -239,23 +246,37 @@ class GuardedConnection(asyncio.Protocol):
         self._head_started = False
         self._guard._moved(self)
         if timeout is None:
-            self._disarm()
+            self._due = None  # a timer still set finds nothing due and lapses
         else:
             self._arm(timeout)
 
     def _arm(self, timeout: float) -> None:
-        self._disarm()
-        self._deadline = asyncio.get_running_loop().call_later(timeout, self._expired)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + timeout
+        self._due = due
+        if self._deadline is None or self._deadline.when() > due:
+            self._disarm_timer()
+            self._deadline = loop.call_at(due, self._expired)
 
     def _disarm(self) -> None:
+        self._due = None
+        self._disarm_timer()
+
+    def _disarm_timer(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
     def _expired(self) -> None:
         self._deadline = None
-        if self.phase is _Phase.BUSY:
+        due = self._due
+        if due is None:
+            return  # busy: no limit
+        loop = asyncio.get_running_loop()
+        if due > loop.time() + _EARLY:
+            self._deadline = loop.call_at(due, self._expired)  # moved on since it was set
             return
+        self._due = None
         # A connection that never started its request is merely idle: closed without a word.
         slow = self.phase is _Phase.HEAD and self._head_started
         self.close(self._guard.slow_heads if slow else None)
@@ -420,6 +441,15 @@ class BodyGate:
         if self.reading >= self.slots:
             self._full.note()
             raise self._when_full()
+        if (
+            declared is not None
+            and request.content.is_eof()
+            and hdrs.CONTENT_ENCODING not in request.headers
+        ):
+            # All of it came with the head (a webhook's few kB do): nothing to wait for, and
+            # no clone, since a body read as sent is no longer than it declared.
+            await request.read()
+            return request
         self.reading += 1
         try:
             # The clone enforces this route's cap on a body sent without a declared length.

@@ -39,6 +39,7 @@ __all__ = [
     "WebhookRejected",
     "WebhookVerifier",
     "highlevel_rsa_key_pem",
+    "repair_lone_surrogates",
 ]
 
 ED25519_HEADER = "x-ghl-signature"
@@ -51,6 +52,13 @@ Algorithm = Literal["ed25519", "rsa-sha256"]
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT_CHARACTER = "\ufffd"
+# What JSON needs to hold for json.loads to give a lone surrogate: an escape of one, or one
+# in the text itself (from bytes, json.loads decodes with "surrogatepass": in UTF-8 that is
+# ED A0-BF). A false match only costs the walk over the payload.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_MAYBE_SURROGATE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+# An ISO-8601 date ("2025-02-17T…"), which float() would refuse: read as one straight away.
+_ISO_DATE = re.compile(r"\d{4}-")
 
 # Above this a numeric timestamp is milliseconds: 1e11 seconds is the year 5138,
 # 1e11 milliseconds is 1973.
@@ -118,8 +126,25 @@ def _well_formed(text: str) -> str:
     return _LONE_SURROGATE.sub(REPLACEMENT_CHARACTER, text)
 
 
+def repair_lone_surrogates(payload: dict[str, Any], json_read: bytes | str) -> None:
+    """Make every string (keys too) of `payload`, which json.loads read from `json_read`,
+    encodable as UTF-8, in place: each lone surrogate becomes U+FFFD.
+
+    The walk over every string is skipped when `json_read` cannot have given one: the common
+    case. Bytes are looked at only when json.loads read them as UTF-8 (a "{" then a byte other
+    than NUL: its test for UTF-16 and -32).
+    """
+    if isinstance(json_read, str):
+        maybe = _MAYBE_SURROGATE_TEXT.search(json_read) is not None
+    else:
+        utf8 = json_read[:1] == b"{" and json_read[1:2] != b"\x00"
+        maybe = not utf8 or _MAYBE_SURROGATE.search(json_read) is not None
+    if maybe:
+        _replace_lone_surrogates(payload)
+
+
 def _replace_lone_surrogates(payload: dict[str, Any]) -> None:
-    """Make every string (keys too) in a parsed JSON object encodable as UTF-8, in place.
+    """Every lone surrogate in `payload` replaced, in place.
 
     Iterative, so a deeply nested body that json.loads accepted cannot overflow the stack here.
     """
@@ -154,21 +179,27 @@ def _epoch_seconds(value: object) -> float | None:
         number = float(value)
     elif isinstance(value, str):
         text = value.strip()
+        if _ISO_DATE.match(text):  # HighLevel's usual form, never a number
+            return _iso_seconds(text)
         try:
             number = float(text)
         except ValueError:
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                return None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            return moment.timestamp()
+            return _iso_seconds(text)
     else:
         return None
     if not math.isfinite(number):
         return None
     return number / 1000.0 if abs(number) >= _MILLISECONDS_FROM else number
+
+
+def _iso_seconds(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 class WebhookVerifier:
@@ -203,7 +234,7 @@ class WebhookVerifier:
             raise WebhookRejected("bad_json") from None
         if not isinstance(payload, dict):
             raise WebhookRejected("bad_json")
-        _replace_lone_surrogates(payload)
+        repair_lone_surrogates(payload, raw_body)
         webhook_id = payload.get("webhookId")
         if not isinstance(webhook_id, str) or not webhook_id:
             raise WebhookRejected("missing_webhook_id")

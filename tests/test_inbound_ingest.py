@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.inbound.messages import from_webhook, stored_message
+from bot.inbound.messages import from_webhook, ref_of_webhook, stored_message
 from bot.inbound.service import INBOUND_SETTLE_SECONDS, InboundService
 from storage import Store, open_store
 
@@ -65,6 +65,38 @@ async def test_the_verified_body_is_stored_as_it_arrived(store: Store) -> None:
     assert event.event_type == "InboundMessage"
     assert event.payload_json == raw.decode("utf-8")
     assert stored_message(event.event_type, event.payload_json) == from_webhook(payload)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"emailMessageId": "e-1", "status": "delivered"},
+        {"emailMessageId": "", "dateAdded": 1_700_000_000_000},
+        {"locationId": 7, "status": 3, "dateAdded": "not a date"},
+        {"locationId": "", "dateAdded": "2025-02-17T09:28:14.869Z"},
+        {"messageId": ""},
+        {"messageId": 12},
+        {"contactId": None},
+        {"contactId": ["c-1"]},
+    ],
+)
+def test_what_storing_a_webhook_reads_of_it_is_what_the_worker_reads(
+    fields: dict[str, Any],
+) -> None:
+    payload = webhook(1, **fields)
+    whole, ref = from_webhook(payload), ref_of_webhook(payload)
+    if whole is None:
+        assert ref is None
+        return
+    assert ref is not None
+    assert (ref.key_id, ref.contact_id, ref.location_id, ref.status, ref.date_added) == (
+        whole.key_id,
+        whole.contact_id,
+        whole.location_id,
+        whole.status,
+        whole.date_added,
+    )
 
 
 async def test_a_body_json_takes_only_as_bytes_is_stored_re_encoded(store: Store) -> None:

@@ -287,6 +287,31 @@ def test_lone_surrogates_anywhere_become_replacement_characters(
     assert _encodable(webhook.payload)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Encoded in the bytes, not escaped: json.loads decodes UTF-8 with "surrogatepass".
+        b'{"webhookId":"wh-1","body":"half \xed\xa0\xbd","timestamp":"2025-02-17T09:28:14Z"}',
+        # Escaped, after leading whitespace.
+        b' \n{"webhookId":"wh-1","body":"half \\uD83D","timestamp":"2025-02-17T09:28:14Z"}',
+        # UTF-16, which json.loads detects by its NUL bytes.
+        '{"webhookId":"wh-1","body":"half \ud83d","timestamp":"2025-02-17T09:28:14Z"}'.encode(
+            "utf-16-le", "surrogatepass"
+        ),
+    ],
+    ids=["utf-8-bytes", "after-whitespace", "utf-16"],
+)
+def test_a_lone_surrogate_in_any_form_json_loads_reads_is_repaired(
+    verifier: WebhookVerifier, ed_key: ed25519.Ed25519PrivateKey, body: bytes
+) -> None:
+    assert not _encodable(json.loads(body))
+
+    webhook = verifier.verify(body, {"x-ghl-signature": ed25519_signature(ed_key, body)})
+
+    assert webhook.payload["body"] == "half \ufffd"
+    assert _encodable(webhook.payload)
+
+
 def test_deeply_nested_body_with_a_lone_surrogate_is_repaired(
     verifier: WebhookVerifier, ed_key: ed25519.Ed25519PrivateKey
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.highlevel import EmailMessage, Message, MessageChannel
 from bot.ui.inbound_builder import InboundPost
-from bot.webhook_auth import _replace_lone_surrogates
+from bot.webhook_auth import repair_lone_surrogates
 
 # The HighLevel webhooks about a message. An inbound event of one of these types holds the
 # webhook's body as it arrived; any other holds an IncomingMessage's `to_payload()`.
@@ -70,7 +70,7 @@ def stored_message(event_type: str, payload_json: str) -> IncomingMessage | None
         if not isinstance(payload, dict):
             return None
         # As when the body was verified: lone UTF-16 surrogates become U+FFFD.
-        _replace_lone_surrogates(payload)
+        repair_lone_surrogates(payload, payload_json)
         return from_webhook(payload)
     return IncomingMessage.from_payload(json.loads(payload_json))
 
@@ -102,6 +102,33 @@ def _epoch(value: object) -> float | None:
     if seconds is None or not 0 <= seconds < 95_000_000_000:
         return None
     return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """What storing a message's webhook needs of it (its keys, its order, its contact): a look
+    at five fields, where `from_webhook` reads them all; the worker reads those later."""
+
+    key_id: str
+    contact_id: str
+    location_id: str | None
+    status: str | None
+    date_added: float | None
+
+
+def ref_of_webhook(payload: Mapping[str, Any]) -> MessageRef | None:
+    """These fields of `from_webhook(payload)`; None exactly when that is None."""
+    message_id = _text(payload.get("messageId"))
+    contact_id = _text(payload.get("contactId"))
+    if not message_id or not contact_id:
+        return None
+    return MessageRef(
+        key_id=_text(payload.get("emailMessageId")) or message_id,
+        contact_id=contact_id,
+        location_id=_text(payload.get("locationId")) or None,
+        status=_text(payload.get("status")),
+        date_added=_epoch(payload.get("dateAdded")),
+    )
 
 
 def from_webhook(payload: Mapping[str, Any]) -> IncomingMessage | None:

@@ -9,7 +9,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.inbound.messages import MESSAGE_EVENTS, IncomingMessage, from_webhook
+from bot.inbound.messages import (
+    MESSAGE_EVENTS,
+    IncomingMessage,
+    MessageRef,
+    from_webhook,
+    ref_of_webhook,
+)
 from bot.inbox.waiting import UNREAD_EVENT, unread_update_from
 from storage import Store
 
@@ -72,17 +78,25 @@ class InboundService:
         if event_type not in MESSAGE_EVENTS:
             log.debug("ignoring HighLevel event %s", event_type or "(no type)")
             return False
-        message = from_webhook(payload)
+        message = ref_of_webhook(payload)
         if message is None:
             log.debug("ignoring %s without messageId/contactId", event_type)
             return False
         body = _text(raw_body)
+        stored: tuple[str, str | dict[str, Any]]
+        if body is not None:
+            stored = (event_type, body)
+        elif (whole := from_webhook(payload)) is not None:  # always, as `message` is not None
+            # Stored re-encoded, as the message it holds.
+            stored = (f"{whole.direction}_message", whole.to_payload())
+        else:
+            return False
         return await self._store_message(
             message,
             "webhook",
             [f"webhook:{webhook_id}"],
             not_before=self._clock() + INBOUND_SETTLE_SECONDS,
-            stored=(event_type, body) if body is not None else None,
+            stored=stored,
         )
 
     async def _accept_unread(
@@ -113,23 +127,29 @@ class InboundService:
 
     async def accept_polled(self, message: IncomingMessage) -> bool:
         """Store a polled message (the poller hands each conversation's over oldest first)."""
-        return await self._store_message(message, "poll", [], not_before=None, stored=None)
+        return await self._store_message(
+            message,
+            "poll",
+            [],
+            not_before=None,
+            stored=(f"{message.direction}_message", message.to_payload()),
+        )
 
-    def key_for(self, message: IncomingMessage) -> str:
+    def key_for(self, message: IncomingMessage | MessageRef) -> str:
         return conversation_key(message.location_id or self._location_id, message.contact_id)
 
     async def _store_message(
         self,
-        message: IncomingMessage,
+        message: IncomingMessage | MessageRef,
         source: str,
         keys: list[str],
         *,
         not_before: float | None,
-        stored: tuple[str, str] | None,
+        stored: tuple[str, str | dict[str, Any]],
     ) -> bool:
-        """`stored`: the event type and JSON text to store (a webhook's, see MESSAGE_EVENTS);
-        None stores the message's `to_payload()`."""
-        event_type, payload = stored or (f"{message.direction}_message", message.to_payload())
+        """`stored`: the event type and the payload to store (a webhook's JSON text, see
+        MESSAGE_EVENTS, or a polled message's `to_payload()`)."""
+        event_type, payload = stored
         event = await self._store.enqueue_inbound(
             source=source,
             event_type=event_type,

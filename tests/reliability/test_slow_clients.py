@@ -7,6 +7,7 @@ Timeouts are shortened through settings so each test takes seconds.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import os
 import re
@@ -124,6 +125,21 @@ async def test_a_body_over_the_routes_cap_is_413_without_being_read(tmp_path: Pa
             # Under the cap, the same route reads the body and judges its signature.
             small = await http.post(f"{stack.bridge_url}/ghl/webhooks", content=b"{}")
             assert small.status_code == 401
+        assert await _inbound_count(stack) == 0
+
+
+async def test_a_compressed_webhook_over_the_cap_once_inflated_is_413(tmp_path: Path) -> None:
+    # A few hundred bytes on the wire, declared and arrived whole, but 300 kB once aiohttp
+    # inflates it: over the webhook route's 256 kB cap though under the app's 1 MiB.
+    inflated = b'{"pad":"' + b"x" * (300 * 1024) + b'"}'
+    async with SandboxStack(tmp_path / "b.sqlite3") as stack, httpx.AsyncClient(timeout=10) as http:
+        url = f"{stack.bridge_url}/ghl/webhooks"
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        over = await http.post(url, content=gzip.compress(inflated), headers=headers)
+        assert over.status_code == 413
+        # Under the cap once inflated, the same route reads it and judges its signature.
+        under = await http.post(url, content=gzip.compress(b'{"pad":"x"}'), headers=headers)
+        assert under.status_code == 401
         assert await _inbound_count(stack) == 0
 
 
