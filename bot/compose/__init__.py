@@ -1,17 +1,17 @@
 """Composing a message: the draft a person types and its checks (`draft`), and what fills it
 in before it goes: merge fields, the signature and quiet hours."""
 
-from bot.compose.draft import (
-    CHANNEL_LABELS,
-    COMPOSER_CHANNELS,
-    DND_KEYS,
+from bot.compose.attachments import (
     FILE_EXTENSION_KEPT,
     FILE_NAME_IN_ERRORS,
+    files_problem,
+    short_file_name,
+)
+from bot.compose.draft import (
     MAX_MESSAGE_CHARACTERS,
     MAX_NAME_CHARACTERS,
     MAX_SCHEDULE_AHEAD_SECONDS,
     MAX_SUBJECT_CHARACTERS,
-    PHONE_CHANNELS,
     CheckedDraft,
     Choice,
     ComposeContext,
@@ -24,10 +24,9 @@ from bot.compose.draft import (
     check_draft,
     contact_address,
     contact_label,
-    files_problem,
-    short_file_name,
     unreachable_reason,
 )
+from bot.compose.labels import CHANNEL_LABELS, COMPOSER_CHANNELS, DND_KEYS, PHONE_CHANNELS
 
 __all__ = [
     "CHANNEL_LABELS",

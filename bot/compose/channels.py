@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.compose.draft import COMPOSER_CHANNELS, unreachable_reason
+from bot.compose.draft import unreachable_reason
+from bot.compose.labels import COMPOSER_CHANNELS
 from bot.highlevel import Contact, Message, MessageChannel
 
 # HighLevel's message types (`messageType`) and the send channel that answers each.

@@ -19,6 +19,17 @@ from ._client import (
     StaticToken,
     TokenSource,
 )
+from ._conversation_models import (
+    CancelScheduledResponse,
+    Conversation,
+    ConversationSearchResult,
+    EmailMessage,
+    Message,
+    MessageMeta,
+    MessageMetaEmail,
+    MessagePage,
+    UploadAttachmentsResponse,
+)
 from ._errors import (
     AccessLostError,
     AuthError,
@@ -33,27 +44,18 @@ from ._errors import (
 from ._inbox_calls import HighLevelUser
 from ._models import (
     Appointment,
-    CancelScheduledResponse,
     Contact,
     ContactSearchResult,
-    Conversation,
-    ConversationSearchResult,
     DndSetting,
-    EmailMessage,
     EmailReplyMode,
     ForwardConfig,
     Location,
-    Message,
     MessageChannel,
-    MessageMeta,
-    MessageMetaEmail,
-    MessagePage,
     MessageTemplate,
     OptimizationPeriod,
     SendMessageRequest,
     SendMessageResponse,
     TemplateKind,
-    UploadAttachmentsResponse,
     UpsertContactRequest,
     UpsertContactResponse,
 )

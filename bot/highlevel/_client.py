@@ -15,19 +15,21 @@ import httpx
 import pydantic
 from pydantic import SecretStr
 
+from ._conversation_models import (
+    CancelScheduledResponse,
+    Conversation,
+    ConversationSearchResult,
+    EmailMessage,
+    Message,
+    MessagePage,
+)
 from ._errors import UnavailableError, error_for_status
 from ._inbox_calls import InboxCalls
 from ._models import (
     Appointment,
-    CancelScheduledResponse,
     Contact,
     ContactSearchResult,
-    Conversation,
-    ConversationSearchResult,
-    EmailMessage,
     Location,
-    Message,
-    MessagePage,
     MessageTemplate,
     SendMessageRequest,
     SendMessageResponse,

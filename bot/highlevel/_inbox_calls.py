@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ._calls import ClientCalls
-from ._models import Conversation, _ResponseModel
+from ._conversation_models import Conversation
+from ._models import _ResponseModel
 from ._wire import _Kind, _seg
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)

@@ -14,8 +14,9 @@ import httpx
 from pydantic import BaseModel, Field
 
 from ._calls import ClientCalls
+from ._conversation_models import UploadAttachmentsResponse
 from ._errors import UnavailableError, error_for_status
-from ._models import MessageChannel, UploadAttachmentsResponse, _ResponseModel
+from ._models import MessageChannel, _ResponseModel
 from ._wire import _error_message, _Kind, _try_json
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
