@@ -42,7 +42,9 @@ from bot.files.fetch import (
     attachment_name,
 )
 from bot.highlevel import HighLevelError
-from bot.posting.poster import PostMark, SlackPoster, SlackPostError, SlackPosters, WorkspaceGone
+from bot.posting.errors import SlackPostError, WorkspaceGone
+from bot.posting.marks import PostMark
+from bot.posting.poster import SlackPoster, SlackPosters
 from bot.ui.file_notice_builder import (
     FileIssue,
     FileNotCopied,

@@ -12,7 +12,8 @@ import httpx
 from slack_sdk.errors import SlackApiError
 
 from bot.files.rules import SlackFileRef, size_text
-from bot.posting.poster import SlackPosters, WorkspaceGone
+from bot.posting.errors import WorkspaceGone
+from bot.posting.poster import SlackPosters
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,10 @@ from bot.highlevel import HighLevelError
 from bot.home.publisher import DEFAULT_INTERVAL_SECONDS, HomePublisher, RateLimited
 from bot.inbound.messages import stored_message
 from bot.outbound.presenter import SendPresenter, thread_mark
+from bot.posting.errors import SlackPostError, WorkspaceGone
+from bot.posting.marks import PostMark
 from bot.posting.pacing import slack_retry_after
-from bot.posting.poster import PostMark, SlackPostError, SlackPosters, WorkspaceGone
+from bot.posting.poster import SlackPosters
 from bot.settings import listed
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.routing import ChannelRouting

@@ -22,7 +22,9 @@ from bot.inbound.messages import (
 from bot.inbox.waiting import UNREAD_EVENT, ConversationMarks
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
 from bot.outbound.worker import QueueLooks
-from bot.posting.poster import PostMark, SlackPostError, SlackPosters, WorkspaceGone
+from bot.posting.errors import SlackPostError, WorkspaceGone
+from bot.posting.marks import PostMark
+from bot.posting.poster import SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.routing import ChannelRouting
 from bot.ui.inbound_builder import InboundPost, status_reaction

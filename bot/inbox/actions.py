@@ -18,7 +18,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.highlevel import HighLevelError, HighLevelUser
 from bot.inbox.waiting import ConversationMarks
-from bot.posting.poster import SlackPostError, SlackPosters
+from bot.posting.errors import SlackPostError
+from bot.posting.poster import SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.assign_builder import DONE_TEXT, Assignee, assigned_line
 from storage import Store, StoreError, ThreadRecord

@@ -37,7 +37,9 @@ from bot.highlevel import (
     UnavailableError,
 )
 from bot.inbound.messages import IncomingMessage, from_polled, inbound_post, newer_than_thread
-from bot.posting.poster import PostMark, SlackPostError, SlackPosters
+from bot.posting.errors import SlackPostError
+from bot.posting.marks import PostMark
+from bot.posting.poster import SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.history_builder import (
     HistoryProblem,

@@ -27,7 +27,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.highlevel import HighLevelError
-from bot.posting.poster import SlackPostError, SlackPosters
+from bot.posting.errors import SlackPostError
+from bot.posting.poster import SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.assign_builder import (
     STARRED_REACTION,

@@ -27,7 +27,8 @@ from bot.compose.finish import (
 from bot.compose.quiet_hours import QuietHours, zone_named
 from bot.compose.signature import Signature, SignerProfile
 from bot.highlevel import Contact, MessageChannel
-from bot.posting.poster import SlackPostError, SlackPosters
+from bot.posting.errors import SlackPostError
+from bot.posting.poster import SlackPosters
 
 log = logging.getLogger(__name__)
 

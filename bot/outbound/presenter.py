@@ -11,7 +11,9 @@ from dataclasses import replace
 from typing import Protocol
 
 from bot.outbound.entry import Display, files_of, is_purged, unpack_entry
-from bot.posting.poster import PostMark, SlackPostError, SlackPosters, cannot_look, passing_failure
+from bot.posting.errors import SlackPostError, cannot_look, passing_failure
+from bot.posting.marks import PostMark
+from bot.posting.poster import SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.ui.thread_builder import PostStatus, SendPost
 from storage import OutboxEntry, Store, ThreadRecord

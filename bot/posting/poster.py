@@ -11,22 +11,21 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.posting._answers import (
-    _NO_ANSWER,
-    _code,
-    _retry_after,
-    _retry_after_or_no_answer,
+from bot.posting.errors import (
+    NO_ANSWER,
+    SlackPostError,
+    cannot_look,
+    error_code,
+    retry_after,
+    retry_after_or_no_answer,
 )
-from bot.posting._answers import (
-    passing_failure as passing_failure,
-)
+from bot.posting.marks import POST_EVENT_TYPE, FoundPost, PostMark
 from bot.posting.pacing import ChannelPacer, slack_retry_after
 from bot.ui.inbound_builder import InboundPost, inbound_reply, inbound_root, mirrored_outbound
 from bot.ui.thread_builder import SendPost, reply_message, root_message
@@ -34,7 +33,6 @@ from bot.ui.thread_builder import SendPost, reply_message, root_message
 log = logging.getLogger(__name__)
 
 MEMBERSHIP_TTL_SECONDS = 60.0
-POST_EVENT_TYPE = "ghl_bridge_post"
 # A post is looked for from this long before the attempt that may have made it: Slack's clock
 # (message ts) and ours may differ.
 LOOKUP_MARGIN_SECONDS = 300.0
@@ -51,48 +49,6 @@ class SlackErrorObserver(Protocol):
     Slack's error code ("no_answer" when none came), and whether it was Slack's rate limit."""
 
     def slack_api_error(self, *, method: str, error: str, rate_limited: bool) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PostMark:
-    """What a post shows, sent as its Slack message metadata so it can be found again.
-
-    `key` names the one thing the post shows (a HighLevel message, a send); `root_of` names the
-    bridge thread whose root the post is, when it is one.
-    """
-
-    key: str
-    root_of: str | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        payload = {"key": self.key} | ({"root_of": self.root_of} if self.root_of else {})
-        return {"event_type": POST_EVENT_TYPE, "event_payload": payload}
-
-
-@dataclass(frozen=True, slots=True)
-class FoundPost:
-    """A post of ours found in Slack by its `PostMark`."""
-
-    ts: str
-    key: str
-    root_of: str | None
-
-
-class SlackPostError(Exception):
-    """Slack refused a post; `error` is Slack's code (not_in_channel, channel_not_found, …)."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-class WorkspaceGone(SlackPostError):
-    """The app is not installed in the workspace (any more), or its token cannot be renewed:
-    nothing can be shown there. Never worth trying again."""
-
-    def __init__(self, team_id: str, error: str = "workspace_not_installed") -> None:
-        super().__init__(error)
-        self.team_id = team_id
 
 
 class SlackPoster:
@@ -139,10 +95,10 @@ class SlackPoster:
             if self._observer is not None:
                 rate_limited = slack_retry_after(exc) is not None
                 self._observer.slack_api_error(
-                    method=method, error=_code(exc), rate_limited=rate_limited
+                    method=method, error=error_code(exc), rate_limited=rate_limited
                 )
             raise
-        except _NO_ANSWER:
+        except NO_ANSWER:
             if self._observer is not None:
                 self._observer.slack_api_error(method=method, error="no_answer", rate_limited=False)
             raise
@@ -159,9 +115,9 @@ class SlackPoster:
                 )
                 break
             except SlackApiError as exc:
-                log.info("conversations.info %s: %s", channel_id, _code(exc))
+                log.info("conversations.info %s: %s", channel_id, error_code(exc))
                 return False
-            except _NO_ANSWER:
+            except NO_ANSWER:
                 # A read is safe to repeat (this client has no connection-retry handler, so
                 # that posts are never repeated blindly); the last failure is the caller's.
                 if attempt + 1 == READ_ATTEMPTS:
@@ -181,8 +137,8 @@ class SlackPoster:
         try:
             response = await self._watched("auth.test", self._client.auth_test())
         except SlackApiError as exc:
-            raise SlackPostError(_code(exc)) from exc
-        except _NO_ANSWER as exc:
+            raise SlackPostError(error_code(exc)) from exc
+        except NO_ANSWER as exc:
             raise SlackPostError("no_answer") from exc
         self._team_id = str(response.get("team_id") or "")
         self._bot_id = str(response.get("bot_id") or "") or None
@@ -249,10 +205,10 @@ class SlackPoster:
                         ),
                     )
             except SlackApiError as exc:
-                if _code(exc) == "thread_not_found":
+                if error_code(exc) == "thread_not_found":
                     return None  # nothing can have been posted in a thread that is not there
-                raise SlackPostError(_code(exc)) from exc
-            except _NO_ANSWER as exc:
+                raise SlackPostError(error_code(exc)) from exc
+            except NO_ANSWER as exc:
                 raise SlackPostError("no_answer") from exc
             for message in page.get("messages") or []:
                 found = self._marked(message)
@@ -296,9 +252,9 @@ class SlackPoster:
                 self._client.reactions_add(channel=channel_id, timestamp=ts, name=name),
             )
         except SlackApiError as exc:
-            if _code(exc) != "already_reacted":
-                raise SlackPostError(_code(exc)) from exc
-        except _NO_ANSWER as exc:
+            if error_code(exc) != "already_reacted":
+                raise SlackPostError(error_code(exc)) from exc
+        except NO_ANSWER as exc:
             raise SlackPostError("no_answer") from exc
 
     def forget_membership(self, channel_id: str) -> None:
@@ -336,12 +292,12 @@ class SlackPoster:
                 channel_id, attempt, is_rate_limited=slack_retry_after
             )
         except SlackApiError as exc:
-            if _code(exc) == "not_in_channel":
+            if error_code(exc) == "not_in_channel":
                 self.forget_membership(channel_id)
-            raise SlackPostError(_code(exc)) from exc
+            raise SlackPostError(error_code(exc)) from exc
         except SlackRequestError as exc:
             raise SlackPostError("upload_failed") from exc
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             raise SlackPostError("no_answer") from exc
         shared = response.get("files")
         return [
@@ -431,13 +387,13 @@ class SlackPoster:
             response = await self._pacer.paced(
                 channel_id,
                 attempt,
-                is_rate_limited=_retry_after if mark is None else _retry_after_or_no_answer,
+                is_rate_limited=retry_after if mark is None else retry_after_or_no_answer,
             )
         except SlackApiError as exc:
-            if _code(exc) == "not_in_channel":
+            if error_code(exc) == "not_in_channel":
                 self.forget_membership(channel_id)
-            raise SlackPostError(_code(exc)) from exc
-        except _NO_ANSWER as exc:
+            raise SlackPostError(error_code(exc)) from exc
+        except NO_ANSWER as exc:
             raise SlackPostError("no_answer") from exc
         return str(response["ts"])
 
@@ -467,11 +423,11 @@ class SlackPoster:
                     ),
                 ),
                 # An update is the same whichever attempt lands, so no answer is tried again too.
-                is_rate_limited=_retry_after_or_no_answer,
+                is_rate_limited=retry_after_or_no_answer,
             )
         except SlackApiError as exc:
-            raise SlackPostError(_code(exc)) from exc
-        except _NO_ANSWER as exc:
+            raise SlackPostError(error_code(exc)) from exc
+        except NO_ANSWER as exc:
             raise SlackPostError("no_answer") from exc
 
     async def ephemeral(
@@ -486,7 +442,7 @@ class SlackPoster:
                 ),
             )
         except SlackApiError as exc:
-            log.warning("could not show a notice in %s: %s", channel_id, _code(exc))
+            log.warning("could not show a notice in %s: %s", channel_id, error_code(exc))
 
 
 # Slack's answers for blocks it will not show (an image whose Slack file is gone, say).
@@ -507,14 +463,3 @@ class OnePoster:
 
     async def poster(self, team_id: str | None) -> SlackPoster:
         return self._poster
-
-
-def cannot_look(exc: SlackPostError) -> bool:
-    """Slack refuses this app any look at the channel's history (an install without the
-    history scopes, or a conversation type it cannot read), so a look-up can never succeed."""
-    return exc.error in _LOOKUP_REFUSED
-
-
-_LOOKUP_REFUSED = frozenset(
-    {"missing_scope", "not_allowed_token_type", "not_in_channel", "channel_not_found"}
-)

@@ -9,7 +9,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
 
-from bot.posting.poster import SlackPostError
+from bot.posting.errors import SlackPostError
 from bot.slack_install.workspaces import SlackWorkspaces
 from storage import StoreError
 

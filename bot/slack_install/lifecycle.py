@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.posting.poster import SlackPostError
+from bot.posting.errors import SlackPostError
 from bot.slack_install.installation_store import BridgeInstallationStore
 from bot.slack_install.workspaces import SlackWorkspaces
 from storage import Store

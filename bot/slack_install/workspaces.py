@@ -25,7 +25,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.posting.poster import SlackPoster, WorkspaceGone
+from bot.posting.errors import WorkspaceGone
+from bot.posting.poster import SlackPoster
 from bot.slack_install.installation_store import BridgeInstallationStore
 from storage import ConflictError, Store, StoreError
 

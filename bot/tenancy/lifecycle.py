@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.outbound.presenter import SendPresenter
-from bot.posting.poster import SlackPostError, SlackPosters
+from bot.posting.errors import SlackPostError
+from bot.posting.poster import SlackPosters
 from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.install import OAuthInstaller
 from bot.tenancy.routing import ChannelRouting

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from bot.files.inbound import MEDIA_CHECK_EVENT, FileTarget
-from bot.posting.poster import SlackPostError
+from bot.posting.errors import SlackPostError
 from bot.sandbox.highlevel import KATHERINE_JOHNSON_ID
 from bot.sandbox.slack import FILE_UPLOAD
 from tests.files.conftest import INBOX, World

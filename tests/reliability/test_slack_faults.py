@@ -17,8 +17,9 @@ import pytest
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.posting.marks import PostMark
 from bot.posting.pacing import ChannelPacer
-from bot.posting.poster import PostMark, SlackPoster
+from bot.posting.poster import SlackPoster
 from bot.sandbox.highlevel import HighLevelSimulator
 from bot.sandbox.slack import SlackSimulator
 from bot.sandbox.stack import AGENT_USER, INBOX_CHANNEL, SALES_CHANNEL, SandboxStack

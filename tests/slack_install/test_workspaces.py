@@ -16,8 +16,9 @@ from pydantic import SecretStr
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.posting.errors import WorkspaceGone
 from bot.posting.pacing import ChannelPacer
-from bot.posting.poster import SlackPoster, WorkspaceGone
+from bot.posting.poster import SlackPoster
 from bot.sandbox.slack import SlackSimulator
 from bot.slack_install.installation_store import BridgeInstallationStore
 from bot.slack_install.workspaces import SlackOAuthApp, SlackWorkspaces
