@@ -21,14 +21,21 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bot.http_guard import LINGERING_SECONDS, ThrottledWarning
+from bot.http_guard import (
+    LINGERING_SECONDS,
+    ConnectionGuard,
+    GuardedConnection,
+    ThrottledWarning,
+    _Phase,
+)
 from bot.sandbox.highlevel import ADA_LOVELACE_ID, HighLevelSimulator
 from bot.sandbox.stack import SandboxStack
 from storage import SqliteStore
@@ -224,6 +231,59 @@ async def test_with_every_body_slot_taken_more_requests_are_refused_at_once(
 
 
 # ---------------------------------------------------------------- connections (in process)
+
+
+class _Handler:
+    """What GuardedConnection passes the transport's events to: here, only whether it was
+    closed."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def force_close(self) -> None:
+        self.closed.set()
+
+
+async def test_a_deadline_moved_later_holds_though_the_earlier_ones_timer_runs_first() -> None:
+    # An answered request leaves the connection idle (0.2 s), and a new head starts at once
+    # (0.6 s from then): the idle deadline's timer runs first and must not close it.
+    guard = ConnectionGuard(max_connections=8, header_timeout=0.6, idle_timeout=0.2)
+    handler = _Handler()
+    connection = GuardedConnection(guard, cast(web.RequestHandler, handler))
+    loop = asyncio.get_running_loop()
+    try:
+        connection.connection_made(cast(asyncio.Transport, None))
+        connection.request_started()
+        connection.request_finished()
+        connection.data_received(b"POST /ghl/webhooks HTTP/1.1\r\n")
+        head_started = loop.time()
+        await asyncio.wait_for(handler.closed.wait(), LATE + 0.6)
+        assert loop.time() - head_started >= 0.6 - 0.001
+        assert connection.phase is _Phase.HEAD
+    finally:
+        guard.close()
+
+
+async def test_a_deadline_moved_sooner_moves_its_timer() -> None:
+    # Opened (a head is awaited for 30 s), a request answered at once: idle for 0.2 s, closed
+    # then, not when the head's deadline would have come.
+    guard = ConnectionGuard(max_connections=8, header_timeout=30.0, idle_timeout=0.2)
+    handler = _Handler()
+    connection = GuardedConnection(guard, cast(web.RequestHandler, handler))
+    try:
+        connection.connection_made(cast(asyncio.Transport, None))
+        connection.request_started()
+        connection.request_finished()
+        await asyncio.wait_for(handler.closed.wait(), LATE + 0.2)
+        assert connection.phase is _Phase.IDLE
+    finally:
+        guard.close()
 
 
 async def test_idle_and_silent_connections_are_closed_and_the_cap_makes_room(
