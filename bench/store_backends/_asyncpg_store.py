@@ -13,12 +13,12 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from bench.store_backends._common import (
     _check_mark_sent,
-    _inbound_event,
-    _outbox_entry,
-    _required,
     _sent_ids,
 )
 from storage import InboundEvent, OutboxEntry
+from storage._base import _required
+from storage._inbound import _inbound
+from storage._outbox_sql import _outbox
 
 # ----------------------------------------------------------------------- c: raw asyncpg
 
@@ -106,7 +106,7 @@ class AsyncpgStore:
                 now,
                 now,
             )
-        return _inbound_event(_required(row))
+        return _inbound(_required(row))
 
     async def enqueue(
         self,
@@ -130,7 +130,7 @@ class AsyncpgStore:
                 "SELECT * FROM outbox WHERE idempotency_key = $1", idempotency_key
             )
             if existing is not None:
-                return _outbox_entry(existing), False
+                return _outbox(existing), False
             row = await conn.fetchrow(
                 """
                 INSERT INTO outbox (idempotency_key, team_id, channel_id, slack_user_id,
@@ -157,13 +157,13 @@ class AsyncpgStore:
                 now,
                 now,
             )
-        return _outbox_entry(_required(row)), True
+        return _outbox(_required(row)), True
 
     async def claim_next(self, now: float | None = None) -> OutboxEntry | None:
         when = self._clock() if now is None else now
         async with self._write() as conn:
             row = await conn.fetchrow(_PG_CLAIM_NEXT, when)
-        return None if row is None else _outbox_entry(row)
+        return None if row is None else _outbox(row)
 
     async def mark_sent(
         self,
@@ -197,7 +197,7 @@ class AsyncpgStore:
                 json.dumps(list(ghl_message_ids)),
                 now,
             )
-            entry = _outbox_entry(_required(row))
+            entry = _outbox(_required(row))
             await self._record_sent_messages(conn, entry, ids, now)
             if entry.thread_id is not None:
                 await conn.execute(

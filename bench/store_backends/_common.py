@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from storage import (
     InboundEvent,
-    InboundState,
     NotFoundError,
     OutboxEntry,
     OutboxState,
     OutboxStateError,
-    StoreError,
 )
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -65,62 +62,6 @@ class _BenchStore(Protocol):
         conversation_id: str | None,
         ghl_message_id: str | None,
     ) -> OutboxEntry: ...
-
-
-class _Row(Protocol):
-    def __getitem__(self, key: str, /) -> Any: ...
-
-
-def _inbound_event(row: _Row) -> InboundEvent:
-    return InboundEvent(
-        id=row["id"],
-        source=row["source"],
-        event_type=row["event_type"],
-        conversation_key=row["conversation_key"],
-        payload_json=row["payload"],
-        state=InboundState(row["state"]),
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        next_attempt_at=row["next_attempt_at"],
-        received_at=row["received_at"],
-    )
-
-
-def _outbox_entry(row: _Row) -> OutboxEntry:
-    ids = json.loads(row["ghl_message_ids"])
-    if not isinstance(ids, list):
-        raise StoreError(f"expected a JSON list, found {ids!r}")
-    return OutboxEntry(
-        id=row["id"],
-        idempotency_key=row["idempotency_key"],
-        team_id=row["team_id"],
-        channel_id=row["channel_id"],
-        slack_user_id=row["slack_user_id"],
-        thread_id=row["thread_id"],
-        location_id=row["location_id"],
-        contact_id=row["contact_id"],
-        conversation_id=row["conversation_id"],
-        message_type=row["message_type"],
-        payload_json=row["payload"],
-        state=OutboxState(row["state"]),
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        next_attempt_at=row["next_attempt_at"],
-        ghl_message_id=row["ghl_message_id"],
-        ghl_email_message_id=row["ghl_email_message_id"],
-        ghl_message_ids=tuple(str(value) for value in ids),
-        slack_ts=row["slack_ts"],
-        scheduled_at=row["scheduled_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _required(row: _Row | None) -> _Row:
-    # An INSERT/UPDATE ... RETURNING on a row the transaction holds always returns it.
-    if row is None:
-        raise StoreError("a write returned no row")
-    return row
 
 
 def _sent_ids(ghl_message_id: str | None, ghl_message_ids: Sequence[str]) -> list[str]:

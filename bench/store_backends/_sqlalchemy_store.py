@@ -13,9 +13,11 @@ import sqlalchemy as sa  # type: ignore[import-not-found, unused-ignore]
 from sqlalchemy.dialects import postgresql as sa_postgresql  # type: ignore[import-not-found, unused-ignore]
 from sqlalchemy.ext.asyncio import AsyncConnection  # type: ignore[import-not-found, unused-ignore]
 
-from bench.store_backends._common import _check_mark_sent, _inbound_event, _outbox_entry, _sent_ids
+from bench.store_backends._common import _check_mark_sent, _sent_ids
 from bench.store_backends._tables import _DELIVERIES, _INBOUND, _MESSAGES, _OUTBOX, _THREADS
 from storage import InboundEvent, OutboxEntry
+from storage._inbound import _inbound
+from storage._outbox_sql import _outbox
 
 # ------------------------------------------------------------------ b and d: SQLAlchemy Core
 #
@@ -251,7 +253,7 @@ class SqlAlchemyStore:
                 },
             )
             row = result.one()
-        return _inbound_event(row._mapping)
+        return _inbound(row._mapping)
 
     async def enqueue(
         self,
@@ -275,7 +277,7 @@ class SqlAlchemyStore:
                 await conn.execute(self._statement(_outbox_by_key), {"key": idempotency_key})
             ).first()
             if existing is not None:
-                return _outbox_entry(existing._mapping), False
+                return _outbox(existing._mapping), False
             result = await conn.execute(
                 self._statement(_insert_outbox),
                 {
@@ -299,14 +301,14 @@ class SqlAlchemyStore:
                 },
             )
             row = result.one()
-        return _outbox_entry(row._mapping), True
+        return _outbox(row._mapping), True
 
     async def claim_next(self, now: float | None = None) -> OutboxEntry | None:
         when = self._clock() if now is None else now
         async with self._write() as conn:
             result = await conn.execute(self._statement(_claim_next), {"now": when})
             row = result.first()
-        return None if row is None else _outbox_entry(row._mapping)
+        return None if row is None else _outbox(row._mapping)
 
     async def mark_sent(
         self,
@@ -335,7 +337,7 @@ class SqlAlchemyStore:
                     "now": now,
                 },
             )
-            entry = _outbox_entry(result.one()._mapping)
+            entry = _outbox(result.one()._mapping)
             await self._record_sent_messages(conn, entry, ids, now)
             if entry.thread_id is not None:
                 await conn.execute(
