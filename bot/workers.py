@@ -182,6 +182,13 @@ class QueueSlots(Generic[T]):
     therefore cost nothing until it is done: a claim that finds nothing while `next_due` is
     already past means exactly that, and is not tried again until a wake.
 
+    A look that finds nothing is remembered until the next wake: the other slots that the
+    same wake set looking take its answer instead of asking the store again. Nothing but a
+    wake (and time) can make an item claimable that was not (new work wakes the loops, and
+    so does every item handled), so their looks would find the same. A slot that looks
+    because its wait ran out (an item's due time, or the idle poll, which is how work from
+    elsewhere is found: another instance, a CLI command) always asks the store.
+
     A queue that cannot be read (the database busy or locked) is read again shortly: nothing
     was claimed, so nothing is lost, and the other slots' work in flight goes on.
     """
@@ -205,6 +212,9 @@ class QueueSlots(Generic[T]):
         self._idle_poll = idle_poll
         self._clock = clock
         self._woken = asyncio.Event()
+        # The last look that found nothing: the wake it was made under, the due time it
+        # found, and when it looked. None once a look takes an item.
+        self._found_nothing: tuple[asyncio.Event, float | None, float] | None = None
         self._store_failures = 0
         self._store_failure_logged_at = -math.inf
 
@@ -247,17 +257,36 @@ class QueueSlots(Generic[T]):
             for slot in range(self._concurrency):
                 group.create_task(self._loop(stopping), name=f"{self._name}-slot-{slot}")
 
+    def _known_empty(self, woken: asyncio.Event, now: float) -> tuple[float | None] | None:
+        """The due time (boxed) that a look under the same wake found, while that look's
+        answer holds; None: the store must be asked."""
+        found = self._found_nothing
+        if found is None or found[0] is not woken:
+            return None
+        _wake, due, looked_at = found
+        if due is not None and looked_at < due <= now:
+            return None  # it has fallen due since
+        return (due,)
+
     async def _loop(self, stopping: asyncio.Event) -> None:
+        timed_out = True  # the first look asks the store
         while not stopping.is_set():
             woken = self._woken
             looked_at = self._clock()
+            known = None if timed_out else self._known_empty(woken, looked_at)
+            item: T | None = None
             try:
-                item = await self._claim()
-                due = None if item is not None else await self._next_due()
+                if known is not None:
+                    due = known[0]
+                else:
+                    item = await self._claim()
+                    due = None if item is not None else await self._next_due()
             except StoreError as exc:
-                await _wait_any(woken, stopping, self._store_failed(exc))
+                timed_out = not await _wait_any(woken, stopping, self._store_failed(exc))
                 continue
-            self._store_recovered()
+            if known is None:
+                self._store_recovered()
+                self._found_nothing = None if item is not None else (woken, due, looked_at)
             if item is not None:
                 try:
                     await self._handle(item)
@@ -266,18 +295,23 @@ class QueueSlots(Generic[T]):
                 continue
             now = self._clock()
             if due is not None and looked_at < due <= now:
+                timed_out = True
                 continue  # it fell due while the claim was looking: look again at once
             # Nothing to wait for (due is None), or all that is due waits behind items in
             # flight (due <= looked_at, yet nothing was claimed): a wake, when one of those
             # is handled or new work comes, or else the idle poll, is the time to look again.
             delay = self._idle_poll if due is None or due <= now else due - now
-            await _wait_any(woken, stopping, min(delay, self._idle_poll))
+            timed_out = not await _wait_any(woken, stopping, min(delay, self._idle_poll))
 
 
-async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float) -> None:
+async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float) -> bool:
+    """Wait for either event, at most `seconds`; False: neither was set in time."""
     waiters = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
     try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        done, _pending = await asyncio.wait(
+            waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        return bool(done)
     finally:
         for waiter in waiters:
             waiter.cancel()

@@ -394,3 +394,112 @@ async def test_a_queue_that_stays_unreadable_backs_off_and_warns_once(
     ]
     waits = [slots._store_failed(StoreError("x")) for _ in range(6)]
     assert waits == sorted(waits) and waits[-1] == 0.004 and waits[0] < waits[-1]
+
+
+async def test_the_slots_one_wake_sets_looking_ask_the_store_once_when_it_is_empty(
+    store: SqliteStore,
+) -> None:
+    """Items arriving one at a time, each in a conversation of its own: every arrival and
+    every item handled wakes all the idle slots. The first to find nothing answers for the
+    others under the same wake, so a drip of items costs about one empty look each, not one
+    per slot per wake."""
+    items = 60
+    counter = CallCounter()
+    handled: list[int] = []
+    each_handled = asyncio.Event()
+
+    async def handle(event: InboundEvent) -> None:
+        await _look_up_like_a_worker(store, f"m{event.id}")
+        await store.finish_inbound(event.id)
+        handled.append(event.id)
+        each_handled.set()
+
+    async def claim_or_nothing_due() -> InboundEvent | None:
+        return await store.claim_inbound()
+
+    slots: QueueSlots[InboundEvent] = QueueSlots(
+        "inbound",
+        claim=counter.wrap("claim", claim_or_nothing_due),
+        handle=handle,
+        next_due=counter.wrap("next_due", store.next_inbound_due_at),
+        concurrency=CONCURRENCY,
+        idle_poll=IDLE_POLL,
+        clock=time.time,
+    )
+    stopping = asyncio.Event()
+    running = asyncio.create_task(slots.run(stopping))
+    try:
+        for n in range(items):
+            each_handled.clear()
+            await store.enqueue_inbound(
+                source="webhook",
+                event_type="inbound_message",
+                conversation_key=f"conv-{n}",
+                payload={"n": n},
+                dedupe_keys=[f"webhook:{n}"],
+                ttl_seconds=3600,
+            )
+            slots.wake()  # what the webhook handler does after storing it
+            await asyncio.wait_for(each_handled.wait(), DEADLINE)
+    finally:
+        stopping.set()
+        slots.wake()
+        await asyncio.wait_for(running, DEADLINE)
+    assert len(handled) == items
+    print(f"a drip of {items} items: {dict(counter.calls)}")
+    # Per item: the claim that takes it, and at most one empty look for each of the two
+    # wakes (its arrival, its end); plus each slot's first look.
+    assert counter.calls["claim"] <= 3 * items + CONCURRENCY, counter.calls
+    assert counter.calls["next_due"] <= 2 * items + CONCURRENCY, counter.calls
+
+
+async def test_a_slot_whose_wait_runs_out_asks_the_store_though_nothing_woke_it(
+    store: SqliteStore,
+) -> None:
+    """Work stored by something that does not wake this process (another instance, a CLI
+    command) is found at the idle poll: a look after a wait that ran out never takes the
+    answer of an earlier empty look."""
+    handled = asyncio.Event()
+    claims = 0
+    looked_empty = asyncio.Event()
+
+    async def claim() -> InboundEvent | None:
+        nonlocal claims
+        claims += 1
+        item = await store.claim_inbound()
+        if item is None:
+            looked_empty.set()
+        return item
+
+    async def handle(event: InboundEvent) -> None:
+        await store.finish_inbound(event.id)
+        handled.set()
+
+    slots: QueueSlots[InboundEvent] = QueueSlots(
+        "inbound",
+        claim=claim,
+        handle=handle,
+        next_due=store.next_inbound_due_at,
+        concurrency=2,
+        idle_poll=0.05,
+        clock=time.time,
+    )
+    stopping = asyncio.Event()
+    running = asyncio.create_task(slots.run(stopping))
+    try:
+        await asyncio.wait_for(looked_empty.wait(), DEADLINE)
+        await store.enqueue_inbound(
+            source="webhook",
+            event_type="inbound_message",
+            conversation_key="conv-1",
+            payload={},
+            dedupe_keys=["webhook:elsewhere"],
+            ttl_seconds=3600,
+        )  # and no wake
+        await asyncio.wait_for(handled.wait(), DEADLINE)
+    finally:
+        stopping.set()
+        slots.wake()
+        await asyncio.wait_for(running, DEADLINE)
+    assert await store.count_inbound(InboundState.DONE) == 1
+    assert claims >= 3  # the two first looks, and one after a wait ran out
