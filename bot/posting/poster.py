@@ -27,6 +27,7 @@ from bot.posting.errors import (
 )
 from bot.posting.marks import POST_EVENT_TYPE, FoundPost, PostMark
 from bot.posting.pacing import ChannelPacer, slack_retry_after
+from bot.posting.wire import as_dicts
 from bot.ui.inbound_builder import InboundPost, inbound_reply, inbound_root, mirrored_outbound
 from bot.ui.thread_builder import SendPost, reply_message, root_message
 
@@ -360,6 +361,7 @@ class SlackPoster:
         """
         started = time.time()
         tries = 0
+        sent_blocks = as_dicts(blocks)
 
         async def attempt() -> Mapping[str, Any]:
             nonlocal tries
@@ -374,7 +376,7 @@ class SlackPoster:
                 self._client.chat_postMessage(
                     channel=channel_id,
                     text=text,
-                    blocks=list(blocks),
+                    blocks=sent_blocks,
                     thread_ts=thread_ts,
                     unfurl_links=False,
                     unfurl_media=False,
@@ -413,13 +415,14 @@ class SlackPoster:
             return None
 
     async def update(self, channel_id: str, ts: str, text: str, blocks: Sequence[Block]) -> None:
+        sent_blocks = as_dicts(blocks)
         try:
             await self._pacer.paced(
                 channel_id,
                 lambda: self._watched(
                     "chat.update",
                     self._client.chat_update(
-                        channel=channel_id, ts=ts, text=text, blocks=list(blocks)
+                        channel=channel_id, ts=ts, text=text, blocks=sent_blocks
                     ),
                 ),
                 # An update is the same whichever attempt lands, so no answer is tried again too.
@@ -438,7 +441,7 @@ class SlackPoster:
             await self._watched(
                 "chat.postEphemeral",
                 self._client.chat_postEphemeral(
-                    channel=channel_id, user=user_id, text=text, blocks=list(blocks) or None
+                    channel=channel_id, user=user_id, text=text, blocks=as_dicts(blocks) or None
                 ),
             )
         except SlackApiError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.posting.wire import as_dicts
 from bot.sandbox.slack._validation import (
     MESSAGE_BLOCKS_MAX,
     block_problems,
@@ -47,6 +48,9 @@ def assert_view_accepted(view: View) -> dict[str, Any]:
     """The view's JSON, after proving Slack and slack_sdk would both take it."""
     view.validate_json()
     payload = view.to_dict()
+    # as_dicts (what the bridge sends of a message) makes of any block what slack_sdk would;
+    # views hold the most kinds of element.
+    assert as_dicts(view.blocks) == payload["blocks"]
     assert view_problems(payload) == []
     assert _extra_problems(payload) == []
     return payload
@@ -57,6 +61,7 @@ def assert_message_accepted(text: str, blocks: Sequence[Block]) -> list[dict[str
     for block in blocks:
         block.validate_json()
     payload = [block.to_dict() for block in blocks]
+    assert as_dicts(blocks) == payload  # what the bridge sends is what slack_sdk would
     assert text.strip()
     assert message_text_problems(text) == []
     assert block_problems(payload, pointer="/blocks", max_blocks=MESSAGE_BLOCKS_MAX) == []
