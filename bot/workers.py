@@ -320,3 +320,75 @@ async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float)
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), seconds)
+
+
+class QueueLooks(Generic[T]):
+    """`claim` and `next_due` for a queue's QueueSlots, where looks that overlap are joined.
+
+    `look` claims an item and, when it finds none, also says when the next one is due (the
+    store's `claim_next_or_due`): a slot that finds nothing then asks `next_due` at once,
+    which answers from that look without another store round trip.
+
+    Each wake makes every idle slot look at the queue at once. QueueSlots answers the looks
+    that come after an empty one; the looks that overlap one in flight (a claim that waits
+    on the database) are joined here. A claim asked while another is in flight waits for
+    it: if that one found nothing, this one returns nothing too, since whatever could
+    change that since also wakes the slots again (and a time falling due is looked for
+    again by the slot that looked first); if it took an item, this one claims for itself.
+    A next_due asked while another is in flight takes that one's answer.
+    """
+
+    def __init__(
+        self,
+        look: Callable[[], Awaitable[tuple[T | None, float | None]]],
+        next_due: Callable[[], Awaitable[float | None]],
+    ) -> None:
+        self._look = look
+        self._next_due = next_due
+        # Set when the claim in flight ends: True if it took an item (or failed).
+        self._claiming: asyncio.Future[bool] | None = None
+        self._asking_due: asyncio.Future[float | None] | None = None
+        # The due time the last claim found when it took nothing (kept until a claim starts).
+        self._due_found: tuple[float | None] | None = None
+
+    async def claim(self) -> T | None:
+        while self._claiming is not None:
+            # Shielded: a waiter cancelled must not cancel what the others wait for.
+            if not await asyncio.shield(self._claiming):
+                return None
+        claiming = asyncio.get_running_loop().create_future()
+        self._claiming = claiming
+        self._due_found = None
+        took = True
+        try:
+            item, due = await self._look()
+            took = item is not None
+            if not took:
+                self._due_found = (due,)
+            return item
+        finally:
+            self._claiming = None
+            claiming.set_result(took)
+
+    async def next_due(self) -> float | None:
+        if self._due_found is not None:
+            return self._due_found[0]
+        if self._asking_due is not None:
+            with contextlib.suppress(_AskAgain):
+                return await asyncio.shield(self._asking_due)
+        asking = asyncio.get_running_loop().create_future()
+        self._asking_due = asking
+        try:
+            due = await self._next_due()
+        except BaseException:
+            asking.set_exception(_AskAgain())
+            asking.exception()  # retrieved: nobody may be waiting
+            raise
+        finally:
+            self._asking_due = None
+        asking.set_result(due)
+        return due
+
+
+class _AskAgain(Exception):
+    """The next_due a caller joined failed or was cancelled: the caller asks for itself."""

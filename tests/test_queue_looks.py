@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from bot.outbound.worker import QueueLooks
+from bot.workers import QueueLooks
 
 
 class Queue:

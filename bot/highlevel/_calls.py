@@ -1,4 +1,5 @@
-"""The face the client's mixed-in call groups (`_uploads`, `_inbox_calls`) see of it."""
+"""The face the client's mixed-in call groups (`_uploads`, `_inbox_calls`, `_contact_calls`)
+see of it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 class ClientCalls:
-    """Mixed into HighLevelClient, whose `_request` and `_parse` its subclasses use."""
+    """Mixed into HighLevelClient, whose `_request`, `_read` and `_parse` its subclasses use."""
 
     _location_id: str
     _conversations_version: str
@@ -32,6 +33,14 @@ class ClientCalls:
             json: Any = None,
             data: Mapping[str, str] | None = None,
             files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+        ) -> Any: ...
+
+        async def _read(
+            self,
+            path: str,
+            *,
+            params: Mapping[str, str | int] | None = None,
+            version: str | None = None,
         ) -> Any: ...
 
         @staticmethod

@@ -21,7 +21,6 @@ from bot.inbound.messages import (
 )
 from bot.inbox.waiting import UNREAD_EVENT, ConversationMarks
 from bot.outbound.presenter import KeyedLocks, SendPresenter, thread_mark
-from bot.outbound.worker import QueueLooks
 from bot.posting.errors import SlackPostError, WorkspaceGone
 from bot.posting.marks import PostMark
 from bot.posting.poster import SlackPosters
@@ -29,7 +28,7 @@ from bot.tenancy.accounts import SubAccounts
 from bot.tenancy.routing import ChannelRouting
 from bot.ui.inbound_builder import InboundPost, status_reaction
 from bot.ui.thread_builder import PostStatus
-from bot.workers import QueueSlots
+from bot.workers import QueueLooks, QueueSlots
 from storage import (
     InboundEvent,
     MessageDirection,

@@ -8,18 +8,20 @@ with a "Resend" button that only a person may press.
 
 - `intents`: ComposeIntents saves each send before its ack; IntentRecovery finishes, after a
   restart, the ones an earlier process acknowledged but did not queue.
-- `service`: OutboundService takes sends from Slack and writes the outbox entry.
+- `service`: OutboundService takes sends from Slack and writes the outbox entry; `submission`
+  what it takes and answers (SlackOrigin, Submitted, ComposeRejected); `queued_sends` its
+  Resend/Retry and Cancel of a send already in the outbox.
 - `worker`: OutboxWorker sends entries and reconciles uncertain outcomes.
 - `presenter`: SendPresenter shows each send and its status in Slack.
 """
 
 from bot.outbound.entry import Display, build_request
 from bot.outbound.presenter import KeyedLocks, SendPresenter
-from bot.outbound.service import (
+from bot.outbound.service import OutboundService
+from bot.outbound.submission import (
     NOT_SAVED,
     ComposeRejected,
     NotInChannelError,
-    OutboundService,
     SlackOrigin,
     Submitted,
 )

@@ -28,12 +28,12 @@ from bot.compose import Draft, FieldErrors, ReplyContext, check_draft, contact_l
 from bot.highlevel import Contact, EmailReplyMode
 from bot.outbound.finishing import QuietHoursError
 from bot.outbound.saved_draft import decode_draft, encode_draft, optional_text, text_field
-from bot.outbound.service import (
+from bot.outbound.service import OutboundService
+from bot.outbound.submission import (
     NOT_SAVED,
     ComposeRejected,
     NotInChannelError,
     NotSavedError,
-    OutboundService,
     SlackOrigin,
 )
 from bot.ui.notice_builder import error_notice, not_in_channel_notice, queued_notice

@@ -1,16 +1,14 @@
 """Settings read from the environment (and `.env`), with one-line messages for what is wrong."""
 
-from bot.settings._hints import HINTS
-from bot.settings._model import (
+from bot.settings._fields import (
     DEFAULT_GHL_API_URL,
     DEFAULT_GHL_MARKETPLACE_URL,
     DEFAULT_SLACK_API_URL,
     DEFAULT_SLACK_AUTHORIZE_URL,
-    Settings,
-    SettingsError,
     highlevel_webhook_key_pem,
-    load_settings,
 )
+from bot.settings._hints import HINTS
+from bot.settings._model import Settings, SettingsError, load_settings
 from bot.settings._problems import (
     describe_errors,
     highlevel_access_problem,

@@ -34,7 +34,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeGuard
 
 from pydantic import SecretStr
@@ -48,13 +47,12 @@ from bot.highlevel._errors import (
 )
 from bot.highlevel._oauth import HighLevelOAuth, TokenGrant
 from bot.tenancy.crypto import TokenCipher
+from bot.tenancy.stored_tokens import StoredTokens, TokenRow, _Cached, _lost_text
 from storage import CompanyRecord, LocationRecord, Store, TokenScope
 
 __all__ = ["LocationTokenSource", "TokenKeeper"]
 
 Scope = TokenScope
-# What a refresh reads and renews: a sub-account's row or an agency's.
-TokenRow = LocationRecord | CompanyRecord
 
 logger = logging.getLogger("bot.tenancy.tokens")
 
@@ -62,15 +60,6 @@ OnAccessLost = Callable[[str, str], Awaitable[None]]
 
 DEFAULT_LEASE_SECONDS = 30.0
 REFRESH_MARGIN = 300.0
-UNKNOWN_LIFETIME = 86_400.0  # HighLevel's access tokens live about a day
-
-
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    token: SecretStr
-    expires_at: float | None
-    margin: float
-    read_at: float
 
 
 class LocationTokenSource:
@@ -94,7 +83,7 @@ class LocationTokenSource:
         await self._keeper.refused(self._location_id, rejected)
 
 
-class TokenKeeper:
+class TokenKeeper(StoredTokens):
     """Access tokens of every location this bridge serves; see the module docstring."""
 
     def __init__(
@@ -437,79 +426,6 @@ class TokenKeeper:
         except Exception:  # the lease expires by itself
             logger.warning("could not give back the refresh lease of %s %s", scope, key)
 
-    # ------------------------------------------------------------------------------ helpers
-
-    def _stale(self, row: TokenRow, rejected: SecretStr | None, now: float) -> bool:
-        token = self._decrypt(row.access_token)
-        if token is None:
-            return True
-        if rejected is not None and token.get_secret_value() == rejected.get_secret_value():
-            return True
-        if row.expires_at is None:
-            return False  # unknown expiry: the 401 tells
-        return row.expires_at - now <= self._margin_of(row)
-
-    def _margin_of(self, row: TokenRow) -> float:
-        lifetime = UNKNOWN_LIFETIME
-        if row.expires_at is not None and row.obtained_at is not None:
-            lifetime = max(0.0, row.expires_at - row.obtained_at)
-        return min(self._margin, lifetime / 4)
-
-    def _cached(self, token: SecretStr, row: TokenRow, now: float) -> _Cached:
-        return _Cached(token, row.expires_at, self._margin_of(row), now)
-
-    def _remember(self, location_id: str, row: LocationRecord, now: float) -> SecretStr:
-        token = self._current(row)
-        self._cache[location_id] = self._cached(token, row, now)
-        return token
-
-    def _pit_token(self, location_id: str, row: LocationRecord | None) -> SecretStr:
-        if self._pit is not None and self._pit[0] == location_id:
-            if row is not None:
-                self._require_connected(location_id, row)
-            now = self._clock()
-            self._cache[location_id] = _Cached(self._pit[1], None, 0.0, now)
-            return self._pit[1]
-        raise AccessLostError(
-            _lost_text(location_id, "it is not connected"),
-            location_id=location_id,
-            reason="not connected",
-        )
-
-    @staticmethod
-    def _require_connected(location_id: str, row: LocationRecord) -> None:
-        if row.status != "connected":
-            reason = row.disconnected_reason or "disconnected"
-            raise AccessLostError(
-                f"location {location_id} is disconnected: {reason}",
-                location_id=location_id,
-                reason=reason,
-            )
-
-    def _current(self, row: TokenRow) -> SecretStr:
-        token = self._decrypt(row.access_token)
-        if token is None:  # callers checked _stale, which says so for a missing token
-            raise UnavailableError("no access token stored")
-        return token
-
-    def _decrypt(self, stored: str | None) -> SecretStr | None:
-        if stored is None:
-            return None
-        return self._oauth_parts()[1].decrypt(stored)
-
-    def _oauth_parts(self) -> tuple[HighLevelOAuth, TokenCipher]:
-        if self._oauth is None or self._cipher is None:
-            raise AuthError("OAuth is not configured (GHL_CLIENT_ID, GHL_CLIENT_SECRET)")
-        return self._oauth, self._cipher
-
 
 def _is_location(row: TokenRow) -> TypeGuard[LocationRecord]:
     return hasattr(row, "auth") and hasattr(row, "location_id")
-
-
-def _lost_text(location_id: str, reason: str) -> str:
-    """What a person reads where a send failed for it (the thread's post, the notice)."""
-    return (
-        f"HighLevel access to sub-account {location_id} is lost ({reason}); an admin can "
-        "reconnect it with /highlevel connect"
-    )

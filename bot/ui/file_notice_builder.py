@@ -11,7 +11,7 @@ from typing import Final
 from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
 
 from bot.files.rules import size_text
-from bot.ui.inbound_builder import FILE_LABEL_MAX, as_code, web_link
+from bot.ui.attachment_links import FILE_LABEL_MAX, as_code, web_link
 from bot.ui.thread_builder import (
     MESSAGE_TEXT_MAX,
     SECTION_TEXT_MAX,

@@ -4,19 +4,17 @@ and messages sent from HighLevel itself (its app, a workflow, a campaign).
 Everything that came from HighLevel — the customer's text, names, addresses, subjects, file
 names, links — is escaped for mrkdwn, so `<!channel>`, `<@U…>` or `<https://evil|x>` shows as
 text. Attachment links are written only for plain http(s) URLs that cannot break out of the
-link markup.
+link markup (`attachment_links`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Final
-from urllib.parse import SplitResult, unquote, urlsplit
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -28,6 +26,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.compose import CHANNEL_LABELS
+from bot.ui.attachment_links import _attachment_blocks
 from bot.ui.conversation_builder import conversation_controls
 from bot.ui.thread_builder import (
     MESSAGE_TEXT_MAX,
@@ -42,14 +41,6 @@ from bot.ui.thread_builder import (
     escape_mrkdwn,
 )
 
-# At most this many attachments are listed; the rest are counted ("and 3 more in HighLevel").
-ATTACHMENTS_SHOWN: Final = 10
-# Longer URLs are shown, not linked: a link must fit one section with its neighbours.
-_LINK_URL_MAX: Final = 2000
-FILE_LABEL_MAX: Final = 100
-# A linkable URL is printable ASCII without the characters that end or split Slack's `<url|label>`.
-_LINKABLE_URL = re.compile(r"[!-~]+")
-_LINK_BREAKERS = re.compile(r"[<>|]")
 _LATEST_TIMESTAMP: Final = 253_402_300_799  # 9999-12-31 23:59:59 UTC
 
 # HighLevel's channel names other than `MessageChannel` values, keyed as `_channel_key` spells
@@ -294,72 +285,6 @@ def _body_block(post: InboundPost, body: str) -> SectionBlock | None:
     note = f"…\n_(shortened here; the full message, {len(body):,} characters, is in HighLevel)_"
     text = escape_clipped(body, SECTION_TEXT_MAX, note=note)
     return SectionBlock(text=MarkdownTextObject(text=text, verbatim=True))
-
-
-# ---------------------------------------------------------------- attachments
-
-
-def _file_label(parts: SplitResult) -> str:
-    """The URL's last path segment, readable and unable to spoof or break the link."""
-    name = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1])
-    # Control and format characters (newlines, right-to-left overrides) could disguise the name.
-    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf"))
-    name = " ".join(name.split()).replace("|", "¦")  # "|" would end Slack's link label
-    name = name or parts.hostname or "attachment"
-    return escape_clipped(name, FILE_LABEL_MAX)
-
-
-def web_link(url: str) -> SplitResult | None:
-    """The parts of `url` when it is a plain http(s) URL that can be linked safely."""
-    candidate = url.strip()
-    if (
-        len(candidate) <= _LINK_URL_MAX
-        and _LINKABLE_URL.fullmatch(candidate)
-        and not _LINK_BREAKERS.search(candidate)
-    ):
-        try:
-            parts = urlsplit(candidate)
-        except ValueError:  # e.g. a malformed IPv6 host
-            return None
-        if parts.scheme.lower() in ("http", "https") and parts.hostname:
-            return parts
-    return None
-
-
-def as_code(url: str) -> str:
-    """A URL shown as typed, in a code span, so Slack turns no part of it into a link. A
-    backtick or line break would end the code span early."""
-    shown = escape_clipped(" ".join(url.strip().replace("`", "'").split()), 300)
-    return f"`{shown}`"
-
-
-def _attachment_line(url: str) -> str:
-    """`<url|file name>` for a plain http(s) URL; anything else as text, not linked."""
-    candidate = url.strip()
-    parts = web_link(candidate)
-    if parts is not None:
-        return f"• <{escape_mrkdwn(candidate)}|{_file_label(parts)}>"
-    if not candidate:
-        return "• _(an empty link)_"
-    return f"• {as_code(candidate)} _(not a web link, so not linked)_"
-
-
-def _attachment_blocks(attachments: tuple[str, ...]) -> list[Block]:
-    if not attachments:
-        return []
-    lines = [_attachment_line(url) for url in attachments[:ATTACHMENTS_SHOWN]]
-    hidden = len(attachments) - ATTACHMENTS_SHOWN
-    if hidden > 0:
-        lines.append(f"_…and {hidden:,} more in HighLevel_")
-    heading = "*Attachment:*" if len(attachments) == 1 else f"*Attachments ({len(attachments)}):*"
-    # Each line is far below the section limit; pack them into as few sections as fit.
-    chunks: list[str] = [heading]
-    for line in lines:
-        if len(chunks[-1]) + 1 + len(line) > SECTION_TEXT_MAX:
-            chunks.append(line)
-        else:
-            chunks[-1] += "\n" + line
-    return [SectionBlock(text=MarkdownTextObject(text=chunk, verbatim=True)) for chunk in chunks]
 
 
 # ---------------------------------------------------------------- assembly

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.ui.attachment_links import ATTACHMENTS_SHOWN
 from bot.ui.inbound_builder import (
-    ATTACHMENTS_SHOWN,
     InboundPost,
     inbound_reply,
     inbound_root,
