@@ -8,6 +8,7 @@ another of its conversation shows up as thousands of claims.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,15 +53,22 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield opened
 
 
-async def _drain(slots: QueueSlots[Any], finished: asyncio.Event) -> None:
+@contextlib.asynccontextmanager
+async def _running(slots: QueueSlots[Any]) -> AsyncIterator[None]:
+    """The slots at work for the block; stopped (and their loops ended) after it."""
     stopping = asyncio.Event()
     running = asyncio.create_task(slots.run(stopping))
     try:
-        await asyncio.wait_for(finished.wait(), DEADLINE)
+        yield
     finally:
         stopping.set()
         slots.wake()
         await asyncio.wait_for(running, DEADLINE)
+
+
+async def _drain(slots: QueueSlots[Any], finished: asyncio.Event) -> None:
+    async with _running(slots):
+        await asyncio.wait_for(finished.wait(), DEADLINE)
 
 
 async def _look_up_like_a_worker(store: SqliteStore, key: str) -> None:
@@ -251,9 +259,7 @@ async def test_a_backlog_behind_an_item_in_flight_makes_no_store_calls_while_it_
         idle_poll=IDLE_POLL,
         clock=time.time,
     )
-    stopping = asyncio.Event()
-    running = asyncio.create_task(slots.run(stopping))
-    try:
+    async with _running(slots):
         await asyncio.wait_for(first_in_flight.wait(), DEADLINE)
         # Give the idle slots many chances to spin: 200 round trips to the database thread
         # (uncounted calls), each letting every other task of the loop run.
@@ -262,10 +268,6 @@ async def test_a_backlog_behind_an_item_in_flight_makes_no_store_calls_while_it_
         held = counter.calls.copy()
         release_first.set()
         await asyncio.wait_for(finished.wait(), DEADLINE)
-    finally:
-        stopping.set()
-        slots.wake()
-        await asyncio.wait_for(running, DEADLINE)
     print(f"calls while the first event was in flight: {dict(held)}")
     # The first claim of each slot, and each idle slot's one look at when to come back.
     assert held["claim"] <= CONCURRENCY, held
@@ -328,18 +330,12 @@ async def test_a_handled_item_wakes_the_waiting_slots(tmp_path: Path) -> None:
             idle_poll=IDLE_POLL,
             clock=clock,
         )
-        stopping = asyncio.Event()
-        running = asyncio.create_task(slots.run(stopping))
-        try:
+        async with _running(slots):
             # K1 in flight; the other slot found K2 held back and J1 not due, and waits.
             await asyncio.wait_for(other_slot_waits.wait(), DEADLINE)
             clock.advance(10)  # J1 falls due: nothing wakes anyone for that
             release_k1.set()
             await asyncio.wait_for(all_done.wait(), DEADLINE)
-        finally:
-            stopping.set()
-            slots.wake()
-            await asyncio.wait_for(running, DEADLINE)
     assert handled == ["K1", "J1", "K2"]
 
 
@@ -414,21 +410,16 @@ async def test_the_slots_one_wake_sets_looking_ask_the_store_once_when_it_is_emp
         handled.append(event.id)
         each_handled.set()
 
-    async def claim_or_nothing_due() -> InboundEvent | None:
-        return await store.claim_inbound()
-
     slots: QueueSlots[InboundEvent] = QueueSlots(
         "inbound",
-        claim=counter.wrap("claim", claim_or_nothing_due),
+        claim=counter.wrap("claim", store.claim_inbound),
         handle=handle,
         next_due=counter.wrap("next_due", store.next_inbound_due_at),
         concurrency=CONCURRENCY,
         idle_poll=IDLE_POLL,
         clock=time.time,
     )
-    stopping = asyncio.Event()
-    running = asyncio.create_task(slots.run(stopping))
-    try:
+    async with _running(slots):
         for n in range(items):
             each_handled.clear()
             await store.enqueue_inbound(
@@ -441,10 +432,6 @@ async def test_the_slots_one_wake_sets_looking_ask_the_store_once_when_it_is_emp
             )
             slots.wake()  # what the webhook handler does after storing it
             await asyncio.wait_for(each_handled.wait(), DEADLINE)
-    finally:
-        stopping.set()
-        slots.wake()
-        await asyncio.wait_for(running, DEADLINE)
     assert len(handled) == items
     print(f"a drip of {items} items: {dict(counter.calls)}")
     # Per item: the claim that takes it, and at most one empty look for each of the two
@@ -484,9 +471,7 @@ async def test_a_slot_whose_wait_runs_out_asks_the_store_though_nothing_woke_it(
         idle_poll=0.05,
         clock=time.time,
     )
-    stopping = asyncio.Event()
-    running = asyncio.create_task(slots.run(stopping))
-    try:
+    async with _running(slots):
         await asyncio.wait_for(looked_empty.wait(), DEADLINE)
         await store.enqueue_inbound(
             source="webhook",
@@ -497,9 +482,5 @@ async def test_a_slot_whose_wait_runs_out_asks_the_store_though_nothing_woke_it(
             ttl_seconds=3600,
         )  # and no wake
         await asyncio.wait_for(handled.wait(), DEADLINE)
-    finally:
-        stopping.set()
-        slots.wake()
-        await asyncio.wait_for(running, DEADLINE)
     assert await store.count_inbound(InboundState.DONE) == 1
     assert claims >= 3  # the two first looks, and one after a wait ran out
